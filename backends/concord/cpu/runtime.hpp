@@ -1,0 +1,97 @@
+// CPU backend: the C++ dialect's source is compiled at run time (concord::jit, cached) and the
+// emitted functions are what runs, split over threads along the output's linear index.
+// Compiler: $CONCORD_CXX or c++. Flags (one place): cpu::cxx_flags — no fast-math, no FP
+// contraction, so the semantics in semantics.hpp hold exactly.
+#pragma once
+#include <concord/codegen/cpp.hpp>
+#include <concord/jit.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+namespace concord::cpu {
+
+inline constexpr const char* cxx_flags = "-std=c++20 -O3 -march=native -fPIC -shared -ffp-contract=off -fno-fast-math -w";
+
+inline std::string compiler() {
+  const char* c = std::getenv("CONCORD_CXX");
+  return (c && *c) ? c : "c++";
+}
+
+using kernel_fn = void (*)(void* const*, uint32_t, uint32_t);
+
+struct compiled {
+  codegen::kernel_plan plan;
+  std::string source;
+  std::shared_ptr<jit::library> lib;
+  std::vector<kernel_fn> fns;
+};
+
+inline compiled compile(const program& p) {
+  compiled c;
+  c.plan = codegen::make_plan(p);
+  codegen::cpp_emitter em;
+  c.source = em.emit(c.plan);
+  c.lib = jit::compile(c.source, compiler(), cxx_flags, ".cpp");
+  for (const codegen::stage& st : c.plan.stages) c.fns.push_back(reinterpret_cast<kernel_fn>(c.lib->symbol(st.name)));
+  return c;
+}
+
+inline unsigned default_threads() {
+  if (const char* t = std::getenv("CONCORD_THREADS"); t && *t) return std::max(1, std::atoi(t));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// Runs fn over [0, count) split into contiguous chunks (multiples of 64) on up to `threads` threads.
+inline void parallel_for(int64_t count, unsigned threads, const std::function<void(uint32_t, uint32_t)>& fn) {
+  const int64_t min_chunk = 1 << 14;
+  unsigned t = static_cast<unsigned>(std::clamp<int64_t>(count / min_chunk, 1, threads));
+  if (t <= 1) return fn(0, static_cast<uint32_t>(count));
+  int64_t chunk = ((count + t - 1) / t + 63) / 64 * 64;
+  std::vector<std::thread> pool;
+  for (unsigned k = 1; k < t; ++k) {
+    int64_t b = k * chunk, e = std::min(count, b + chunk);
+    if (b < e) pool.emplace_back(fn, static_cast<uint32_t>(b), static_cast<uint32_t>(e));
+  }
+  fn(0, static_cast<uint32_t>(std::min(count, chunk)));
+  for (std::thread& th : pool) th.join();
+}
+
+// Runs all stages; outputs are poisoned first so an unwritten element cannot pass a test.
+inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inputs, unsigned threads = 0) {
+  check_inputs(c.plan.prog, inputs);
+  if (!threads) threads = default_threads();
+  std::vector<tensor> store;
+  std::vector<void*> ptr(c.plan.buffers.size());
+  for (size_t b = 0, in = 0; b < c.plan.buffers.size(); ++b) {
+    const codegen::buffer_ref& r = c.plan.buffers[b];
+    if (r.role == codegen::buffer_role::input) ptr[b] = const_cast<uint8_t*>(inputs[in++].bytes.data());
+  }
+  store.reserve(c.plan.buffers.size());
+  for (size_t b = 0; b < c.plan.buffers.size(); ++b) {
+    const codegen::buffer_ref& r = c.plan.buffers[b];
+    if (r.role == codegen::buffer_role::input) continue;
+    store.emplace_back(r.type, r.shape);
+    store.back().poison();
+    ptr[b] = store.back().bytes.data();
+  }
+  for (size_t s = 0; s < c.plan.stages.size(); ++s) {
+    const codegen::stage& st = c.plan.stages[s];
+    std::vector<void*> params;
+    for (int32_t b : st.params) params.push_back(ptr[b]);
+    parallel_for(st.count, threads, [&](uint32_t b, uint32_t e) { c.fns[s](params.data(), b, e); });
+  }
+  std::vector<tensor> outs;
+  for (size_t b = 0, k = 0; b < c.plan.buffers.size(); ++b) {
+    const codegen::buffer_ref& r = c.plan.buffers[b];
+    if (r.role == codegen::buffer_role::input) continue;
+    if (r.role == codegen::buffer_role::output) outs.push_back(std::move(store[k]));
+    ++k;
+  }
+  return outs;
+}
+
+inline std::vector<tensor> run(const program& p, const std::vector<tensor>& inputs) { return run(compile(p), inputs); }
+
+}  // namespace concord::cpu

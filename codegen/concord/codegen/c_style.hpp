@@ -1,0 +1,350 @@
+// The C-style emitter base shared by the C++ (CPU), GLSL (Vulkan) and HIP dialects.
+// Every stage becomes one kernel whose body is straight-line SSA, one line per node; each value
+// is evaluated at a linear index (index ops and loops introduce new index variables). The op
+// formats below are the same text in every dialect: they call cc_* helpers whose shared bodies
+// are in `shared_prelude`, on top of six primitives each dialect defines (cc_bits, cc_float,
+// cc_sqrt, cc_exp, cc_log, cc_tanh). Semantics: include/concord/semantics.hpp.
+#pragma once
+#include <concord/codegen/plan.hpp>
+
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+namespace concord::codegen {
+
+// Format per op and type class: float (f32; f16 swaps cc_ftz for cc_rh), i32, u32, bool.
+// $0 $1 $2 are operands. nullptr: not emitted through the table (leaf/index/stage/cast).
+struct op_format {
+  const char* f;
+  const char* i;
+  const char* u;
+  const char* b;
+};
+
+inline constexpr std::array<op_format, op_count> c_formats = {{
+    /* input */ {}, /* constant */ {}, /* iota */ {}, /* cast */ {},
+    /* neg */ {"cc_float(cc_bits($0) ^ 0x80000000u)", "int(0u - uint($0))", "(0u - $0)", nullptr},
+    /* abs */ {"cc_float(cc_bits($0) & 0x7fffffffu)", "($0 < 0 ? int(0u - uint($0)) : $0)", "$0", nullptr},
+    /* sqrt */ {"cc_ftz(cc_sqrt($0))", nullptr, nullptr, nullptr},
+    /* exp */ {"cc_ftz(cc_exp($0))", nullptr, nullptr, nullptr},
+    /* log */ {"cc_ftz(cc_log($0))", nullptr, nullptr, nullptr},
+    /* tanh */ {"cc_ftz(cc_tanh($0))", nullptr, nullptr, nullptr},
+    /* is_nan */ {"cc_isnan($0)", nullptr, nullptr, nullptr},
+    /* logical_not */ {nullptr, nullptr, nullptr, "(!$0)"},
+    /* add */ {"cc_ftz($0 + $1)", "int(uint($0) + uint($1))", "($0 + $1)", nullptr},
+    /* sub */ {"cc_ftz($0 - $1)", "int(uint($0) - uint($1))", "($0 - $1)", nullptr},
+    /* mul */ {"cc_ftz($0 * $1)", "int(uint($0) * uint($1))", "($0 * $1)", nullptr},
+    /* div */ {"cc_ftz($0 / $1)", "cc_idiv($0, $1)", "cc_udiv($0, $1)", nullptr},
+    /* min */ {"cc_fmin($0, $1)", "($1 < $0 ? $1 : $0)", "($1 < $0 ? $1 : $0)", nullptr},
+    /* max */ {"cc_fmax($0, $1)", "($1 > $0 ? $1 : $0)", "($1 > $0 ? $1 : $0)", nullptr},
+    /* lt */ {"($0 < $1)", "($0 < $1)", "($0 < $1)", nullptr},
+    /* le */ {"($0 <= $1)", "($0 <= $1)", "($0 <= $1)", nullptr},
+    /* gt */ {"($0 > $1)", "($0 > $1)", "($0 > $1)", nullptr},
+    /* ge */ {"($0 >= $1)", "($0 >= $1)", "($0 >= $1)", nullptr},
+    /* eq */ {"($0 == $1)", "($0 == $1)", "($0 == $1)", "($0 == $1)"},
+    /* ne */ {"(!($0 == $1))", "($0 != $1)", "($0 != $1)", "($0 != $1)"},
+    /* logical_and */ {nullptr, nullptr, nullptr, "($0 && $1)"},
+    /* logical_or */ {nullptr, nullptr, nullptr, "($0 || $1)"},
+    /* logical_xor */ {nullptr, nullptr, nullptr, "($0 != $1)"},
+    /* select */ {"($0 ? $1 : $2)", "($0 ? $1 : $2)", "($0 ? $1 : $2)", "($0 ? $1 : $2)"},
+    /* reshape */ {}, /* expand */ {},
+    /* reduce_sum */ {"cc_ftz($0 + $1)", "int(uint($0) + uint($1))", "($0 + $1)", nullptr},
+    /* reduce_max */ {"cc_fmax($0, $1)", "($1 > $0 ? $1 : $0)", "($1 > $0 ? $1 : $0)", nullptr},
+    /* reduce_min */ {"cc_fmin($0, $1)", "($1 < $0 ? $1 : $0)", "($1 < $0 ? $1 : $0)", nullptr},
+    /* reduce_mean */ {"cc_ftz($0 + $1)", nullptr, nullptr, nullptr},
+    /* reduce_any */ {nullptr, nullptr, nullptr, "($0 || $1)"},
+    /* reduce_all */ {nullptr, nullptr, nullptr, "($0 && $1)"},
+    /* pool_mean */ {"cc_ftz($0 + $1)", nullptr, nullptr, nullptr},
+    /* pool_max */ {"cc_fmax($0, $1)", "($1 > $0 ? $1 : $0)", "($1 > $0 ? $1 : $0)", nullptr},
+    /* pool_min */ {"cc_fmin($0, $1)", "($1 < $0 ? $1 : $0)", "($1 < $0 ? $1 : $0)", nullptr},
+    /* matmul */ {"cc_ftz($0 + cc_ftz($1 * $2))", nullptr, nullptr, nullptr},
+}};
+static_assert(c_formats.size() == op_count, "c_formats must have one entry per op in CONCORD_OPS");
+
+// Helpers every dialect shares, written in the C subset that C++, GLSL and HIP all accept
+// (functional casts, `uint`, CC_FN for the function qualifier).
+inline constexpr const char* shared_prelude = R"(CC_FN float cc_ftz(float x) { uint u = cc_bits(x); return (u & 0x7f800000u) == 0u ? cc_float(u & 0x80000000u) : x; }
+CC_FN bool cc_isnan(float x) { return (cc_bits(x) & 0x7fffffffu) > 0x7f800000u; }
+CC_FN float cc_fmin(float a, float b) { return (cc_isnan(a) || cc_isnan(b)) ? cc_float(0x7fc00000u) : ((a < b || (a == b && (cc_bits(a) & 0x80000000u) != 0u)) ? a : b); }
+CC_FN float cc_fmax(float a, float b) { return (cc_isnan(a) || cc_isnan(b)) ? cc_float(0x7fc00000u) : ((a > b || (a == b && (cc_bits(a) & 0x80000000u) == 0u)) ? a : b); }
+CC_FN int cc_idiv(int a, int b) { return b == 0 ? 0 : ((a == int(0x80000000u) && b == -1) ? a : a / b); }
+CC_FN uint cc_udiv(uint a, uint b) { return b == 0u ? 0u : a / b; }
+CC_FN int cc_f2i(float x) { return cc_isnan(x) ? 0 : (x >= 2147483648.0f ? 2147483647 : (x < -2147483648.0f ? int(0x80000000u) : int(x))); }
+CC_FN uint cc_f2u(float x) { return cc_isnan(x) ? 0u : (x >= 4294967296.0f ? 0xffffffffu : (x > -1.0f ? uint(x) : 0u)); }
+CC_FN uint cc_f2h(float f) {
+  uint x = cc_bits(f); uint sign = (x >> 16) & 0x8000u; uint ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return sign | 0x7e00u;
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;
+  if (ax >= 0x38800000u) return sign | ((ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13);
+  if (ax <= 0x33000000u) return sign;
+  uint e = ax >> 23; uint m = (ax & 0x7fffffu) | 0x800000u; uint sh = 126u - e;
+  uint r = m >> sh; uint rem = m & ((1u << sh) - 1u); uint half = 1u << (sh - 1u);
+  if (rem > half || (rem == half && (r & 1u) != 0u)) r += 1u;
+  return sign | r;
+}
+CC_FN float cc_h2f(uint h) {
+  uint sign = (h & 0x8000u) << 16; uint e = (h >> 10) & 0x1fu; uint m = h & 0x3ffu;
+  if (e == 31u) return cc_float(sign | 0x7f800000u | (m << 13));
+  if (e == 0u) return cc_float(sign | cc_bits(float(m) * 5.9604644775390625e-8f));
+  return cc_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
+)";
+
+inline std::string float_literal(double v) {
+  const float f = static_cast<float>(v);
+  if (f != f) return "cc_float(0x7fc00000u)";
+  if (f == std::numeric_limits<float>::infinity()) return "cc_float(0x7f800000u)";
+  if (f == -std::numeric_limits<float>::infinity()) return "cc_float(0xff800000u)";
+  if (f == 0) return std::signbit(f) ? "(-0.0f)" : "0.0f";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(f));
+  std::string s = buf;
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return "(" + s + "f)";
+}
+
+inline std::string literal(dtype t, double v) {
+  switch (t) {
+    case dtype::f32: case dtype::f16: return float_literal(v);
+    case dtype::i32: return v == -2147483648.0 ? "int(0x80000000u)" : "int(" + std::to_string(static_cast<int64_t>(v)) + ")";
+    case dtype::u32: return std::to_string(static_cast<uint64_t>(v)) + "u";
+    case dtype::boolean: return v != 0 ? "true" : "false";
+  }
+  return "?";
+}
+
+inline std::string substitute(std::string f, const std::string* a, int n) {
+  for (int k = 0; k < n; ++k) {
+    const std::string key = "$" + std::to_string(k);
+    for (size_t pos; (pos = f.find(key)) != std::string::npos;) f.replace(pos, key.size(), a[k]);
+  }
+  return f;
+}
+
+inline const char* format_for(op code, dtype t) {
+  const op_format& f = c_formats[static_cast<size_t>(code)];
+  switch (t) {
+    case dtype::f32: case dtype::f16: return f.f;
+    case dtype::i32: return f.i;
+    case dtype::u32: return f.u;
+    case dtype::boolean: return f.b;
+  }
+  return nullptr;
+}
+
+inline std::string value_type(dtype t) {
+  switch (t) {
+    case dtype::f32: case dtype::f16: return "float";
+    case dtype::i32: return "int";
+    case dtype::u32: return "uint";
+    case dtype::boolean: return "bool";
+  }
+  return "?";
+}
+
+inline std::string cast_expr(dtype from, dtype to, const std::string& a) {
+  if (from == to) return a;
+  if (to == dtype::boolean) return is_float(from) ? "(!(" + a + " == 0.0f))" : from == dtype::u32 ? "(" + a + " != 0u)" : "(" + a + " != 0)";
+  if (from == dtype::boolean) return "(" + a + (is_float(to) ? " ? 1.0f : 0.0f)" : to == dtype::u32 ? " ? 1u : 0u)" : " ? 1 : 0)");
+  if (is_float(from) && is_float(to)) return to == dtype::f16 ? "cc_rh(" + a + ")" : a;
+  if (is_float(from)) return to == dtype::i32 ? "cc_f2i(" + a + ")" : "cc_f2u(" + a + ")";
+  if (is_float(to)) return to == dtype::f16 ? "cc_rh(float(" + a + "))" : "float(" + a + ")";
+  return value_type(to) + "(" + a + ")";
+}
+
+class c_emitter {
+ public:
+  virtual ~c_emitter() = default;
+
+  // All stages in one translation unit (C++, HIP).
+  std::string emit(const kernel_plan& kp) {
+    std::string s = file_header(kp, nullptr) + shared_prelude;
+    for (const stage& st : kp.stages) s += "\n" + emit_stage(kp, st);
+    return s;
+  }
+  // One stage as a self-contained source (GLSL: one shader per stage).
+  std::string emit_stage_source(const kernel_plan& kp, const stage& st) {
+    return file_header(kp, &st) + shared_prelude + "\n" + emit_stage(kp, st);
+  }
+
+  virtual std::string name() const = 0;
+
+ protected:
+  virtual std::string file_header(const kernel_plan& kp, const stage* only) = 0;
+  // Opens the kernel: signature and a `uint i` in [0, count) (bounds handled inside).
+  virtual std::string kernel_open(const kernel_plan& kp, const stage& st) = 0;
+  virtual std::string kernel_close(const kernel_plan& kp, const stage& st) = 0;
+  // Raw element access of a bound buffer (param index `p`), storage type.
+  virtual std::string element(const kernel_plan& kp, const stage& st, int p, const std::string& idx) = 0;
+  virtual std::string float_decl() const { return "float"; }
+  virtual std::string store_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) {
+    return element(kp, st, p, idx) + " = uint16_t(cc_f2h(" + v + "));";
+  }
+  virtual std::string load_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx) {
+    return "cc_h2f(uint(" + element(kp, st, p, idx) + "))";
+  }
+  std::string indent = "  ";
+
+ private:
+  struct ctx {
+    const kernel_plan* kp;
+    const stage* st;
+    std::ostringstream out;
+    std::vector<std::map<std::pair<int32_t, std::string>, std::string>> memo;
+    int tmp = 0;
+    std::string pad = "  ";
+  };
+
+  std::string decl(dtype t) const { return is_float(t) ? float_decl() : value_type(t); }
+
+  std::string fresh(ctx& c, dtype t, const std::string& e, const char* prefix = "t") {
+    std::string v = prefix + std::to_string(c.tmp++);
+    c.out << c.pad << decl(t) << " " << v << " = " << e << ";\n";
+    return v;
+  }
+  std::string fresh_index(ctx& c, const std::string& e) {
+    std::string v = "j" + std::to_string(c.tmp++);
+    c.out << c.pad << "uint " << v << " = " << e << ";\n";
+    return v;
+  }
+
+  std::string load(ctx& c, int32_t buf, const std::string& idx) {
+    const buffer_ref& b = c.kp->buffers[buf];
+    const int p = c.kp->param_of(*c.st, buf);
+    std::string el = element(*c.kp, *c.st, p, idx);
+    switch (b.type) {
+      case dtype::f32: return "cc_ftz(" + el + ")";
+      case dtype::f16: return load_f16(*c.kp, *c.st, p, idx);
+      case dtype::boolean: return "(" + el + " != 0u)";
+      default: return el;
+    }
+  }
+
+  static int64_t inner_of(const shape_t& s, int64_t axis) {
+    int64_t r = 1;
+    for (size_t k = axis + 1; k < s.size(); ++k) r *= s[k];
+    return r;
+  }
+
+  std::string value(ctx& c, int32_t id, const std::string& idx) {
+    for (auto it = c.memo.rbegin(); it != c.memo.rend(); ++it)
+      if (auto f = it->find({id, idx}); f != it->end()) return f->second;
+    const node& n = c.kp->prog.nodes[id];
+    std::string r;
+    if (c.kp->node_buffer[id] >= 0 && !(id == c.st->root && c.kp->node_buffer[id] == c.st->out)) {
+      r = fresh(c, n.type, load(c, c.kp->node_buffer[id], idx));
+    } else if (n.code == op::constant) {
+      return literal(n.type, n.value);
+    } else if (n.code == op::iota) {
+      std::string e = "((" + idx + " / " + std::to_string(inner_of(n.shape, n.axis)) + "u) % " + std::to_string(n.shape[n.axis]) + "u)";
+      r = fresh(c, n.type, n.type == dtype::u32 ? e : cast_expr(dtype::u32, n.type, e));
+    } else if (n.code == op::reshape) {
+      return value(c, n.args[0], idx);
+    } else if (n.code == op::expand) {
+      const int64_t inner = inner_of(n.shape, n.axis);
+      std::string j = fresh_index(c, "(" + idx + " / " + std::to_string(n.block * inner) + "u) * " + std::to_string(inner) + "u + " + idx + " % " + std::to_string(inner) + "u");
+      return value(c, n.args[0], j);
+    } else if (n.code == op::cast) {
+      const node& a = c.kp->prog.nodes[n.args[0]];
+      r = fresh(c, n.type, cast_expr(a.type, n.type, value(c, n.args[0], idx)));
+    } else if (is_stage_root(n.code) || n.code == op::input) {
+      throw error("concord codegen: node %" + std::to_string(id) + " is not materialized");
+    } else {
+      const node& a0 = c.kp->prog.nodes[n.args[0]];
+      const dtype tc = (info(n.code).kind == op_kind::compare) ? a0.type : n.type;
+      const char* f = format_for(n.code, tc);
+      if (n.code == op::select) f = format_for(n.code, n.type);
+      if (!f) throw error("concord codegen: no format for " + std::string(op_name(n.code)) + " on " + dtype_name(tc));
+      std::string a[3];
+      for (int k = 0; k < info(n.code).arity; ++k) a[k] = value(c, n.args[k], idx);
+      std::string e = substitute(f, a, info(n.code).arity);
+      if (n.type == dtype::f16)
+        for (size_t pos; (pos = e.find("cc_ftz(")) != std::string::npos;) e.replace(pos, 7, "cc_rh(");
+      r = fresh(c, n.type, e);
+    }
+    c.memo.back()[{id, idx}] = r;
+    return r;
+  }
+
+  // Loop-carried reduction for stage roots; returns the variable holding the result.
+  std::string reduction(ctx& c, const node& n) {
+    const program& pr = c.kp->prog;
+    const dtype at = n.type == dtype::f16 ? dtype::f32 : n.type;
+    std::string acc = "acc";
+    c.out << c.pad << decl(at) << " acc = " << literal(at, reduce_init(n.code, at)) << ";\n";
+    const char* comb = format_for(n.code, at);
+    std::string r0, r1, base, scale;
+    const op_kind kind = info(n.code).kind;
+    std::string a_base, b_base;
+    int64_t len = 0, inner = 1;
+    if (kind == op_kind::contract) {
+      const node& an = pr.nodes[n.args[0]];
+      const int64_t M = an.shape[an.shape.size() - 2], K = an.shape.back(), N = n.shape.back();
+      std::string bm = fresh_index(c, "i / " + std::to_string(N) + "u");
+      std::string nn = fresh_index(c, "i % " + std::to_string(N) + "u");
+      a_base = fresh_index(c, bm + " * " + std::to_string(K) + "u");
+      b_base = fresh_index(c, "((" + bm + " / " + std::to_string(M) + "u) * " + std::to_string(N) + "u + " + nn + ") * " + std::to_string(K) + "u");
+      r0 = "0u", r1 = std::to_string(K) + "u";
+    } else {
+      const node& src = pr.nodes[n.args[0]];
+      len = src.shape[n.axis], inner = inner_of(src.shape, n.axis);
+      if (kind == op_kind::pool) {
+        const int64_t nb = n.shape[n.axis];
+        std::string blk = fresh_index(c, "(i / " + std::to_string(inner) + "u) % " + std::to_string(nb) + "u");
+        base = fresh_index(c, "(i / " + std::to_string(nb * inner) + "u) * " + std::to_string(len * inner) + "u + i % " + std::to_string(inner) + "u");
+        r0 = fresh_index(c, blk + " * " + std::to_string(n.block) + "u");
+        r1 = fresh_index(c, "(" + r0 + " + " + std::to_string(n.block) + "u < " + std::to_string(len) + "u) ? " + r0 + " + " + std::to_string(n.block) + "u : " + std::to_string(len) + "u");
+        if (n.code == op::pool_mean) {
+          const int64_t last = len - (nb - 1) * n.block;
+          scale = "((" + r1 + " - " + r0 + " == " + std::to_string(n.block) + "u) ? " + float_literal(mean_scale(n.block)) + " : " + float_literal(mean_scale(last)) + ")";
+        }
+      } else {
+        base = fresh_index(c, "(i / " + std::to_string(inner) + "u) * " + std::to_string(len * inner) + "u + i % " + std::to_string(inner) + "u");
+        r0 = "0u", r1 = std::to_string(len) + "u";
+        if (n.code == op::reduce_mean) scale = float_literal(mean_scale(len));
+      }
+    }
+    c.out << c.pad << "for (uint r = " << r0 << "; r < " << r1 << "; ++r) {\n";
+    const std::string outer_pad = c.pad;
+    c.pad += "  ";
+    c.memo.emplace_back();
+    std::string e;
+    if (kind == op_kind::contract) {
+      std::string ja = fresh_index(c, a_base + " + r"), jb = fresh_index(c, b_base + " + r");
+      std::string a[3] = {acc, value(c, n.args[0], ja), value(c, n.args[1], jb)};
+      e = substitute(comb, a, 3);
+    } else {
+      std::string j = fresh_index(c, base + " + r * " + std::to_string(inner) + "u");
+      std::string a[2] = {acc, value(c, n.args[0], j)};
+      e = substitute(comb, a, 2);
+    }
+    c.out << c.pad << "acc = " << e << ";\n";
+    c.memo.pop_back();
+    c.pad = outer_pad;
+    c.out << c.pad << "}\n";
+    if (!scale.empty()) c.out << c.pad << "acc = cc_ftz(acc * " << scale << ");\n";
+    if (n.type == dtype::f16) return fresh(c, dtype::f16, "cc_rh(acc)");
+    return acc;
+  }
+
+  std::string emit_stage(const kernel_plan& kp, const stage& st) {
+    ctx c;
+    c.kp = &kp, c.st = &st;
+    c.memo.emplace_back();
+    c.pad = indent;
+    const node& n = kp.prog.nodes[st.root];
+    std::string v = (is_stage_root(n.code) && kp.node_buffer[st.root] == st.out) ? reduction(c, n) : value(c, st.root, "i");
+    const buffer_ref& ob = kp.buffers[st.out];
+    std::string el = element(kp, st, static_cast<int>(st.params.size()) - 1, "i");
+    switch (ob.type) {
+      case dtype::f16: c.out << c.pad << store_f16(kp, st, static_cast<int>(st.params.size()) - 1, "i", v) << "\n"; break;
+      case dtype::boolean: c.out << c.pad << el << " = " << v << " ? 1u : 0u;\n"; break;
+      default: c.out << c.pad << el << " = " << v << ";\n";
+    }
+    return kernel_open(kp, st) + c.out.str() + kernel_close(kp, st);
+  }
+};
+
+}  // namespace concord::codegen

@@ -1,0 +1,114 @@
+// Scheduling: a program becomes a list of kernel stages. Every reduce/pool/matmul node is a stage
+// root written to its own buffer; elementwise and index nodes are fused (recomputed inline) into
+// the stages that use them. Each graph output is written by one stage. Stages run in order.
+#pragma once
+#include <concord/passes.hpp>
+
+#include <algorithm>
+#include <set>
+
+namespace concord::codegen {
+
+enum class buffer_role : uint8_t { input, output, temp };
+
+struct buffer_ref {
+  std::string name;
+  dtype type;
+  shape_t shape;
+  buffer_role role;
+};
+
+struct stage {
+  std::string name;
+  int32_t root = -1;            // node whose value the stage writes
+  int32_t out = -1;             // buffer written
+  std::vector<int32_t> params;  // buffers bound, in binding order; `out` is last
+  int64_t count = 0;            // elements written (one invocation each)
+};
+
+struct kernel_plan {
+  program prog;
+  std::vector<buffer_ref> buffers;
+  std::vector<stage> stages;
+  std::vector<int32_t> node_buffer;  // materialized nodes -> buffer, else -1
+
+  int param_of(const stage& s, int32_t buffer) const {
+    auto it = std::find(s.params.begin(), s.params.end(), buffer);
+    if (it == s.params.end()) throw error("concord codegen: buffer not bound in stage " + s.name);
+    return static_cast<int>(it - s.params.begin());
+  }
+};
+
+inline std::string identifier(const std::string& s) {
+  std::string r;
+  for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
+  if (r.empty() || std::isdigit(static_cast<unsigned char>(r[0]))) r = "g_" + r;
+  return r;
+}
+
+namespace plan_detail {
+inline void collect_reads(const kernel_plan& kp, int32_t id, int32_t root, std::set<int32_t>& reads, std::vector<bool>& seen) {
+  if (seen[id]) return;
+  seen[id] = true;
+  if (kp.node_buffer[id] >= 0 && id != root) {
+    reads.insert(kp.node_buffer[id]);
+    return;
+  }
+  const node& n = kp.prog.nodes[id];
+  for (int k = 0; k < info(n.code).arity; ++k) collect_reads(kp, n.args[k], root, reads, seen);
+}
+}  // namespace plan_detail
+
+inline kernel_plan make_plan(program p) {
+  kernel_plan kp;
+  kp.prog = std::move(p);
+  const program& pr = kp.prog;
+  kp.node_buffer.assign(pr.nodes.size(), -1);
+  for (const io_desc& in : pr.inputs) {
+    kp.node_buffer[in.node] = static_cast<int32_t>(kp.buffers.size());
+    kp.buffers.push_back({in.name, in.type, in.shape, buffer_role::input});
+  }
+  std::vector<int32_t> out_buffer;
+  for (const io_desc& o : pr.outputs) {
+    out_buffer.push_back(static_cast<int32_t>(kp.buffers.size()));
+    kp.buffers.push_back({o.name, o.type, o.shape, buffer_role::output});
+  }
+  std::vector<bool> written(pr.outputs.size(), false);
+  const std::string base = identifier(pr.name);
+  auto add_stage = [&](int32_t root, int32_t out) {
+    stage s;
+    s.name = base + "_s" + std::to_string(kp.stages.size());
+    s.root = root, s.out = out, s.count = numel(pr.nodes[root].shape);
+    std::set<int32_t> reads;
+    std::vector<bool> seen(pr.nodes.size(), false);
+    if (kp.node_buffer[root] == out) {
+      const node& n = pr.nodes[root];
+      for (int k = 0; k < info(n.code).arity; ++k) plan_detail::collect_reads(kp, n.args[k], root, reads, seen);
+    } else {
+      plan_detail::collect_reads(kp, root, -1, reads, seen);
+    }
+    s.params.assign(reads.begin(), reads.end());
+    s.params.push_back(out);
+    kp.stages.push_back(std::move(s));
+  };
+  for (size_t id = 0; id < pr.nodes.size(); ++id) {
+    if (!is_stage_root(pr.nodes[id].code)) continue;
+    int32_t buf = -1;
+    for (size_t o = 0; o < pr.outputs.size(); ++o)
+      if (pr.outputs[o].node == static_cast<int32_t>(id) && !written[o]) {
+        buf = out_buffer[o], written[o] = true;
+        break;
+      }
+    if (buf < 0) {
+      buf = static_cast<int32_t>(kp.buffers.size());
+      kp.buffers.push_back({"tmp" + std::to_string(id), pr.nodes[id].type, pr.nodes[id].shape, buffer_role::temp});
+    }
+    kp.node_buffer[id] = buf;
+    add_stage(static_cast<int32_t>(id), buf);
+  }
+  for (size_t o = 0; o < pr.outputs.size(); ++o)
+    if (!written[o]) add_stage(pr.outputs[o].node, out_buffer[o]);
+  return kp;
+}
+
+}  // namespace concord::codegen
