@@ -98,7 +98,7 @@ inline double cast_value(dtype from, dtype to, double x) {
   if (is_float(to)) return round_to(to, x);
   if (is_float(from)) {
     if (is_nan(x)) return 0;
-    double t = std::trunc(x);
+    double t = std::trunc(x) + 0.0;  // integers have no -0
     if (to == dtype::i32) return std::clamp(t, -2147483648.0, 2147483647.0);
     return std::clamp(t, 0.0, 4294967295.0);
   }

@@ -1,6 +1,6 @@
 // CPU backend: the C++ dialect's source is compiled at run time (concord::jit, cached) and the
 // emitted functions are what runs, split over threads along the output's linear index.
-// Compiler: $CONCORD_CXX or c++. Flags (one place): cpu::cxx_flags — no fast-math, no FP
+// Compiler: see compiler(). Flags (one place): cpu::cxx_flags — no fast-math, no FP
 // contraction, so the semantics in semantics.hpp hold exactly.
 #pragma once
 #include <concord/codegen/cpp.hpp>
@@ -14,9 +14,16 @@ namespace concord::cpu {
 
 inline constexpr const char* cxx_flags = "-std=c++20 -O3 -march=native -fPIC -shared -ffp-contract=off -fno-fast-math -w";
 
+// $CONCORD_CXX, else clang++ (its vectorizer if-converts the emitted selects), else c++.
 inline std::string compiler() {
-  const char* c = std::getenv("CONCORD_CXX");
-  return (c && *c) ? c : "c++";
+  static const std::string chosen = [] {
+    const char* c = std::getenv("CONCORD_CXX");
+    if (c && *c) return std::string(c);
+    int status = 0;
+    jit::run_command("command -v clang++", status);
+    return std::string(status == 0 ? "clang++" : "c++");
+  }();
+  return chosen;
 }
 
 using kernel_fn = void (*)(void* const*, uint32_t, uint32_t);

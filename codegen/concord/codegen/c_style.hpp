@@ -66,12 +66,12 @@ static_assert(c_formats.size() == op_count, "c_formats must have one entry per o
 // (functional casts, `uint`, CC_FN for the function qualifier).
 inline constexpr const char* shared_prelude = R"(CC_FN float cc_ftz(float x) { uint u = cc_bits(x); return (u & 0x7f800000u) == 0u ? cc_float(u & 0x80000000u) : x; }
 CC_FN bool cc_isnan(float x) { return (cc_bits(x) & 0x7fffffffu) > 0x7f800000u; }
-CC_FN float cc_fmin(float a, float b) { return (cc_isnan(a) || cc_isnan(b)) ? cc_float(0x7fc00000u) : ((a < b || (a == b && (cc_bits(a) & 0x80000000u) != 0u)) ? a : b); }
-CC_FN float cc_fmax(float a, float b) { return (cc_isnan(a) || cc_isnan(b)) ? cc_float(0x7fc00000u) : ((a > b || (a == b && (cc_bits(a) & 0x80000000u) == 0u)) ? a : b); }
+CC_FN float cc_fmin(float a, float b) { bool n = (uint(cc_isnan(a)) | uint(cc_isnan(b))) != 0u; bool pa = (uint(a < b) | (uint(a == b) & (cc_bits(a) >> 31))) != 0u; float r = pa ? a : b; return n ? cc_float(0x7fc00000u) : r; }
+CC_FN float cc_fmax(float a, float b) { bool n = (uint(cc_isnan(a)) | uint(cc_isnan(b))) != 0u; bool pa = (uint(a > b) | (uint(a == b) & (1u - (cc_bits(a) >> 31)))) != 0u; float r = pa ? a : b; return n ? cc_float(0x7fc00000u) : r; }
 CC_FN int cc_idiv(int a, int b) { return b == 0 ? 0 : ((a == int(0x80000000u) && b == -1) ? a : a / b); }
 CC_FN uint cc_udiv(uint a, uint b) { return b == 0u ? 0u : a / b; }
-CC_FN int cc_f2i(float x) { return cc_isnan(x) ? 0 : (x >= 2147483648.0f ? 2147483647 : (x < -2147483648.0f ? int(0x80000000u) : int(x))); }
-CC_FN uint cc_f2u(float x) { return cc_isnan(x) ? 0u : (x >= 4294967296.0f ? 0xffffffffu : (x > -1.0f ? uint(x) : 0u)); }
+CC_FN int cc_f2i(float x) { int t = int(x < -2147483648.0f || x >= 2147483648.0f || cc_isnan(x) ? 0.0f : x); t = x >= 2147483648.0f ? 2147483647 : t; return x < -2147483648.0f ? int(0x80000000u) : t; }
+CC_FN uint cc_f2u(float x) { uint t = uint(x >= 4294967296.0f || !(x > -1.0f) ? 0.0f : x); return x >= 4294967296.0f ? 0xffffffffu : t; }
 CC_FN uint cc_f2h(float f) {
   uint x = cc_bits(f); uint sign = (x >> 16) & 0x8000u; uint ax = x & 0x7fffffffu;
   if (ax > 0x7f800000u) return sign | 0x7e00u;
@@ -253,7 +253,7 @@ class c_emitter {
       throw error("concord codegen: node %" + std::to_string(id) + " is not materialized");
     } else {
       const node& a0 = c.kp->prog.nodes[n.args[0]];
-      const dtype tc = (info(n.code).kind == op_kind::compare) ? a0.type : n.type;
+      const dtype tc = (info(n.code).kind == op_kind::compare || n.code == op::is_nan) ? a0.type : n.type;
       const char* f = format_for(n.code, tc);
       if (n.code == op::select) f = format_for(n.code, n.type);
       if (!f) throw error("concord codegen: no format for " + std::string(op_name(n.code)) + " on " + dtype_name(tc));

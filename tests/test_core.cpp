@@ -1,0 +1,180 @@
+// Core: DSL typing and shapes, IR printing/verification, passes, interpreter semantics, bad input.
+#include <catch2/catch.hpp>
+#include <concord/concord.hpp>
+#include <concord/cpu/runtime.hpp>
+
+#include "support.hpp"
+
+using namespace concord;
+
+namespace {
+tensor f32_tensor(std::vector<float> v) {
+  tensor t(dtype::f32, {static_cast<int64_t>(v.size())});
+  std::memcpy(t.bytes.data(), v.data(), v.size() * 4);
+  return t;
+}
+}  // namespace
+
+TEST_CASE("comparisons return bool and follow IEEE at the boundaries", "[core][semantics]") {
+  graph g("boundaries");
+  auto x = g.input<f32>("x", {9});
+  g.output("gt", x > 0.0f), g.output("ge", x >= 0.0f), g.output("eq", x == 0.0f), g.output("ne", x != 0.0f);
+  g.output("step", step(x));
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto out = interpret(lower(g), {f32_tensor({0.0f, -0.0f, 1e-45f, -1e-45f, nan, inf, -inf, 1.0f, -1.0f})});
+  auto bits = [&](int o) {
+    std::string s;
+    for (int i = 0; i < 9; ++i) s += out[o].as<uint32_t>()[i] ? '1' : '0';
+    return s;
+  };
+  // Denormals compare as zeros of their sign (flush policy); NaN compares false except !=.
+  CHECK(bits(0) == "000001010");
+  CHECK(bits(1) == "111101010");
+  CHECK(bits(2) == "111100000");
+  CHECK(bits(3) == "000011111");
+  CHECK(bits(4) == bits(0));  // step(x) is x > 0: step(0) is false
+}
+
+TEST_CASE("min/max, casts and integer division follow the written semantics", "[core][semantics]") {
+  CHECK(std::signbit(sem::fmin_sem(-0.0, 0.0)));
+  CHECK(!std::signbit(sem::fmax_sem(-0.0, 0.0)));
+  CHECK(std::isnan(sem::fmin_sem(std::nan(""), 1.0)));
+  CHECK(sem::cast_value(dtype::f32, dtype::i32, 3e9) == 2147483647.0);
+  CHECK(sem::cast_value(dtype::f32, dtype::i32, std::nan("")) == 0.0);
+  CHECK(sem::cast_value(dtype::f32, dtype::u32, -5.0) == 0.0);
+  CHECK(sem::cast_value(dtype::f32, dtype::i32, -2.7) == -2.0);
+  CHECK(sem::cast_value(dtype::f32, dtype::boolean, std::nan("")) == 1.0);
+  CHECK(sem::idiv(dtype::i32, 7, 0) == 0);
+  CHECK(sem::idiv(dtype::i32, -2147483648LL, -1) == -2147483648LL);
+  CHECK(sem::idiv(dtype::i32, -7, 2) == -3);
+  CHECK(sem::f32_to_f16_bits(65520.0f) == 0x7c00);
+  CHECK(sem::f32_to_f16_bits(65519.0f) == 0x7bff);
+  CHECK(sem::f32_to_f16_bits(2.98023224e-8f) == 0);       // 2^-25 ties to even: 0
+  CHECK(sem::f32_to_f16_bits(2.98023259e-8f) == 1);       // just above 2^-25: smallest subnormal
+  CHECK(sem::f16_bits_to_f32(0x0001) == 5.9604644775390625e-8f);
+}
+
+TEST_CASE("f16 round trip is exact for every finite f16", "[core][semantics]") {
+  int bad = 0;
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00) == 0x7c00) continue;
+    bad += sem::f32_to_f16_bits(sem::f16_bits_to_f32(static_cast<uint16_t>(h))) != h;
+  }
+  CHECK(bad == 0);
+}
+
+TEST_CASE("all-masked mean of a row of -inf and NaN is defined", "[core][semantics]") {
+  graph g("reduce_special");
+  auto x = g.input<f32>("x", {2, 3});
+  g.output("max", max_over(x, 1)), g.output("sum", sum(x, 1));
+  const float inf = std::numeric_limits<float>::infinity();
+  tensor t(dtype::f32, {2, 3});
+  float v[6] = {-inf, -inf, -inf, 1.0f, std::nanf(""), 2.0f};
+  std::memcpy(t.bytes.data(), v, sizeof v);
+  auto out = interpret(lower(g), {t});
+  CHECK(out[0].as<float>()[0] == -inf);
+  CHECK(std::isnan(out[0].as<float>()[1]));  // max propagates NaN
+  CHECK(out[1].as<float>()[0] == -inf);
+}
+
+TEST_CASE("lowering folds constants, merges common nodes and drops dead ones", "[core][passes]") {
+  graph g("passes");
+  auto x = g.input<f32>("x", {16});
+  auto unused = x * 3.0f;
+  (void)unused;
+  auto c = g.constant<f32>(2.0, {16}) + g.constant<f32>(1.0, {16});
+  g.output("y", (x + c) * (x + c));
+  program p = lower(g);
+  const std::string text = print(p);
+  INFO(text);
+  CHECK(p.nodes.size() == 4);  // input, constant 3, add, mul
+  CHECK(text.find("constant f32[16] 3") != std::string::npos);
+  CHECK(text.find("output \"y\" = %3") != std::string::npos);
+  auto out = interpret(p, {testing::make_input(dtype::f32, {16}, 3)});
+  CHECK(out.size() == 1);
+}
+
+TEST_CASE("shape errors name the shapes", "[core][bad-input]") {
+  graph g("bad");
+  auto a = g.input<f32>("a", {4, 8});
+  auto b = g.input<f32>("b", {8, 4});
+  REQUIRE_THROWS_WITH(a + b, Catch::Contains("[8,4]") && Catch::Contains("[4,8]"));
+  REQUIRE_THROWS_WITH(matmul(a, g.input<f32>("c", {4, 7})), Catch::Contains("[4,7]"));
+  REQUIRE_THROWS_WITH(sum(a, 2), Catch::Contains("axis 2"));
+  REQUIRE_THROWS_WITH(pool_max(a, 1, 0), Catch::Contains("block 0"));
+  REQUIRE_THROWS_WITH(reshape(a, {5, 5}), Catch::Contains("element count"));
+  REQUIRE_THROWS_WITH(g.input<f32>("a", {2}), Catch::Contains("already has an input named 'a'"));
+  graph other("other");
+  auto z = other.input<f32>("z", {4, 8});
+  REQUIRE_THROWS_WITH(a + z, Catch::Contains("another graph"));
+}
+
+TEST_CASE("empty tensors and sizes past 32-bit indexing are rejected", "[core][bad-input]") {
+  graph g("sizes");
+  REQUIRE_THROWS_AS(g.input<f32>("e", {0, 4}), shape_error);
+  REQUIRE_THROWS_WITH(g.input<f32>("e", {4, 0}), Catch::Contains("[4,0]"));
+  REQUIRE_THROWS_WITH(g.input<f32>("huge", {65536, 65536}), Catch::Contains("2^31-1") && Catch::Contains("[65536,65536]"));
+  REQUIRE_THROWS_WITH(g.iota<i32>({1 << 16, 1 << 15}, 0), Catch::Contains("32-bit"));
+  graph h("no_outputs");
+  h.input<f32>("x", {3});
+  REQUIRE_THROWS_WITH(lower(h), Catch::Contains("no outputs"));
+}
+
+TEST_CASE("run-time inputs are checked against the graph's signature", "[core][bad-input]") {
+  graph g("sig");
+  auto x = g.input<f32>("x", {4});
+  g.output("y", x + 1.0f);
+  program p = lower(g);
+  REQUIRE_THROWS_WITH(interpret(p, {}), Catch::Contains("takes 1 inputs, got 0"));
+  REQUIRE_THROWS_WITH(interpret(p, {tensor(dtype::f32, {5})}), Catch::Contains("f32[4]") && Catch::Contains("f32[5]"));
+  REQUIRE_THROWS_WITH(interpret(p, {tensor(dtype::i32, {4})}), Catch::Contains("i32[4]"));
+  REQUIRE_THROWS_AS(cpu::run(p, {tensor(dtype::f32, {3})}), shape_error);
+}
+
+TEST_CASE("verify rejects hand-made malformed programs", "[core][verify]") {
+  program p;
+  p.name = "manual";
+  p.inputs.push_back({"x", dtype::f32, {4}, 0});
+  p.nodes.push_back(node{.code = op::input, .type = dtype::f32, .shape = {4}, .slot = 0});
+  node bad{.code = op::logical_and, .type = dtype::boolean, .shape = {4}};
+  bad.args[0] = 0, bad.args[1] = 0;
+  p.nodes.push_back(bad);
+  p.outputs.push_back({"y", dtype::boolean, {4}, 1});
+  REQUIRE_THROWS_WITH(verify(p), Catch::Contains("%1") && Catch::Contains("non-bool"));
+  p.nodes[1].args[1] = 5;
+  REQUIRE_THROWS_WITH(verify(p), Catch::Contains("not an earlier node"));
+}
+
+TEST_CASE("the CPU loop of an elementwise stage is vectorized by the compiler", "[core][cpu][vectorize]") {
+  graph g("vec");
+  auto a = g.input<f32>("a", {4096});
+  auto b = g.input<f32>("b", {4096});
+  g.output("y", select((a > 0.0f) || (b <= 1.5f), a * b + 1.0f, max(a, b)));
+  auto plan = codegen::make_plan(lower(g));
+  codegen::cpp_emitter em;
+  const std::string src = em.emit(plan);
+  const std::string dir = jit::cache_dir();
+  const std::string file = dir + "/vectorize_check.cpp";
+  { std::ofstream(file) << src; }
+  int status = 0;
+  const bool clang = cpu::compiler().find("clang") != std::string::npos;
+  std::string out = jit::run_command(cpu::compiler() + " -std=c++20 -O3 -march=native -ffp-contract=off " +
+                                         (clang ? "-Rpass=loop-vectorize" : "-fopt-info-vec-optimized") + " -c -o " + dir + "/vectorize_check.o " + file, status);
+  INFO(cpu::compiler() << ": " << out);
+  REQUIRE(status == 0);
+  CHECK(out.find(clang ? "vectorized loop" : "loop vectorized") != std::string::npos);
+}
+
+TEST_CASE("the CPU backend splits work across threads and still matches", "[core][cpu]") {
+  graph g("threads");
+  auto a = g.input<f32>("a", {300000});
+  g.output("y", a * a - 2.0f), g.output("k", a >= 0.5f);
+  program p = lower(g);
+  auto in = testing::make_input(dtype::f32, {300000}, 9);
+  auto c = cpu::compile(p);
+  for (unsigned t : {1u, 2u, 5u}) {
+    auto r = testing::check([&](const program&, const std::vector<tensor>& i) { return cpu::run(c, i, t); }, p, {in});
+    INFO("threads " << t << ": " << r.first);
+    CHECK(r.mismatches == 0);
+  }
+}
