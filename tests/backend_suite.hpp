@@ -5,10 +5,16 @@
 
 #include <cstdlib>
 
+#include "attention_support.hpp"
 #include "conformance.hpp"
 
-concord::testing::runner backend_runner();
+concord::testing::plan_runner backend_plan_runner();
+concord::attention::device_caps backend_caps();
 const char* backend_name();
+
+inline concord::testing::runner backend_runner() {
+  return [](const concord::program& p, const std::vector<concord::tensor>& in) { return backend_plan_runner()(concord::codegen::make_plan(p), in); };
+}
 
 inline int random_budget() {
   const char* e = std::getenv("CONCORD_RANDOM_GRAPHS");
@@ -53,4 +59,120 @@ TEST_CASE("random graphs: seeded differential test against the interpreter", "[r
     total += c.inputs[0].size();
   }
   std::printf("%s: %d random graphs, %lld elements each input, all equal to the interpreter\n", backend_name(), budget, static_cast<long long>(total));
+}
+
+namespace {
+
+void run_attention_case(const std::string& label, const concord::attention::config& c, int64_t needle = -1, uint64_t seed = 7,
+                        const std::function<void(std::vector<concord::tensor>&)>& tweak = {}) {
+  auto in = concord::testing::attention_inputs(c, seed, needle);
+  if (tweak) tweak(in);
+  auto r = concord::testing::check_attention(backend_plan_runner(), c, backend_caps(), in);
+  INFO(backend_name() << " attention " << label << " via " << r.route << ": keep mismatches " << r.keep_mismatches << ", output mismatches "
+                      << r.out_mismatches << " (max err " << r.max_err << "), tiles read " << r.tiles_read << " of expected "
+                      << r.tiles_expected << ", kept blocks " << r.kept_blocks << "; " << r.first);
+  if (std::getenv("CONCORD_PRINT_ERR")) std::printf("%s: max err %.3g via %s\n", label.c_str(), r.max_err, r.route.c_str());
+  CHECK(r.keep_mismatches == 0);
+  CHECK(r.out_mismatches == 0);
+  CHECK(r.nan_outputs == 0);
+  CHECK(r.tiles_read == r.tiles_expected);
+  if (needle >= 0) {
+    const int64_t QB = c.q_blocks(), KB = c.kv_blocks();
+    for (int64_t lh = 0; lh < c.list_heads(); ++lh)
+      for (int64_t qb = 0; qb < QB; ++qb)
+        if (needle * c.block <= qb * c.block + (c.kv_len - c.q_len) + std::min<int64_t>(c.block, c.q_len - qb * c.block) - 1)
+          CHECK(r.keep.as<uint32_t>()[(lh * QB + qb) * KB + needle] == 1u);
+  }
+}
+
+concord::attention::config base_config() {
+  concord::attention::config c;
+  c.heads = 4, c.kv_heads = 2, c.q_len = 200, c.kv_len = 200, c.head_dim = 64, c.block = 32;
+  c.kv_type = concord::dtype::f32, c.threshold = 0.0, c.window = 1, c.sinks = 1;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("attention: prefill shapes, dtypes, GQA, pooling and selection rules", "[attention]") {
+  using concord::attention::pool_kind;
+  auto c = base_config();
+  run_attention_case("prefill f32 D=64 threshold, needle", c, 2);
+  c.kv_type = concord::dtype::f16, c.head_dim = 80, c.per_group = true, c.top_k = 2, c.pooling = pool_kind::minmax;
+  run_attention_case("prefill f16 D=80 per-group top-2 minmax (row_group)", c, 1);
+  c = base_config();
+  c.causal = false, c.q_len = 64, c.kv_len = 150, c.head_dim = 96, c.pooling = pool_kind::max, c.threshold = 0.5;
+  run_attention_case("non-causal D=96 max pooling, q_len < kv_len", c);
+  c = base_config();
+  c.kv_type = concord::dtype::f16, c.head_dim = 256, c.q_len = 70, c.kv_len = 130, c.block = 16;
+  run_attention_case("f16 D=256 (the shape that aborted elsewhere)", c);
+  c = base_config();
+  c.head_dim = 7, c.heads = 3, c.kv_heads = 1, c.q_len = 33, c.kv_len = 90, c.block = 8;
+  run_attention_case("odd D=7, GQA 3:1 (generic path)", c);
+}
+
+TEST_CASE("attention: decode with split-KV, per group and per head", "[attention][decode]") {
+  auto c = base_config();
+  c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 1000, c.head_dim = 128, c.block = 64, c.kv_type = concord::dtype::f16;
+  c.per_group = true;
+  run_attention_case("decode GQA 4:1 f16 D=128 per group (decode_split_group), needle", c, 5);
+  c.per_group = false;
+  run_attention_case("decode per head (decode_split)", c, 3);
+  c.splits = 3;
+  run_attention_case("decode with 3 forced splits", c);
+  c.q_len = 3, c.splits = 0, c.head_dim = 64;
+  run_attention_case("speculative decode q_len=3", c);
+}
+
+TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {
+  auto c = base_config();
+  c.threshold = std::numeric_limits<double>::infinity(), c.window = 0, c.sinks = 0;
+  run_attention_case("density 0: nothing kept, rows are 0", c);
+  c = base_config();
+  c.dense = true;
+  run_attention_case("density 1 (dense)", c);
+  c = base_config();
+  c.window = 100, c.threshold = std::numeric_limits<double>::infinity();
+  run_attention_case("window larger than the sequence", c);
+  c = base_config();
+  c.top_k = 50, c.window = 0, c.sinks = 0;
+  run_attention_case("top-k larger than the number of blocks", c);
+  c = base_config();
+  c.window = 1, c.sinks = 0, c.threshold = std::numeric_limits<double>::infinity();
+  run_attention_case("only kept block is the diagonal one", c);
+  c = base_config();
+  c.top_k = 1, c.window = 0, c.sinks = 0, c.per_group = true;
+  auto same_blocks = [&](std::vector<concord::tensor>& in) {  // every key block a copy of block 0
+    float* k = in[1].as<float>();
+    for (int64_t h = 0; h < c.kv_heads; ++h)
+      for (int64_t t = c.block; t < c.kv_len; ++t)
+        for (int64_t d = 0; d < c.head_dim; ++d) k[(h * c.kv_len + t) * c.head_dim + d] = k[(h * c.kv_len + t % c.block) * c.head_dim + d];
+  };
+  c.kv_len = c.q_len = 192;  // whole blocks, so every pooled representative ties exactly
+  run_attention_case("ties: identical blocks, top-1 keeps the lowest index", c, -1, 99, same_blocks);
+  {
+    auto in = concord::testing::attention_inputs(c, 99);
+    same_blocks(in);
+    auto keep = concord::interpret(concord::attention::detail::selection_program(c), {in[0], in[1]})[0];
+    for (int64_t i = 0; i < keep.size(); ++i) CHECK(keep.as<uint32_t>()[i] == (i % c.kv_blocks() == 0 ? 1u : 0u));
+  }
+  c = base_config();
+  c.q_len = 1, c.kv_len = 37, c.block = 64, c.head_dim = 16;
+  run_attention_case("kv shorter than one block", c);
+}
+
+TEST_CASE("attention: score and mask modifiers written in the DSL are fused", "[attention][mods]") {
+  using namespace concord;
+  auto c = base_config();
+  graph sm("softcap");
+  auto s = sm.input<f32>("s", {1});
+  sm.input<i32>("q", {1}), sm.input<i32>("k", {1}), sm.input<i32>("h", {1});
+  sm.output("s", tanh(s * (1.0 / 2.0)) * 2.0);
+  graph mm("sliding");
+  auto q = mm.input<i32>("q", {1});
+  auto k = mm.input<i32>("k", {1});
+  mm.input<i32>("h", {1});
+  mm.output("m", (q - k) < 48);
+  c.score_mod = lower(sm), c.mask_mod = lower(mm), c.additive_mask = true;
+  run_attention_case("softcap + sliding-window mask mod + additive mask", c);
 }

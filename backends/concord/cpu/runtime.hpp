@@ -3,6 +3,7 @@
 // Compiler: see compiler(). Flags (one place): cpu::cxx_flags — no fast-math, no FP
 // contraction, so the semantics in semantics.hpp hold exactly.
 #pragma once
+#include <concord/attention.hpp>
 #include <concord/codegen/cpp.hpp>
 #include <concord/jit.hpp>
 
@@ -35,9 +36,9 @@ struct compiled {
   std::vector<kernel_fn> fns;
 };
 
-inline compiled compile(const program& p) {
+inline compiled compile(codegen::kernel_plan plan) {
   compiled c;
-  c.plan = codegen::make_plan(p);
+  c.plan = std::move(plan);
   codegen::cpp_emitter em;
   c.source = em.emit(c.plan);
   c.lib = jit::compile(c.source, compiler(), cxx_flags, ".cpp");
@@ -67,7 +68,7 @@ inline void parallel_for(int64_t count, unsigned threads, const std::function<vo
 
 // Runs all stages; outputs are poisoned first so an unwritten element cannot pass a test.
 inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inputs, unsigned threads = 0) {
-  check_inputs(c.plan.prog, inputs);
+  codegen::check_plan_inputs(c.plan, inputs);
   if (!threads) threads = default_threads();
   std::vector<tensor> store;
   std::vector<void*> ptr(c.plan.buffers.size());
@@ -98,6 +99,15 @@ inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inp
   }
   return outs;
 }
+
+inline attention::device_caps caps() {
+  attention::device_caps d;
+  d.backend = "cpu", d.parallelism = default_threads(), d.max_accumulator = 4096;
+  d.notes = std::to_string(d.parallelism) + " threads, compiler " + compiler() + " " + cxx_flags;
+  return d;
+}
+
+inline compiled compile(const program& p) { return compile(codegen::make_plan(p)); }
 
 inline std::vector<tensor> run(const program& p, const std::vector<tensor>& inputs) { return run(compile(p), inputs); }
 

@@ -85,9 +85,9 @@ CC_FN uint cc_f2h(float f) {
 }
 CC_FN float cc_h2f(uint h) {
   uint sign = (h & 0x8000u) << 16; uint e = (h >> 10) & 0x1fu; uint m = h & 0x3ffu;
-  if (e == 31u) return cc_float(sign | 0x7f800000u | (m << 13));
-  if (e == 0u) return cc_float(sign | cc_bits(float(m) * 5.9604644775390625e-8f));
-  return cc_float(sign | ((e + 112u) << 23) | (m << 13));
+  uint sub = sign | cc_bits(float(m) * 5.9604644775390625e-8f);
+  uint big = sign | (e == 31u ? 0x7f800000u : ((e + 112u) << 23)) | (m << 13);
+  return cc_float(e == 0u ? sub : big);
 }
 CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 )";
@@ -329,7 +329,56 @@ class c_emitter {
     return acc;
   }
 
+  std::string load_expr(const kernel_plan& kp, const stage& st, int p, const std::string& idx) {
+    switch (kp.buffers[st.params[p]].type) {
+      case dtype::f32: return "cc_ftz(" + element(kp, st, p, idx) + ")";
+      case dtype::f16: return load_f16(kp, st, p, idx);
+      case dtype::boolean: return "(" + element(kp, st, p, idx) + " != 0u)";
+      default: return element(kp, st, p, idx);
+    }
+  }
+
+  std::string emit_custom(const kernel_plan& kp, const stage& st) {
+    std::string defs, undefs;
+    for (size_t k = 0; k < st.params.size(); ++k) {
+      std::string nm = identifier(kp.buffers[st.params[k]].name);
+      for (char& ch : nm) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      defs += "#define CC_LD_" + nm + "(x) " + load_expr(kp, st, static_cast<int>(k), "(x)") + "\n";
+      defs += "#define CC_ST_" + nm + "(x) " + element(kp, st, static_cast<int>(k), "(x)") + "\n";
+      undefs += "#undef CC_LD_" + nm + "\n#undef CC_ST_" + nm + "\n";
+    }
+    std::string fns;
+    for (const auto& [fname, prog] : st.functions) fns += emit_function(prog, fname);
+    return st.helpers + fns + defs + kernel_open(kp, st) + st.body + kernel_close(kp, st) + undefs;
+  }
+
+ public:
+  // A DSL program with shape-{1} inputs and one output as an inline function (used to fuse user
+  // score/mask modifiers into attention kernels). Inputs become the parameters, in order.
+  std::string emit_function(const program& p, const std::string& fname) {
+    if (p.outputs.size() != 1) throw shape_error("concord: modifier graph '" + p.name + "' must have exactly one output");
+    kernel_plan kp;
+    kp.prog = p;
+    kp.node_buffer.assign(p.nodes.size(), -1);
+    for (const node& n : p.nodes)
+      if (is_stage_root(n.code)) throw shape_error("concord: modifier graph '" + p.name + "' may only use elementwise ops");
+    stage st;
+    st.root = p.outputs[0].node;
+    ctx c;
+    c.kp = &kp, c.st = &st;
+    c.memo.emplace_back();
+    std::string sig = "CC_FN " + value_type(p.outputs[0].type) + " " + fname + "(";
+    for (size_t k = 0; k < p.inputs.size(); ++k) {
+      sig += (k ? ", " : "") + value_type(p.inputs[k].type) + " in" + std::to_string(k);
+      c.memo.back()[{p.inputs[k].node, "i"}] = "in" + std::to_string(k);
+    }
+    std::string v = value(c, st.root, "i");
+    return sig + ") {\n" + c.out.str() + "  return " + v + ";\n}\n";
+  }
+
+ private:
   std::string emit_stage(const kernel_plan& kp, const stage& st) {
+    if (st.custom()) return emit_custom(kp, st);
     ctx c;
     c.kp = &kp, c.st = &st;
     c.memo.emplace_back();

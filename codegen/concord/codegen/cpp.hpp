@@ -37,7 +37,7 @@ class cpp_emitter : public c_emitter {
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
     std::string s = "extern \"C\" void " + st.name + "(void* const* params, uint begin, uint end) {\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size();
+      const bool out = k + 1 == st.params.size() || st.custom();
       const std::string t = storage_type(kp.buffers[st.params[k]].type);
       s += "  " + std::string(out ? "" : "const ") + t + "* __restrict p" + std::to_string(k) + " = static_cast<" + (out ? "" : "const ") + t + "*>(params[" + std::to_string(k) + "]);\n";
     }

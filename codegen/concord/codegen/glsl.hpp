@@ -36,7 +36,7 @@ class glsl_emitter : public c_emitter {
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
     std::string s = "layout(local_size_x = " + std::to_string(glsl_local_size) + ") in;\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size();
+      const bool out = k + 1 == st.params.size() || st.custom();
       const dtype t = kp.buffers[st.params[k]].type;
       std::string et = t == dtype::f32 ? "float" : t == dtype::i32 ? "int" : (t == dtype::f16 && storage16_) ? "uint16_t" : "uint";
       s += "layout(std430, set = 0, binding = " + std::to_string(k) + ") " + (out ? "" : "readonly ") + "buffer B" + std::to_string(k) + " { " + et + " d[]; } p" + std::to_string(k) + ";\n";

@@ -29,7 +29,7 @@ class hip_emitter : public c_emitter {
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
     std::string s = "extern \"C\" __global__ void __launch_bounds__(" + std::to_string(hip_block_size) + ") " + st.name + "(";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size();
+      const bool out = k + 1 == st.params.size() || st.custom();
       s += std::string(out ? "" : "const ") + storage_type(kp.buffers[st.params[k]].type) + "* __restrict__ p" + std::to_string(k) + ", ";
     }
     return s + "uint count) {\n  uint i = blockIdx.x * " + std::to_string(hip_block_size) + "u + threadIdx.x;\n  if (i >= count) return;\n";
@@ -38,7 +38,7 @@ class hip_emitter : public c_emitter {
     std::string s = "}\nextern \"C\" int " + st.name + "_launch(void* const* params, uint count, void* stream) {\n";
     s += "  hipLaunchKernelGGL(" + st.name + ", dim3((count + " + std::to_string(hip_block_size - 1) + "u) / " + std::to_string(hip_block_size) + "u), dim3(" + std::to_string(hip_block_size) + "), 0, (hipStream_t)stream";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size();
+      const bool out = k + 1 == st.params.size() || st.custom();
       s += ", static_cast<" + std::string(out ? "" : "const ") + storage_type(kp.buffers[st.params[k]].type) + "*>(params[" + std::to_string(k) + "])";
     }
     return s + ", count);\n  return static_cast<int>(hipGetLastError());\n}\n";

@@ -24,6 +24,13 @@ struct stage {
   int32_t out = -1;             // buffer written
   std::vector<int32_t> params;  // buffers bound, in binding order; `out` is last
   int64_t count = 0;            // elements written (one invocation each)
+  // Hand-written stages (attention): `body` runs once per invocation i in [0, count) and reads or
+  // writes any bound buffer through CC_LD_<NAME>(idx) (value) and CC_ST_<NAME>(idx) (lvalue);
+  // `helpers` are functions placed before the kernel. Empty for DSL stages.
+  std::string body;
+  std::string helpers;
+  std::vector<std::pair<std::string, program>> functions;  // DSL modifiers emitted as inline functions
+  bool custom() const { return !body.empty(); }
 };
 
 struct kernel_plan {
@@ -32,12 +39,36 @@ struct kernel_plan {
   std::vector<stage> stages;
   std::vector<int32_t> node_buffer;  // materialized nodes -> buffer, else -1
 
+  int32_t add_buffer(std::string name, dtype t, shape_t shape, buffer_role role) {
+    checked_numel(shape, "buffer '" + name + "'");
+    buffers.push_back({std::move(name), t, std::move(shape), role});
+    return static_cast<int32_t>(buffers.size() - 1);
+  }
+  int32_t buffer_named(const std::string& name) const {
+    for (size_t b = 0; b < buffers.size(); ++b)
+      if (buffers[b].name == name) return static_cast<int32_t>(b);
+    throw error("concord codegen: no buffer named '" + name + "'");
+  }
+
   int param_of(const stage& s, int32_t buffer) const {
     auto it = std::find(s.params.begin(), s.params.end(), buffer);
     if (it == s.params.end()) throw error("concord codegen: buffer not bound in stage " + s.name);
     return static_cast<int>(it - s.params.begin());
   }
 };
+
+// Checks run-time inputs against the plan's input buffers (count, dtype, shape), in order.
+inline void check_plan_inputs(const kernel_plan& kp, const std::vector<tensor>& inputs) {
+  size_t k = 0;
+  for (const buffer_ref& b : kp.buffers) {
+    if (b.role != buffer_role::input) continue;
+    if (k >= inputs.size()) throw shape_error("concord: '" + kp.prog.name + "' expects input '" + b.name + "', got only " + std::to_string(inputs.size()) + " inputs");
+    const tensor& t = inputs[k++];
+    if (t.type != b.type || t.shape != b.shape || t.bytes.size() != static_cast<size_t>(numel(b.shape)) * dtype_bytes(b.type))
+      throw shape_error("concord: input '" + b.name + "' expects " + dtype_name(b.type) + to_string(b.shape) + ", got " + dtype_name(t.type) + to_string(t.shape));
+  }
+  if (k != inputs.size()) throw shape_error("concord: '" + kp.prog.name + "' takes " + std::to_string(k) + " inputs, got " + std::to_string(inputs.size()));
+}
 
 inline std::string identifier(const std::string& s) {
   std::string r;

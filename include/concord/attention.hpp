@@ -1,0 +1,340 @@
+// Block-sparse FlashAttention, defined once and emitted for every backend.
+//
+// Layout: q f32 [H, Nq, D]; k, v f32 or f16 [Hkv, Nk, D]; out f32 [H, Nq, D]; G = H / Hkv.
+// Query row i sits at key position i + (Nk - Nq): decode and chunked prefill align to the end.
+// Blocks of B keys: key block kb covers keys [kb*B, kb*B+B) (the last may be partial). Query block
+// qb covers rows [qb*B, qb*B+B); its key-block coordinate kq is the block of its last row's position.
+// Selection is a DSL graph (it runs on the attention's device, no host round trip):
+//   krep = pool over each key block (mean | max | minmax as Quest), qrep = mean of the block's rows
+//   score[h,qb,kb] = qrep . krep   (minmax: sum_d max(q_d kmin_d, q_d kmax_d)); per_group: the max
+//                    over the group's heads, so a group shares one list and K/V is read once per group
+//   causal    = kb <= kq                in_window = kq - kb < window (|kq - kb| if not causal)
+//   is_sink   = kb < sinks              salient   = score > threshold (strict; NaN never salient), or
+//   with top_k > 0: rank < top_k, rank = causal blocks with a higher score, ties to the lower kb
+//   keep = causal && (salient || in_window || is_sink)    (a user rule may replace it)
+// keep lowers to (a) a compact list per (head or group, qb): count + kept kb in increasing order,
+// and optionally (b) an additive 0/-inf mask [LH, QB, KB]. Never built from step-like arithmetic.
+// Attention reads only listed blocks: for each key, causal per element (k_pos <= q_pos), then
+// mask_mod(q_pos, k, h), s = score_mod(scale * q.k, q_pos, k, h); s = -inf or NaN is masked; online
+// softmax. A row with no unmasked key outputs 0 (never NaN). Every invocation counts the tiles it
+// read into `tiles`, so tests prove the skip fires.
+#pragma once
+#include <concord/codegen/plan.hpp>
+
+#include <cmath>
+#include <functional>
+#include <iostream>
+#include <optional>
+
+namespace concord::attention {
+
+enum class pool_kind : uint8_t { mean, max, minmax };
+
+struct keep_terms {
+  expr<f32> score;
+  expr<i32> q_block, kv_block;
+  expr<boolean> causal, in_window, is_sink, salient;
+};
+
+struct config {
+  int64_t heads = 8, kv_heads = 8, q_len = 1, kv_len = 1024, head_dim = 128;
+  dtype kv_type = dtype::f16;
+  int64_t block = 64;
+  bool causal = true;
+  pool_kind pooling = pool_kind::mean;
+  bool per_group = false;
+  int64_t window = 1, sinks = 0, top_k = 0;
+  double threshold = 0.0;
+  bool dense = false;  // keep every causal block (the dense baseline, same kernels)
+  double scale = 0.0;  // 0: 1/sqrt(D)
+  bool additive_mask = false;
+  std::function<expr<boolean>(const keep_terms&)> keep_rule;
+  std::optional<program> score_mod;  // (f32 s, i32 q_pos, i32 k, i32 h) -> f32
+  std::optional<program> mask_mod;   // (i32 q_pos, i32 k, i32 h) -> bool
+  int64_t splits = 0;                // 0: the planner decides
+
+  int64_t groups() const { return heads / kv_heads; }
+  int64_t q_blocks() const { return (q_len + block - 1) / block; }
+  int64_t kv_blocks() const { return (kv_len + block - 1) / block; }
+  int64_t list_heads() const { return per_group ? kv_heads : heads; }
+  double sm_scale() const { return scale != 0 ? scale : 1.0 / std::sqrt(static_cast<double>(head_dim)); }
+};
+
+// Throws shape_error naming the value for anything that no variant can serve.
+inline void validate(const config& c) {
+  auto bad = [](const std::string& m) { throw shape_error("concord attention: " + m); };
+  if (c.heads <= 0 || c.kv_heads <= 0 || c.q_len <= 0 || c.kv_len <= 0 || c.head_dim <= 0 || c.block <= 0)
+    bad("sizes must be positive (heads " + std::to_string(c.heads) + ", kv_heads " + std::to_string(c.kv_heads) + ", q_len " +
+        std::to_string(c.q_len) + ", kv_len " + std::to_string(c.kv_len) + ", head_dim " + std::to_string(c.head_dim) + ", block " + std::to_string(c.block) + ")");
+  if (c.heads % c.kv_heads) bad("heads " + std::to_string(c.heads) + " is not a multiple of kv_heads " + std::to_string(c.kv_heads));
+  if (c.q_len > c.kv_len) bad("q_len " + std::to_string(c.q_len) + " > kv_len " + std::to_string(c.kv_len) + " (queries align to the end of the keys)");
+  if (c.head_dim > 1024) bad("head_dim " + std::to_string(c.head_dim) + " > 1024 (the accumulator limit of every variant)");
+  if (c.kv_type != dtype::f32 && c.kv_type != dtype::f16) bad(std::string("K/V dtype ") + dtype_name(c.kv_type) + " (f32 or f16 only)");
+  if (c.window < 0 || c.sinks < 0 || c.top_k < 0) bad("window, sinks and top_k must be >= 0");
+}
+
+struct route {
+  std::string variant;
+  int64_t splits = 1, group = 1;
+  std::vector<std::pair<std::string, std::string>> rejected;
+};
+
+struct device_caps {
+  std::string backend = "cpu";
+  int64_t parallelism = 2;         // threads (CPU) or resident invocations worth filling (GPU)
+  int64_t max_accumulator = 4096;  // floats of per-invocation state a variant may hold
+  std::string notes;               // e.g. Vulkan float-controls, storage16
+};
+
+// Picks a kernel variant; the generic `row` variant serves every legal shape, so it never fails.
+inline route plan_route(const config& c, const device_caps& dev) {
+  validate(c);
+  route r;
+  const int64_t G = c.groups(), D = c.head_dim, rows = c.heads * c.q_len;
+  const bool decode = c.q_len <= 4;
+  const bool shared = c.per_group || G == 1;
+  auto reject = [&](const char* v, const std::string& why) { r.rejected.push_back({v, why}); };
+  auto splits_for = [&](int64_t invocations) {
+    if (c.splits > 0) return std::min(c.splits, c.kv_blocks());
+    int64_t want = (dev.parallelism * 2 + invocations - 1) / invocations;
+    return std::clamp<int64_t>(want, 1, std::max<int64_t>(1, c.kv_blocks() / 2));
+  };
+  if (!decode) reject("decode_split_group", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
+  else if (!shared) reject("decode_split_group", "selection is per head: the heads of a group read different blocks");
+  else if (G * D > dev.max_accumulator) reject("decode_split_group", "G*D = " + std::to_string(G * D) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
+  else {
+    r.variant = "decode_split_group", r.group = G, r.splits = splits_for(c.kv_heads * c.q_len);
+    return r;
+  }
+  if (!decode) reject("decode_split", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
+  else {
+    r.variant = "decode_split", r.group = 1, r.splits = splits_for(rows);
+    return r;
+  }
+  if (!shared) reject("row_group", "selection is per head: the heads of a group read different blocks");
+  else if (G == 1) reject("row_group", "G = 1: nothing to share");
+  else if (G * D > dev.max_accumulator) reject("row_group", "G*D = " + std::to_string(G * D) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
+  else {
+    r.variant = "row_group", r.group = G;
+    return r;
+  }
+  r.variant = "row", r.group = 1;
+  if (c.splits > 1) r.splits = std::min(c.splits, c.kv_blocks());
+  return r;
+}
+
+inline std::string describe(const config& c, const route& r, const device_caps& dev) {
+  std::ostringstream os;
+  const int64_t D = c.head_dim;
+  os << "concord route [" << dev.backend << "]: q f32[" << c.heads << "," << c.q_len << "," << D << "] strides [" << c.q_len * D << "," << D << ",1]"
+     << ", k/v " << dtype_name(c.kv_type) << "[" << c.kv_heads << "," << c.kv_len << "," << D << "] strides [" << c.kv_len * D << "," << D << ",1]"
+     << ", mask bool[" << c.list_heads() << "," << c.q_blocks() << "," << c.kv_blocks() << "] (" << (c.per_group ? "per group" : "per head")
+     << ", block " << c.block << (c.dense ? ", dense" : "") << (c.causal ? ", causal" : "") << ")"
+     << " -> " << r.variant << " (group " << r.group << ", splits " << r.splits << ")";
+  for (auto& [v, why] : r.rejected) os << "\n  rejected " << v << ": " << why;
+  if (!dev.notes.empty()) os << "\n  device: " << dev.notes;
+  return os.str();
+}
+
+namespace detail {
+
+template <class KT>
+expr<f32> key_values(graph& g, const config& c) {
+  auto k = g.input<KT>("k", {c.kv_heads, c.kv_len, c.head_dim});
+  if constexpr (std::is_same_v<KT, f32>) return k;
+  else return cast<f32>(k);
+}
+
+inline program selection_program(const config& c) {
+  const int64_t H = c.heads, Hk = c.kv_heads, G = c.groups(), D = c.head_dim, B = c.block;
+  const int64_t QB = c.q_blocks(), KB = c.kv_blocks(), LH = c.list_heads();
+  graph g("sparse_select");
+  auto q = g.input<f32>("q", {H, c.q_len, D});
+  expr<f32> k = c.kv_type == dtype::f16 ? key_values<f16>(g, c) : key_values<f32>(g, c);
+  const shape_t s3 = {LH, QB, KB};
+  auto qb = g.iota<i32>(s3, 1), kb = g.iota<i32>(s3, 2);
+  auto kq = (min((qb + 1) * static_cast<double>(B), static_cast<double>(c.q_len)) - 1 + static_cast<double>(c.kv_len - c.q_len)) / static_cast<double>(B);
+  auto causal = kb <= kq;
+  auto in_window = c.causal ? (kq - kb) < static_cast<double>(c.window) : abs(kq - kb) < static_cast<double>(c.window);
+  auto is_sink = kb < static_cast<double>(c.sinks);
+  expr<f32> score = g.constant<f32>(0.0, s3);
+  expr<boolean> salient = g.constant<boolean>(0.0, s3);
+  if (!c.dense) {
+    auto qrep = reshape(pool_mean(q, 1, B), {Hk, G * QB, D});
+    expr<f32> sc;
+    if (c.pooling == pool_kind::minmax) {
+      auto qe = expand(qrep, 2, KB);
+      auto lo = expand(pool_min(k, 1, B), 1, G * QB), hi = expand(pool_max(k, 1, B), 1, G * QB);
+      sc = sum(max(qe * lo, qe * hi), 3);
+    } else {
+      sc = matmul(qrep, c.pooling == pool_kind::max ? pool_max(k, 1, B) : pool_mean(k, 1, B));
+    }
+    score = c.per_group ? max_over(reshape(sc, {Hk, G, QB, KB}), 1) : reshape(sc, {H, QB, KB});
+    if (c.top_k > 0) {
+      const shape_t s4 = {LH, QB, KB, KB};
+      auto mine = expand(score, 3, KB), other = expand(score, 2, KB);
+      auto j = g.iota<i32>(s4, 3), me = g.iota<i32>(s4, 2);
+      auto other_ok = c.causal ? expand(causal, 2, KB) : g.constant<boolean>(1.0, s4);
+      auto higher = other_ok && (other > mine || (other == mine && j < me));
+      auto rank = sum(cast<i32>(higher), 3);
+      salient = !is_nan(score) && rank < static_cast<double>(c.top_k);
+    } else {
+      salient = above(score, c.threshold);
+    }
+  }
+  keep_terms t{score, kq, kb, causal, in_window, is_sink, salient};
+  expr<boolean> keep = c.dense ? (c.causal ? causal : kb >= 0)
+                       : c.keep_rule ? c.keep_rule(t)
+                                     : (c.causal ? causal && (salient || in_window || is_sink) : (salient || in_window || is_sink));
+  g.output("keep", keep);
+  if (c.additive_mask) g.output("mask_add", select(keep, 0.0f, g.constant<f32>(-std::numeric_limits<double>::infinity(), s3)));
+  return lower(g);
+}
+
+inline std::string fill(std::string t, const std::vector<std::pair<std::string, std::string>>& vals) {
+  for (auto& [k, v] : vals)
+    for (size_t pos; (pos = t.find("@" + k + "@")) != std::string::npos;) t.replace(pos, k.size() + 2, v);
+  return t;
+}
+
+inline constexpr const char* compact_body = R"(  uint c = 0u;
+  for (uint j = 0u; j < @KB@u; ++j) {
+    if (CC_LD_KEEP(i * @KB@u + j)) { CC_ST_KV_INDEX(i * @KB@u + c) = j; c += 1u; }
+  }
+  CC_ST_KV_COUNT(i) = c;
+)";
+
+inline constexpr const char* attend_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
+  uint h0 = hg * @GQ@u; uint kvh = h0 / @G@u;
+  uint qpos = qi + @OFF@u; uint qb = qi / @B@u;
+  uint lrow = @LHEAD@ * @QB@u + qb;
+  uint cnt = CC_LD_KV_COUNT(lrow);
+  uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  float qv[@GQD@]; float acc[@GQD@]; float mx[@GQ@]; float sm[@GQ@];
+  for (uint g = 0u; g < @GQ@u; ++g) {
+    mx[g] = cc_float(0xff800000u); sm[g] = 0.0f;
+    for (uint d = 0u; d < @D@u; ++d) { qv[g * @D@u + d] = CC_LD_Q(((h0 + g) * @NQ@u + qi) * @D@u + d); acc[g * @D@u + d] = 0.0f; }
+  }
+  uint tiles = 0u;
+  for (uint e = e0; e < e1; ++e) {
+    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
+    tiles += 1u;
+    uint k0 = kb * @B@u; uint k1 = k0 + @B@u < @NK@u ? k0 + @B@u : @NK@u;
+    for (uint kk = k0; kk < k1; ++kk) {
+      if (@CAUSAL@ && kk > qpos) break;
+      uint kbase = (kvh * @NK@u + kk) * @D@u;
+      for (uint g = 0u; g < @GQ@u; ++g) {
+        if (!cc_mask_mod(int(qpos), int(kk), int(h0 + g))) continue;
+        float part[8];
+        for (uint l = 0u; l < 8u; ++l) part[l] = 0.0f;
+        for (uint d = 0u; d < @D8@u; d += 8u)
+          for (uint l = 0u; l < 8u; ++l) part[l] = part[l] + qv[g * @D@u + d + l] * CC_LD_K(kbase + d + l);
+        for (uint d = @D8@u; d < @D@u; ++d) part[d - @D8@u] = part[d - @D8@u] + qv[g * @D@u + d] * CC_LD_K(kbase + d);
+        float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        float sc = cc_score_mod(dot * @SCALE@, int(qpos), int(kk), int(h0 + g));
+        if (!(sc > cc_float(0xff800000u))) continue;
+        float mn = sc > mx[g] ? sc : mx[g];
+        float corr = cc_exp(mx[g] - mn); float pr = cc_exp(sc - mn);
+        sm[g] = sm[g] * corr + pr;
+        for (uint d = 0u; d < @D@u; ++d) acc[g * @D@u + d] = acc[g * @D@u + d] * corr + pr * CC_LD_V(kbase + d);
+        mx[g] = mn;
+      }
+    }
+  }
+  if (qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+  for (uint g = 0u; g < @GQ@u; ++g) {
+    uint r = (h0 + g) * @NQ@u + qi;
+@WRITE@  }
+)";
+
+inline constexpr const char* write_direct = R"(    float inv = sm[g] > 0.0f ? 1.0f / sm[g] : 0.0f;
+    for (uint d = 0u; d < @D@u; ++d) CC_ST_OUT(r * @D@u + d) = acc[g * @D@u + d] * inv;
+)";
+inline constexpr const char* write_partial = R"(    uint pr = r * @S@u + sp;
+    CC_ST_PART_MAX(pr) = mx[g]; CC_ST_PART_SUM(pr) = sm[g];
+    for (uint d = 0u; d < @D@u; ++d) CC_ST_PART_ACC(pr * @D@u + d) = acc[g * @D@u + d];
+)";
+
+inline constexpr const char* combine_body = R"(  float w[@S@]; float m = cc_float(0xff800000u); float total = 0.0f;
+  for (uint s = 0u; s < @S@u; ++s) { float ms = CC_LD_PART_MAX(i * @S@u + s); m = ms > m ? ms : m; }
+  for (uint s = 0u; s < @S@u; ++s) {
+    float ls = CC_LD_PART_SUM(i * @S@u + s);
+    w[s] = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(i * @S@u + s) - m) : 0.0f;
+    total = total + ls * w[s];
+  }
+  float inv = total > 0.0f ? 1.0f / total : 0.0f;
+  for (uint d = 0u; d < @D@u; ++d) {
+    float o = 0.0f;
+    for (uint s = 0u; s < @S@u; ++s) o = o + CC_LD_PART_ACC((i * @S@u + s) * @D@u + d) * w[s];
+    CC_ST_OUT(i * @D@u + d) = o * inv;
+  }
+)";
+
+}  // namespace detail
+
+struct pipeline {
+  config cfg;
+  route chosen;
+  codegen::kernel_plan plan;  // inputs q, k, v; outputs keep, [mask_add], out, tiles
+};
+
+// Builds the whole pipeline (selection graph stages, compaction, attention, split combine) as one
+// kernel plan that any backend runs end to end on its device.
+inline pipeline build(const config& c, const device_caps& dev = {}) {
+  pipeline p;
+  p.cfg = c;
+  p.chosen = plan_route(c, dev);
+  if (const char* e = std::getenv("CONCORD_LOG_ROUTE"); e && *e == '1') std::cerr << describe(c, p.chosen, dev) << "\n";
+  codegen::kernel_plan& kp = p.plan;
+  kp = codegen::make_plan(detail::selection_program(c));
+  const int64_t H = c.heads, D = c.head_dim, QB = c.q_blocks(), KB = c.kv_blocks(), LH = c.list_heads();
+  const int64_t S = p.chosen.splits, GQ = p.chosen.group;
+  using codegen::buffer_role;
+  const int32_t v = kp.add_buffer("v", c.kv_type, {c.kv_heads, c.kv_len, D}, buffer_role::input);
+  const int32_t out = kp.add_buffer("out", dtype::f32, {H, c.q_len, D}, buffer_role::output);
+  const int32_t tiles = kp.add_buffer("tiles", dtype::u32, {H / GQ, QB, S}, buffer_role::output);
+  const int32_t count = kp.add_buffer("kv_count", dtype::u32, {LH * QB}, buffer_role::temp);
+  const int32_t index = kp.add_buffer("kv_index", dtype::u32, {LH * QB * KB}, buffer_role::temp);
+  const int32_t keep = kp.buffer_named("keep"), q = kp.buffer_named("q"), k = kp.buffer_named("k");
+  std::string helpers;
+  helpers += c.score_mod ? std::string() : "CC_FN float cc_score_mod(float s, int q, int k, int h) { return s; }\n";
+  helpers += c.mask_mod ? std::string() : "CC_FN bool cc_mask_mod(int q, int k, int h) { return true; }\n";
+  char scale[48];
+  std::snprintf(scale, sizeof scale, "%.9ef", static_cast<double>(static_cast<float>(c.sm_scale())));
+  const std::vector<std::pair<std::string, std::string>> vals = {
+      {"KB", std::to_string(KB)}, {"QB", std::to_string(QB)}, {"S", std::to_string(S)}, {"NQ", std::to_string(c.q_len)},
+      {"NK", std::to_string(c.kv_len)}, {"GQ", std::to_string(GQ)}, {"G", std::to_string(c.groups())}, {"GQD", std::to_string(GQ * D)},
+      {"D", std::to_string(D)}, {"D8", std::to_string(D / 8 * 8)}, {"B", std::to_string(c.block)}, {"OFF", std::to_string(c.kv_len - c.q_len)},
+      {"LHEAD", c.per_group ? "kvh" : "h0"}, {"CAUSAL", c.causal ? "true" : "false"}, {"SCALE", scale}};
+  codegen::stage compact;
+  compact.name = "sparse_compact", compact.count = LH * QB, compact.params = {keep, count, index};
+  compact.body = detail::fill(detail::compact_body, vals);
+  compact.root = compact.out = -1;
+  kp.stages.push_back(compact);
+  codegen::stage attend;
+  attend.name = "sparse_attend", attend.count = (H / GQ) * c.q_len * S;
+  attend.helpers = helpers;
+  if (c.score_mod) attend.functions.push_back({"cc_score_mod", *c.score_mod});
+  if (c.mask_mod) attend.functions.push_back({"cc_mask_mod", *c.mask_mod});
+  attend.root = attend.out = -1;
+  std::string write = S > 1 ? detail::write_partial : detail::write_direct;
+  attend.body = detail::fill(detail::fill(detail::attend_body, {{"WRITE", write}}), vals);
+  if (S > 1) {
+    const int32_t pm = kp.add_buffer("part_max", dtype::f32, {H * c.q_len * S}, buffer_role::temp);
+    const int32_t ps = kp.add_buffer("part_sum", dtype::f32, {H * c.q_len * S}, buffer_role::temp);
+    const int32_t pa = kp.add_buffer("part_acc", dtype::f32, {H * c.q_len * S * D}, buffer_role::temp);
+    attend.params = {q, k, v, count, index, tiles, pm, ps, pa};
+    kp.stages.push_back(attend);
+    codegen::stage comb;
+    comb.name = "sparse_combine", comb.count = H * c.q_len, comb.params = {pm, ps, pa, out};
+    comb.root = comb.out = -1;
+    comb.body = detail::fill(detail::combine_body, vals);
+    kp.stages.push_back(comb);
+  } else {
+    attend.params = {q, k, v, count, index, tiles, out};
+    kp.stages.push_back(attend);
+  }
+  return p;
+}
+
+}  // namespace concord::attention
