@@ -31,9 +31,9 @@ CC_FN uint cc_f2h(float f) {
 }
 CC_FN float cc_h2f(uint h) {
   uint sign = (h & 0x8000u) << 16; uint e = (h >> 10) & 0x1fu; uint m = h & 0x3ffu;
-  if (e == 31u) return cc_float(sign | 0x7f800000u | (m << 13));
-  if (e == 0u) return cc_float(sign | cc_bits(float(m) * 5.9604644775390625e-8f));
-  return cc_float(sign | ((e + 112u) << 23) | (m << 13));
+  uint sub = sign | cc_bits(float(m) * 5.9604644775390625e-8f);
+  uint big = sign | (e == 31u ? 0x7f800000u : ((e + 112u) << 23)) | (m << 13);
+  return cc_float(e == 0u ? sub : big);
 }
 CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 

@@ -1,0 +1,96 @@
+// HIP backend: a kernel plan is emitted as one HIP translation unit (kernels + extern "C"
+// launchers), compiled at run time (hip::compile_kernels: nvcc with the compat headers on NVIDIA,
+// hipcc on AMD, flags in jit.hpp), and run stage by stage on one stream.
+#pragma once
+#include <concord/attention.hpp>
+#include <concord/codegen/hip.hpp>
+#include <concord/hip/jit.hpp>
+#include <concord/hip/runtime.hpp>
+
+namespace concord::hip {
+
+using launch_fn = int (*)(void* const*, unsigned, void*);
+
+struct compiled {
+  codegen::kernel_plan plan;
+  std::string source;
+  std::shared_ptr<jit::library> lib;
+  std::vector<launch_fn> launch;
+};
+
+inline compiled compile(codegen::kernel_plan plan) {
+  compiled c;
+  c.plan = std::move(plan);
+  c.source = codegen::hip_emitter().emit(c.plan);
+  c.lib = compile_kernels(c.source);
+  for (const codegen::stage& st : c.plan.stages) c.launch.push_back(reinterpret_cast<launch_fn>(c.lib->symbol(st.name + "_launch")));
+  return c;
+}
+
+inline attention::device_caps caps() {
+  attention::device_caps d;
+  const device_info& di = context::get().info();
+  d.backend = "hip";
+  d.parallelism = static_cast<int64_t>(di.sm_count) * 2048;
+  d.max_accumulator = 1024;
+  d.notes = di.describe() + "; flags: " + std::string(select_platform() == platform::nvidia ? nvcc_flags : hipcc_flags);
+  return d;
+}
+
+struct device_buffers {
+  std::vector<buffer> bufs;
+  std::vector<void*> ptr;
+};
+
+// Allocates every buffer, uploads inputs, poisons the rest.
+inline device_buffers prepare(const compiled& c, const std::vector<tensor>& inputs) {
+  codegen::check_plan_inputs(c.plan, inputs);
+  device_buffers d;
+  for (size_t b = 0, in = 0; b < c.plan.buffers.size(); ++b) {
+    const codegen::buffer_ref& r = c.plan.buffers[b];
+    const size_t bytes = static_cast<size_t>(numel(r.shape)) * dtype_bytes(r.type);
+    d.bufs.emplace_back(bytes);
+    if (r.role == codegen::buffer_role::input) d.bufs.back().upload(inputs[in++].bytes.data(), bytes);
+    else d.bufs.back().fill_bytes(0xA5);
+  }
+  for (buffer& b : d.bufs) d.ptr.push_back(b.data());
+  return d;
+}
+
+// Launches every stage once; returns the GPU time of the whole sequence in ms.
+inline double launch_all(const compiled& c, device_buffers& d) {
+  timer t;
+  t.start();
+  for (size_t s = 0; s < c.plan.stages.size(); ++s) {
+    const codegen::stage& st = c.plan.stages[s];
+    std::vector<void*> params;
+    for (int32_t b : st.params) params.push_back(d.ptr[b]);
+    int e = c.launch[s](params.data(), static_cast<unsigned>(st.count), nullptr);
+    if (e != 0) CONCORD_HIP_CHECK(static_cast<hipError_t>(e));
+  }
+  t.stop();
+  return t.elapsed_ms();
+}
+
+inline std::vector<tensor> download_outputs(const compiled& c, const device_buffers& d) {
+  std::vector<tensor> outs;
+  for (size_t b = 0; b < c.plan.buffers.size(); ++b) {
+    const codegen::buffer_ref& r = c.plan.buffers[b];
+    if (r.role != codegen::buffer_role::output) continue;
+    tensor t(r.type, r.shape);
+    d.bufs[b].download(t.bytes.data(), t.bytes.size());
+    outs.push_back(std::move(t));
+  }
+  return outs;
+}
+
+inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inputs) {
+  device_buffers d = prepare(c, inputs);
+  launch_all(c, d);
+  CONCORD_HIP_CHECK(hipDeviceSynchronize());
+  return download_outputs(c, d);
+}
+
+inline std::vector<tensor> run(const program& p, const std::vector<tensor>& inputs) { return run(compile(codegen::make_plan(p)), inputs); }
+
+}  // namespace concord::hip
