@@ -8,6 +8,7 @@
 #include <concord/jit.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -51,53 +52,88 @@ inline unsigned default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Runs fn over [0, count) split into contiguous chunks (multiples of 64) on up to `threads` threads.
-inline void parallel_for(int64_t count, unsigned threads, const std::function<void(uint32_t, uint32_t)>& fn) {
-  const int64_t min_chunk = 1 << 14;
+// Runs fn over [0, count): elementwise stages split into contiguous chunks (multiples of 64, at
+// least 16K elements each); hand-written stages (uneven rows, e.g. causal attention) are handed
+// out dynamically in small chunks.
+inline void parallel_for(int64_t count, unsigned threads, const std::function<void(uint32_t, uint32_t)>& fn, bool dynamic = false) {
+  const int64_t min_chunk = dynamic ? 1 : (1 << 14);
   unsigned t = static_cast<unsigned>(std::clamp<int64_t>(count / min_chunk, 1, threads));
   if (t <= 1) return fn(0, static_cast<uint32_t>(count));
-  int64_t chunk = ((count + t - 1) / t + 63) / 64 * 64;
   std::vector<std::thread> pool;
-  for (unsigned k = 1; k < t; ++k) {
-    int64_t b = k * chunk, e = std::min(count, b + chunk);
-    if (b < e) pool.emplace_back(fn, static_cast<uint32_t>(b), static_cast<uint32_t>(e));
+  if (dynamic) {
+    const int64_t step = std::max<int64_t>(1, count / (static_cast<int64_t>(t) * 16));
+    std::atomic<int64_t> next{0};
+    auto worker = [&] {
+      for (int64_t b; (b = next.fetch_add(step)) < count;) fn(static_cast<uint32_t>(b), static_cast<uint32_t>(std::min(count, b + step)));
+    };
+    for (unsigned k = 1; k < t; ++k) pool.emplace_back(worker);
+    worker();
+  } else {
+    int64_t chunk = ((count + t - 1) / t + 63) / 64 * 64;
+    for (unsigned k = 1; k < t; ++k) {
+      int64_t b = k * chunk, e = std::min(count, b + chunk);
+      if (b < e) pool.emplace_back(fn, static_cast<uint32_t>(b), static_cast<uint32_t>(e));
+    }
+    fn(0, static_cast<uint32_t>(std::min(count, chunk)));
   }
-  fn(0, static_cast<uint32_t>(std::min(count, chunk)));
   for (std::thread& th : pool) th.join();
 }
 
-// Runs all stages; outputs are poisoned first so an unwritten element cannot pass a test.
-inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inputs, unsigned threads = 0) {
+struct device_buffers {
+  std::vector<tensor> store;  // non-input buffers, in plan order
+  std::vector<void*> ptr;     // every buffer
+};
+
+// Binds inputs (no copy) and allocates the other buffers, poisoned so an unwritten element
+// cannot pass a test.
+inline device_buffers prepare(const compiled& c, const std::vector<tensor>& inputs) {
   codegen::check_plan_inputs(c.plan, inputs);
-  if (!threads) threads = default_threads();
-  std::vector<tensor> store;
-  std::vector<void*> ptr(c.plan.buffers.size());
+  device_buffers d;
+  d.ptr.resize(c.plan.buffers.size());
+  d.store.reserve(c.plan.buffers.size());
   for (size_t b = 0, in = 0; b < c.plan.buffers.size(); ++b) {
     const codegen::buffer_ref& r = c.plan.buffers[b];
-    if (r.role == codegen::buffer_role::input) ptr[b] = const_cast<uint8_t*>(inputs[in++].bytes.data());
+    if (r.role == codegen::buffer_role::input) {
+      d.ptr[b] = const_cast<uint8_t*>(inputs[in++].bytes.data());
+      continue;
+    }
+    d.store.emplace_back(r.type, r.shape);
+    d.store.back().poison();
+    d.ptr[b] = d.store.back().bytes.data();
   }
-  store.reserve(c.plan.buffers.size());
-  for (size_t b = 0; b < c.plan.buffers.size(); ++b) {
-    const codegen::buffer_ref& r = c.plan.buffers[b];
-    if (r.role == codegen::buffer_role::input) continue;
-    store.emplace_back(r.type, r.shape);
-    store.back().poison();
-    ptr[b] = store.back().bytes.data();
-  }
+  return d;
+}
+
+// Runs every stage in order; returns the wall time of each stage in ms.
+inline std::vector<double> execute(const compiled& c, device_buffers& d, unsigned threads = 0) {
+  if (!threads) threads = default_threads();
+  std::vector<double> ms;
   for (size_t s = 0; s < c.plan.stages.size(); ++s) {
     const codegen::stage& st = c.plan.stages[s];
     std::vector<void*> params;
-    for (int32_t b : st.params) params.push_back(ptr[b]);
-    parallel_for(st.count, threads, [&](uint32_t b, uint32_t e) { c.fns[s](params.data(), b, e); });
+    for (int32_t b : st.params) params.push_back(d.ptr[b]);
+    auto t0 = std::chrono::steady_clock::now();
+    parallel_for(st.count, threads, [&](uint32_t b, uint32_t e) { c.fns[s](params.data(), b, e); }, st.custom());
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
+  return ms;
+}
+
+inline std::vector<tensor> take_outputs(const compiled& c, device_buffers& d) {
   std::vector<tensor> outs;
   for (size_t b = 0, k = 0; b < c.plan.buffers.size(); ++b) {
     const codegen::buffer_ref& r = c.plan.buffers[b];
     if (r.role == codegen::buffer_role::input) continue;
-    if (r.role == codegen::buffer_role::output) outs.push_back(std::move(store[k]));
+    if (r.role == codegen::buffer_role::output) outs.push_back(std::move(d.store[k]));
     ++k;
   }
   return outs;
+}
+
+inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inputs, unsigned threads = 0) {
+  device_buffers d = prepare(c, inputs);
+  execute(c, d, threads);
+  return take_outputs(c, d);
 }
 
 inline attention::device_caps caps() {
