@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -383,6 +384,48 @@ TEST_CASE("a pipeline without buffers or push constants runs", "[vulkan]") {
   c.pipe = pipe.get();
   auto times = ctx.run({c, c});
   CHECK(times.size() == 2);
+}
+
+TEST_CASE("compile and run from several threads at once", "[vulkan]") {
+  context& ctx = context::get();
+  const int threads = 4;
+  std::vector<size_t> bad(threads, 1);
+  std::vector<std::string> errors(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      try {
+        const std::string src = "#version 450\nlayout(local_size_x = 64) in;\n"
+                                "layout(std430, binding = 0) buffer X { uint x[]; };\n"
+                                "void main() { x[gl_GlobalInvocationID.x] = gl_GlobalInvocationID.x * " +
+                                std::to_string(t + 3) + "u; }\n";
+        auto pipe = ctx.make_pipeline(concord::vk::compile_glsl(src, "t" + std::to_string(t)), 1, 0);
+        const uint32_t n = 64 * 50;
+        buffer x = ctx.alloc(n * 4);
+        size_t wrong = 0;
+        for (int rep = 0; rep < 10; ++rep) {
+          dispatch_cmd c;
+          c.pipe = pipe.get();
+          c.buffers = {&x};
+          c.groups[0] = n / 64;
+          ctx.run({c});
+          std::vector<uint32_t> got(n);
+          x.download(got.data(), n * 4);
+          for (uint32_t i = 0; i < n; ++i)
+            if (got[i] != i * static_cast<uint32_t>(t + 3)) ++wrong;
+        }
+        bad[static_cast<size_t>(t)] = wrong;
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(t)] = e.what();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < threads; ++t) {
+    INFO("thread " << t << ": " << errors[static_cast<size_t>(t)]);
+    CHECK(errors[static_cast<size_t>(t)].empty());
+    CHECK(bad[static_cast<size_t>(t)] == 0);
+  }
 }
 
 int main(int argc, char** argv) {

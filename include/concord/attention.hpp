@@ -83,6 +83,7 @@ struct device_caps {
   std::string backend = "cpu";
   int64_t parallelism = 2;         // threads (CPU) or resident invocations worth filling (GPU)
   int64_t max_accumulator = 4096;  // floats of per-invocation state a variant may hold
+  int64_t max_loop_iterations = 0; // llvmpipe ends any invocation's loops after 65535 iterations; 0: no limit
   std::string notes;               // e.g. Vulkan float-controls, storage16
 };
 
@@ -120,6 +121,21 @@ inline route plan_route(const config& c, const device_caps& dev) {
   }
   r.variant = "row", r.group = 1;
   if (c.splits > 1) r.splits = std::min(c.splits, c.kv_blocks());
+  return r;
+}
+
+// Splits the key list further until one invocation's loop iterations fit the device's limit.
+inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
+  if (dev.max_loop_iterations <= 0) return r;
+  auto iterations = [&](int64_t s) { return ((c.kv_blocks() + s - 1) / s) * c.block * (c.head_dim / 8 + c.head_dim + 16) * r.group + 4 * c.head_dim * r.group; };
+  const int64_t before = r.splits;
+  while (r.splits < c.kv_blocks() && iterations(r.splits) > dev.max_loop_iterations / 2) r.splits = std::min(c.kv_blocks(), r.splits * 2);
+  if (r.splits != before)
+    r.rejected.push_back({r.variant + " with " + std::to_string(before) + " splits",
+                          "about " + std::to_string(iterations(before)) + " loop iterations per invocation > half the device limit " + std::to_string(dev.max_loop_iterations)});
+  if (iterations(r.splits) > dev.max_loop_iterations)
+    throw backend_error("concord attention: block " + std::to_string(c.block) + " x head_dim " + std::to_string(c.head_dim) +
+                        " needs more loop iterations per invocation than this device allows (" + std::to_string(dev.max_loop_iterations) + ")");
   return r;
 }
 
@@ -283,7 +299,7 @@ struct pipeline {
 inline pipeline build(const config& c, const device_caps& dev = {}) {
   pipeline p;
   p.cfg = c;
-  p.chosen = plan_route(c, dev);
+  p.chosen = fit_loop_limit(c, dev, plan_route(c, dev));
   if (const char* e = std::getenv("CONCORD_LOG_ROUTE"); e && *e == '1') std::cerr << describe(c, p.chosen, dev) << "\n";
   codegen::kernel_plan& kp = p.plan;
   kp = codegen::make_plan(detail::selection_program(c));

@@ -24,8 +24,8 @@ CC_FN uint cc_f2h(float f) {
   if (ax >= 0x38800000u) return sign | ((ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13);
   if (ax <= 0x33000000u) return sign;
   uint e = ax >> 23; uint m = (ax & 0x7fffffu) | 0x800000u; uint sh = 126u - e;
-  uint r = m >> sh; uint rem = m & ((1u << sh) - 1u); uint half = 1u << (sh - 1u);
-  if (rem > half || (rem == half && (r & 1u) != 0u)) r += 1u;
+  uint r = m >> sh; uint rem = m & ((1u << sh) - 1u); uint hf = 1u << (sh - 1u);
+  if (rem > hf || (rem == hf && (r & 1u) != 0u)) r += 1u;
   return sign | r;
 }
 CC_FN float cc_h2f(uint h) {
@@ -41,11 +41,14 @@ extern "C" __global__ void __launch_bounds__(256) fused_elementwise_s0(const flo
   if (i >= count) return;
   bool t0 = (p1[i] != 0u);
   float t1 = cc_ftz(p0[i]);
-  float t2 = cc_ftz(t1 * (0.0333333351f));
-  float t3 = cc_ftz(cc_tanh(t2));
-  float t4 = cc_ftz(t3 * (30.0f));
-  float t5 = (t0 ? t4 : cc_float(0xff800000u));
-  p2[i] = t5;
+  float t2 = t1 * (0.0333333351f);
+  float t3 = cc_ftz(t2);
+  float t4 = cc_tanh(t3);
+  float t5 = cc_ftz(t4);
+  float t6 = t5 * (30.0f);
+  float t7 = cc_ftz(t6);
+  float t8 = (t0 ? t7 : cc_float(0xff800000u));
+  p2[i] = t8;
 }
 extern "C" int fused_elementwise_s0_launch(void* const* params, uint count, void* stream) {
   hipLaunchKernelGGL(fused_elementwise_s0, dim3((count + 255u) / 256u), dim3(256), 0, (hipStream_t)stream, static_cast<const float*>(params[0]), static_cast<const uint32_t*>(params[1]), static_cast<float*>(params[2]), count);

@@ -25,8 +25,8 @@ CC_FN uint cc_f2h(float f) {
   if (ax >= 0x38800000u) return sign | ((ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13);
   if (ax <= 0x33000000u) return sign;
   uint e = ax >> 23; uint m = (ax & 0x7fffffu) | 0x800000u; uint sh = 126u - e;
-  uint r = m >> sh; uint rem = m & ((1u << sh) - 1u); uint half = 1u << (sh - 1u);
-  if (rem > half || (rem == half && (r & 1u) != 0u)) r += 1u;
+  uint r = m >> sh; uint rem = m & ((1u << sh) - 1u); uint hf = 1u << (sh - 1u);
+  if (rem > hf || (rem == hf && (r & 1u) != 0u)) r += 1u;
   return sign | r;
 }
 CC_FN float cc_h2f(uint h) {

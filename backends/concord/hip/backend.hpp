@@ -57,19 +57,21 @@ inline device_buffers prepare(const compiled& c, const std::vector<tensor>& inpu
   return d;
 }
 
-// Launches every stage once; returns the GPU time of the whole sequence in ms.
-inline double launch_all(const compiled& c, device_buffers& d) {
-  timer t;
-  t.start();
+// Launches every stage once in order; returns each stage's GPU time in ms (events).
+inline std::vector<double> launch_all(const compiled& c, device_buffers& d) {
+  std::vector<timer> timers(c.plan.stages.size());
   for (size_t s = 0; s < c.plan.stages.size(); ++s) {
     const codegen::stage& st = c.plan.stages[s];
     std::vector<void*> params;
     for (int32_t b : st.params) params.push_back(d.ptr[b]);
+    timers[s].start();
     int e = c.launch[s](params.data(), static_cast<unsigned>(st.count), nullptr);
+    timers[s].stop();
     if (e != 0) CONCORD_HIP_CHECK(static_cast<hipError_t>(e));
   }
-  t.stop();
-  return t.elapsed_ms();
+  std::vector<double> ms;
+  for (timer& t : timers) ms.push_back(t.elapsed_ms());
+  return ms;
 }
 
 inline std::vector<tensor> download_outputs(const compiled& c, const device_buffers& d) {

@@ -79,8 +79,8 @@ CC_FN uint cc_f2h(float f) {
   if (ax >= 0x38800000u) return sign | ((ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13);
   if (ax <= 0x33000000u) return sign;
   uint e = ax >> 23; uint m = (ax & 0x7fffffu) | 0x800000u; uint sh = 126u - e;
-  uint r = m >> sh; uint rem = m & ((1u << sh) - 1u); uint half = 1u << (sh - 1u);
-  if (rem > half || (rem == half && (r & 1u) != 0u)) r += 1u;
+  uint r = m >> sh; uint rem = m & ((1u << sh) - 1u); uint hf = 1u << (sh - 1u);
+  if (rem > hf || (rem == hf && (r & 1u) != 0u)) r += 1u;
   return sign | r;
 }
 CC_FN float cc_h2f(uint h) {
@@ -179,6 +179,7 @@ class c_emitter {
   // Raw element access of a bound buffer (param index `p`), storage type.
   virtual std::string element(const kernel_plan& kp, const stage& st, int p, const std::string& idx) = 0;
   virtual std::string float_decl() const { return "float"; }
+  virtual std::string constant(dtype t, double v) const { return literal(t, v); }
   virtual std::string store_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) {
     return element(kp, st, p, idx) + " = uint16_t(cc_f2h(" + v + "));";
   }
@@ -236,7 +237,7 @@ class c_emitter {
     if (c.kp->node_buffer[id] >= 0 && !(id == c.st->root && c.kp->node_buffer[id] == c.st->out)) {
       r = fresh(c, n.type, load(c, c.kp->node_buffer[id], idx));
     } else if (n.code == op::constant) {
-      return literal(n.type, n.value);
+      return constant(n.type, n.value);
     } else if (n.code == op::iota) {
       std::string e = "((" + idx + " / " + std::to_string(inner_of(n.shape, n.axis)) + "u) % " + std::to_string(n.shape[n.axis]) + "u)";
       r = fresh(c, n.type, n.type == dtype::u32 ? e : cast_expr(dtype::u32, n.type, e));
@@ -260,8 +261,14 @@ class c_emitter {
       std::string a[3];
       for (int k = 0; k < info(n.code).arity; ++k) a[k] = value(c, n.args[k], idx);
       std::string e = substitute(f, a, info(n.code).arity);
-      if (n.type == dtype::f16)
+      // Arithmetic gets its own temporary before the flush/round, so `precise` (GLSL) covers the
+      // operation itself and no driver folds x*0 or contracts across the helper call.
+      if (is_float(n.type) && e.rfind("cc_ftz(", 0) == 0 && e.back() == ')') {
+        const std::string inner = fresh(c, dtype::f32, e.substr(7, e.size() - 8));
+        e = (n.type == dtype::f16 ? "cc_rh(" : "cc_ftz(") + inner + ")";
+      } else if (n.type == dtype::f16) {
         for (size_t pos; (pos = e.find("cc_ftz(")) != std::string::npos;) e.replace(pos, 7, "cc_rh(");
+      }
       r = fresh(c, n.type, e);
     }
     c.memo.back()[{id, idx}] = r;

@@ -1,0 +1,309 @@
+// concord benchmarks: copy ceilings, a fused elementwise graph, and the sparse FlashAttention
+// pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
+// Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
+//   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip]
+#include <concord/cpu/runtime.hpp>
+#if CONCORD_WITH_VULKAN
+#include <concord/vulkan/backend.hpp>
+#endif
+#if CONCORD_WITH_HIP
+#include <concord/hip/backend.hpp>
+#endif
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "../tests/attention_support.hpp"
+
+using namespace concord;
+
+namespace {
+
+bool quick = false;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// One backend: compile a plan, bind inputs, run all stages, per-stage milliseconds.
+struct runner {
+  virtual ~runner() = default;
+  virtual std::string name() const = 0;
+  virtual attention::device_caps caps() = 0;
+  virtual void load(const codegen::kernel_plan& plan, const std::vector<tensor>& inputs) = 0;
+  virtual std::vector<double> run_once() = 0;
+  virtual std::vector<tensor> outputs() = 0;
+  virtual double copy_gbps() = 0;  // read + write bytes per second of a device copy
+};
+
+struct cpu_runner : runner {
+  std::unique_ptr<cpu::compiled> c;
+  std::unique_ptr<cpu::device_buffers> d;
+  std::vector<tensor> in;
+  std::string name() const override { return "cpu"; }
+  attention::device_caps caps() override { return cpu::caps(); }
+  void load(const codegen::kernel_plan& plan, const std::vector<tensor>& inputs) override {
+    in = inputs;
+    c = std::make_unique<cpu::compiled>(cpu::compile(plan));
+    d = std::make_unique<cpu::device_buffers>(cpu::prepare(*c, in));
+  }
+  std::vector<double> run_once() override { return cpu::execute(*c, *d); }
+  std::vector<tensor> outputs() override { return cpu::take_outputs(*c, *d); }
+  double copy_gbps() override {
+    const size_t n = size_t{1} << 28;
+    std::vector<uint8_t> a(n, 1), b(n, 2);
+    std::vector<double> t;
+    for (int r = 0; r < (quick ? 3 : 7); ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      cpu::parallel_for(static_cast<int64_t>(n / 4096), cpu::default_threads(), [&](uint32_t s, uint32_t e) {
+        std::memcpy(b.data() + size_t{s} * 4096, a.data() + size_t{s} * 4096, size_t{e - s} * 4096);
+      });
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return 2.0 * n / median(t) / 1e9;
+  }
+};
+
+#if CONCORD_WITH_VULKAN
+struct vk_runner : runner {
+  std::unique_ptr<vk::compiled> c;
+  std::unique_ptr<vk::device_buffers> d;
+  std::string name() const override { return "vulkan"; }
+  attention::device_caps caps() override { return vk::caps(); }
+  void load(const codegen::kernel_plan& plan, const std::vector<tensor>& inputs) override {
+    c = std::make_unique<vk::compiled>(vk::compile(plan));
+    d = std::make_unique<vk::device_buffers>(vk::prepare(*c, inputs));
+  }
+  std::vector<double> run_once() override {
+    auto ns = vk::dispatch_all(*c, *d);
+    std::vector<double> ms;
+    for (double x : ns) ms.push_back(x / 1e6);
+    return ms;
+  }
+  std::vector<tensor> outputs() override { return vk::download_outputs(*c, *d); }
+  double copy_gbps() override;
+};
+#endif
+
+#if CONCORD_WITH_HIP
+struct hip_runner : runner {
+  std::unique_ptr<hip::compiled> c;
+  std::unique_ptr<hip::device_buffers> d;
+  std::string name() const override { return "hip"; }
+  attention::device_caps caps() override { return hip::caps(); }
+  void load(const codegen::kernel_plan& plan, const std::vector<tensor>& inputs) override {
+    c = std::make_unique<hip::compiled>(hip::compile(plan));
+    d = std::make_unique<hip::device_buffers>(hip::prepare(*c, inputs));
+  }
+  std::vector<double> run_once() override { return hip::launch_all(*c, *d); }
+  std::vector<tensor> outputs() override { return hip::download_outputs(*c, *d); }
+  double copy_gbps() override {
+    const size_t n = size_t{1} << 30;
+    hip::buffer a(n), b(n);
+    a.fill_bytes(1);
+    std::vector<double> t;
+    for (int r = 0; r < 10; ++r) {
+      hip::timer tm;
+      tm.start();
+      CONCORD_HIP_CHECK(hipMemcpy(b.data(), a.data(), n, hipMemcpyDeviceToDevice));
+      tm.stop();
+      t.push_back(tm.elapsed_ms() / 1e3);
+    }
+    return 2.0 * n / median(t) / 1e9;
+  }
+};
+#endif
+
+struct timing {
+  double total_ms, select_ms, attend_ms;
+};
+
+timing time_plan(runner& r, const codegen::kernel_plan& plan, int reps) {
+  std::vector<double> tot, sel, att;
+  r.run_once();  // warm-up
+  for (int k = 0; k < reps; ++k) {
+    auto ms = r.run_once();
+    double s = 0, a = 0;
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const std::string& n = plan.stages[i].name;
+      (n == "sparse_attend" || n == "sparse_combine" ? a : s) += ms[i];
+    }
+    tot.push_back(s + a), sel.push_back(s), att.push_back(a);
+  }
+  return {median(tot), median(sel), median(att)};
+}
+
+std::string json_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) r += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  return r;
+}
+
+struct recorder {
+  std::vector<std::string> rows;
+  void add(const std::string& backend, const std::string& bench, const std::string& shape, double ms, const std::string& metric,
+           double value, double roof, double kept = 1, int64_t tiles = 0, const std::string& extra = "") {
+    char buf[1024];
+    std::snprintf(buf, sizeof buf,
+                  "{\"backend\":\"%s\",\"bench\":\"%s\",\"shape\":\"%s\",\"median_ms\":%.6g,\"metric\":\"%s\",\"value\":%.6g,\"roof_ratio\":%.4g,"
+                  "\"kept_fraction\":%.4g,\"tiles_read\":%lld,\"note\":\"%s\"}",
+                  backend.c_str(), bench.c_str(), json_escape(shape).c_str(), ms, metric.c_str(), value, roof, kept, static_cast<long long>(tiles),
+                  json_escape(extra).c_str());
+    rows.push_back(buf);
+    std::printf("  %-7s %-22s %-44s %10.4f ms  %9.2f %-8s (%.0f%% of roof) kept %.3f\n", backend.c_str(), bench.c_str(), shape.c_str(), ms, value,
+                metric.c_str(), roof * 100, kept);
+    std::fflush(stdout);
+  }
+};
+
+// keep = causal && (diagonal || pseudo-random hash of (kq, kb) below f): a mask with kept fraction ~f.
+std::function<expr<boolean>(const attention::keep_terms&)> fraction_rule(double f) {
+  return [f](const attention::keep_terms& t) {
+    auto h = t.kv_block * 5 + t.q_block * 3;
+    auto m = h - (h / 8) * 8;
+    return t.causal && ((m < static_cast<double>(std::lround(f * 8))) || t.kv_block == t.q_block);
+  };
+}
+
+void bench_backend(runner& r, recorder& rec) {
+  std::printf("[%s] %s\n", r.name().c_str(), r.caps().notes.c_str());
+  const double copy = r.copy_gbps();
+  rec.add(r.name(), "copy", "device copy", 0, "GB/s", copy, 1.0);
+  const bool is_cpu = r.name() == "cpu";
+  const bool slow = is_cpu || r.caps().parallelism <= 64;  // CPU or a CPU Vulkan device (lavapipe)
+  // Fused elementwise graph: 2 f32 reads, 1 f32 write.
+  {
+    const int64_t n = slow ? (quick ? 1 << 22 : 1 << 24) : (1 << 26);
+    graph g("fused_elementwise_bench");
+    auto a = g.input<f32>("a", {n}), b = g.input<f32>("b", {n});
+    g.output("y", select((a > 0.0f) || (b <= 1.5f), a * b + 1.0f, max(a, b)));
+    auto plan = codegen::make_plan(lower(g));
+    r.load(plan, {testing::make_input(dtype::f32, {n}, 1), testing::make_input(dtype::f32, {n}, 2)});
+    auto t = time_plan(r, plan, quick ? 5 : 15);
+    const double gbs = 12.0 * n / (t.total_ms / 1e3) / 1e9;
+    rec.add(r.name(), "fused_elementwise", "n=" + std::to_string(n) + " f32", t.total_ms, "GB/s", gbs, gbs / copy);
+  }
+  // Attention.
+  struct fa_case {
+    std::string bench;
+    attention::config c;
+    double f;
+  };
+  std::vector<fa_case> cases;
+  auto prefill = [&](int64_t N, int64_t H, int64_t Hk, int64_t D, double f) {
+    attention::config c;
+    c.heads = H, c.kv_heads = Hk, c.q_len = N, c.kv_len = N, c.head_dim = D, c.block = slow ? 64 : 128, c.kv_type = dtype::f16;
+    if (f >= 1) c.dense = true;
+    else c.keep_rule = fraction_rule(f);
+    cases.push_back({f >= 1 ? "prefill_dense" : "prefill_sparse", c, f});
+  };
+  auto decode = [&](int64_t N, int64_t H, int64_t Hk, int64_t D, double f) {
+    attention::config c;
+    c.heads = H, c.kv_heads = Hk, c.q_len = 1, c.kv_len = N, c.head_dim = D, c.block = 64, c.kv_type = dtype::f16, c.per_group = true;
+    if (f >= 1) c.dense = true;
+    else c.window = std::max<int64_t>(1, std::lround(f * c.kv_blocks()) - 1), c.sinks = 1, c.threshold = std::numeric_limits<double>::infinity();
+    cases.push_back({f >= 1 ? "decode_dense" : "decode_sparse", c, f});
+  };
+  const int64_t Np = slow ? (quick ? 512 : 2048) : (quick ? 4096 : 16384);
+  for (double f : {1.0, 0.5, 0.25, 0.125}) prefill(Np, slow ? 8 : 16, slow ? 8 : 16, 128, f);
+  if (is_cpu && !quick) prefill(2048, 16, 2, 256, 1.0);
+  for (int64_t N : slow ? std::vector<int64_t>{quick ? 4096 : 16384} : std::vector<int64_t>{16384, 32768, 131072}) {
+    decode(N, 8, 8, 128, 1.0);
+    decode(N, 32, 8, 128, 1.0);
+    decode(N, 8, 8, 128, 0.25);
+    decode(N, 32, 8, 128, 0.25);
+  }
+  if (!quick) {
+    attention::config c;  // selection stage alone at N = 32K (threshold rule, mean pooling)
+    c.heads = 16, c.kv_heads = 16, c.q_len = slow ? 8192 : 32768, c.kv_len = c.q_len, c.head_dim = 128, c.block = slow ? 64 : 128;
+    c.kv_type = dtype::f16, c.threshold = 0.0, c.window = 2, c.sinks = 1;
+    cases.push_back({"selection", c, -1});
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    auto& fc = cases[i];
+    std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
+    std::fflush(stdout);
+    attention::pipeline p = attention::build(fc.c, r.caps());
+    auto in = testing::attention_inputs(fc.c, 11);
+    r.load(p.plan, in);
+    auto t = time_plan(r, p.plan, quick ? 3 : (slow ? 3 : 10));
+    auto outs = r.outputs();
+    const tensor& keep = outs[0];
+    int64_t kept = 0, causal = 0, tiles = 0;
+    const int64_t QB = fc.c.q_blocks(), KB = fc.c.kv_blocks();
+    for (int64_t lh = 0; lh < fc.c.list_heads(); ++lh)
+      for (int64_t qb = 0; qb < QB; ++qb)
+        for (int64_t kb = 0; kb < KB; ++kb) {
+          const int64_t kq = (std::min((qb + 1) * fc.c.block, fc.c.q_len) - 1 + fc.c.kv_len - fc.c.q_len) / fc.c.block;
+          causal += kb <= kq;
+          kept += keep.as<uint32_t>()[(lh * QB + qb) * KB + kb];
+        }
+    for (int64_t k = 0; k < outs.back().size(); ++k) tiles += outs.back().as<uint32_t>()[k];
+    const double frac = static_cast<double>(kept) / static_cast<double>(causal);
+    std::string shape = "H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " D=" + std::to_string(fc.c.head_dim) +
+                        " Nq=" + std::to_string(fc.c.q_len) + " Nk=" + std::to_string(fc.c.kv_len) + " B=" + std::to_string(fc.c.block);
+    const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits);
+    if (fc.bench == "selection") {
+      rec.add(r.name(), "selection", shape, t.select_ms, "ms", t.select_ms, 0, frac, tiles, "attention " + std::to_string(t.attend_ms) + " ms; " + route);
+    } else if (fc.c.q_len == 1) {
+      const double bytes = 2.0 * static_cast<double>(tiles) / fc.c.heads * fc.c.groups() * 0 + 0;
+      (void)bytes;
+      const double kv_bytes = static_cast<double>(kept) * fc.c.block * fc.c.head_dim * 2 /*K,V*/ * 2 /*f16*/ * (fc.c.per_group ? 1 : 1.0 / fc.c.groups());
+      const double gbs = kv_bytes / (t.attend_ms / 1e3) / 1e9;
+      rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy * 2, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
+    } else {
+      const double flops = 4.0 * fc.c.heads * static_cast<double>(fc.c.q_len) * fc.c.kv_len * fc.c.head_dim / 2 * frac;
+      const double tfs = flops / (t.attend_ms / 1e3) / 1e12;
+      rec.add(r.name(), fc.bench, shape, t.attend_ms, "TFLOP/s", tfs, 0, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
+    }
+  }
+}
+
+#if CONCORD_WITH_VULKAN
+double vk_runner::copy_gbps() {
+  const int64_t n = vk::context::get().info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU ? (1 << 24) : (1 << 27);
+  graph g("copy");
+  g.output("y", g.input<u32>("x", {n}) + 0u);
+  auto plan = codegen::make_plan(lower(g));
+  load(plan, {testing::make_input(dtype::u32, {n}, 3)});
+  auto t = time_plan(*this, plan, 10);
+  return 8.0 * n / (t.total_ms / 1e3) / 1e9;
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "bench-results.json", only;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+    else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) only = argv[++i];
+  }
+  recorder rec;
+  std::vector<std::unique_ptr<runner>> rs;
+  if (only.empty() || only == "cpu") rs.push_back(std::make_unique<cpu_runner>());
+#if CONCORD_WITH_VULKAN
+  if (only.empty() || only == "vulkan") rs.push_back(std::make_unique<vk_runner>());
+#endif
+#if CONCORD_WITH_HIP
+  if (only.empty() || only == "hip") rs.push_back(std::make_unique<hip_runner>());
+#endif
+  for (auto& r : rs) {
+    try {
+      bench_backend(*r, rec);
+    } catch (const backend_unavailable& e) {
+      std::printf("[%s] not present: %s\n", r->name().c_str(), e.what());
+    }
+  }
+  std::ofstream f(out);
+  f << "[\n";
+  for (size_t i = 0; i < rec.rows.size(); ++i) f << "  " << rec.rows[i] << (i + 1 < rec.rows.size() ? ",\n" : "\n");
+  f << "]\n";
+  std::printf("wrote %s (%zu figures)\n", out.c_str(), rec.rows.size());
+  return 0;
+}
