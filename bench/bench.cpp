@@ -203,12 +203,12 @@ void bench_backend(runner& r, recorder& rec) {
   };
   auto decode = [&](int64_t N, int64_t H, int64_t Hk, int64_t D, double f) {
     attention::config c;
-    c.heads = H, c.kv_heads = Hk, c.q_len = 1, c.kv_len = N, c.head_dim = D, c.block = 64, c.kv_type = dtype::f16, c.per_group = true;
+    c.heads = H, c.kv_heads = Hk, c.q_len = 1, c.kv_len = N, c.head_dim = D, c.block = slow ? 64 : 128, c.kv_type = dtype::f16, c.per_group = true;
     if (f >= 1) c.dense = true;
     else c.window = std::max<int64_t>(1, std::lround(f * c.kv_blocks()) - 1), c.sinks = 1, c.threshold = std::numeric_limits<double>::infinity();
     cases.push_back({f >= 1 ? "decode_dense" : "decode_sparse", c, f});
   };
-  const int64_t Np = slow ? (quick ? 512 : 2048) : (quick ? 4096 : 16384);
+  const int64_t Np = slow ? (quick ? 512 : 2048) : (quick ? 2048 : 4096);  // GPU prefill: one invocation per row (see docs/benchmarks.md)
   for (double f : {1.0, 0.5, 0.25, 0.125}) prefill(Np, slow ? 8 : 16, slow ? 8 : 16, 128, f);
   if (is_cpu && !quick) prefill(2048, 16, 2, 256, 1.0);
   for (int64_t N : slow ? std::vector<int64_t>{quick ? 4096 : 16384} : std::vector<int64_t>{16384, 32768, 131072}) {
@@ -250,8 +250,6 @@ void bench_backend(runner& r, recorder& rec) {
     if (fc.bench == "selection") {
       rec.add(r.name(), "selection", shape, t.select_ms, "ms", t.select_ms, 0, frac, tiles, "attention " + std::to_string(t.attend_ms) + " ms; " + route);
     } else if (fc.c.q_len == 1) {
-      const double bytes = 2.0 * static_cast<double>(tiles) / fc.c.heads * fc.c.groups() * 0 + 0;
-      (void)bytes;
       const double kv_bytes = static_cast<double>(kept) * fc.c.block * fc.c.head_dim * 2 /*K,V*/ * 2 /*f16*/ * (fc.c.per_group ? 1 : 1.0 / fc.c.groups());
       const double gbs = kv_bytes / (t.attend_ms / 1e3) / 1e9;
       rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy * 2, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);

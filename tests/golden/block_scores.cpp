@@ -6,6 +6,7 @@ typedef uint32_t uint;
 #define CC_FN static inline
 CC_FN uint cc_bits(float x) { return std::bit_cast<uint>(x); }
 CC_FN float cc_float(uint u) { return std::bit_cast<float>(u); }
+CC_FN float cc_div(float a, float b) { return a / b; }
 CC_FN float cc_sqrt(float x) { return std::sqrt(x); }
 CC_FN float cc_exp(float x) { return std::exp(x); }
 CC_FN float cc_log(float x) { return std::log(x); }

@@ -8,6 +8,13 @@ layout(push_constant) uniform push_t { uint count; uint row; uint opaque; } pc;
 #define CC_FN
 uint cc_bits(float x) { return floatBitsToUint(x); }
 float cc_float(uint u) { return uintBitsToFloat(u); }
+float cc_div(float a, float b) {
+  // Vulkan bounds division error only for 2^-126 <= |b| <= 2^126 (NVIDIA returns 0 for
+  // fmax / fmax): scale huge divisors by 1/4 (exact), and give x / 0 its IEEE value.
+  precise float big = (a / (b * 0.25f)) * 0.25f; precise float q = a / b;
+  float inf = uintBitsToFloat((floatBitsToUint(a) ^ floatBitsToUint(b)) & 0x80000000u | 0x7f800000u);
+  float z = (a == 0.0f || (floatBitsToUint(a) & 0x7fffffffu) > 0x7f800000u) ? uintBitsToFloat(0x7fc00000u) : inf;
+  return b == 0.0f ? z : (abs(b) > 8.50705917e37f ? big : q); }
 float cc_sqrt(float x) { return sqrt(x); }
 float cc_exp(float x) { return exp(x); }
 float cc_log(float x) { return log(x); }

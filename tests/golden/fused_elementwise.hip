@@ -5,6 +5,7 @@ typedef unsigned int uint;
 #define CC_FN static __device__ __forceinline__
 CC_FN uint cc_bits(float x) { return __float_as_uint(x); }
 CC_FN float cc_float(uint u) { return __uint_as_float(u); }
+CC_FN float cc_div(float a, float b) { return a / b; }
 CC_FN float cc_sqrt(float x) { return sqrtf(x); }
 CC_FN float cc_exp(float x) { return expf(x); }
 CC_FN float cc_log(float x) { return logf(x); }

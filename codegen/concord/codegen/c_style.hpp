@@ -35,7 +35,7 @@ inline constexpr std::array<op_format, op_count> c_formats = {{
     /* add */ {"cc_ftz($0 + $1)", "int(uint($0) + uint($1))", "($0 + $1)", nullptr},
     /* sub */ {"cc_ftz($0 - $1)", "int(uint($0) - uint($1))", "($0 - $1)", nullptr},
     /* mul */ {"cc_ftz($0 * $1)", "int(uint($0) * uint($1))", "($0 * $1)", nullptr},
-    /* div */ {"cc_ftz($0 / $1)", "cc_idiv($0, $1)", "cc_udiv($0, $1)", nullptr},
+    /* div */ {"cc_ftz(cc_div($0, $1))", "cc_idiv($0, $1)", "cc_udiv($0, $1)", nullptr},
     /* min */ {"cc_fmin($0, $1)", "($1 < $0 ? $1 : $0)", "($1 < $0 ? $1 : $0)", nullptr},
     /* max */ {"cc_fmax($0, $1)", "($1 > $0 ? $1 : $0)", "($1 > $0 ? $1 : $0)", nullptr},
     /* lt */ {"($0 < $1)", "($0 < $1)", "($0 < $1)", nullptr},

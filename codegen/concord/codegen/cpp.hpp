@@ -29,6 +29,7 @@ class cpp_emitter : public c_emitter {
            "typedef uint32_t uint;\n#define CC_FN static inline\n"
            "CC_FN uint cc_bits(float x) { return std::bit_cast<uint>(x); }\n"
            "CC_FN float cc_float(uint u) { return std::bit_cast<float>(u); }\n"
+           "CC_FN float cc_div(float a, float b) { return a / b; }\n"
            "CC_FN float cc_sqrt(float x) { return std::sqrt(x); }\n"
            "CC_FN float cc_exp(float x) { return std::exp(x); }\n"
            "CC_FN float cc_log(float x) { return std::log(x); }\n"

@@ -21,6 +21,7 @@ class hip_emitter : public c_emitter {
            "typedef unsigned int uint;\n#define CC_FN static __device__ __forceinline__\n"
            "CC_FN uint cc_bits(float x) { return __float_as_uint(x); }\n"
            "CC_FN float cc_float(uint u) { return __uint_as_float(u); }\n"
+           "CC_FN float cc_div(float a, float b) { return a / b; }\n"
            "CC_FN float cc_sqrt(float x) { return sqrtf(x); }\n"
            "CC_FN float cc_exp(float x) { return expf(x); }\n"
            "CC_FN float cc_log(float x) { return logf(x); }\n"

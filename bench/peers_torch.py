@@ -1,0 +1,92 @@
+"""PyTorch peers on the same shapes and keep rules as bench/bench.cpp (run on the GPU machine).
+
+SDPA (dense) and FlexAttention (create_block_mask from the same keep rule, compiled), plus the
+device ceilings: a device copy and an fp16 matrix product. Prints one JSON list.
+    python3 bench/peers_torch.py [--quick] > peers.json
+"""
+import json
+import sys
+
+import torch
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+quick = "--quick" in sys.argv
+dev = "cuda"
+flex = torch.compile(flex_attention)
+rows = []
+
+
+def timed(fn, reps=20):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        ts.append(a.elapsed_time(b))
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def add(bench, shape, ms, metric, value, kept=1.0, note=""):
+    rows.append(dict(backend="torch", bench=bench, shape=shape, median_ms=ms, metric=metric, value=value, kept_fraction=kept, note=note))
+    print(f"  torch {bench:22s} {shape:44s} {ms:10.4f} ms {value:9.2f} {metric} kept {kept:.3f}", file=sys.stderr)
+
+
+n = 1 << 28
+x, y = torch.empty(n, dtype=torch.float32, device=dev), torch.empty(n, dtype=torch.float32, device=dev)
+ms = timed(lambda: y.copy_(x))
+add("copy", "device copy 1 GiB", ms, "GB/s", 2 * 4 * n / ms / 1e6)
+a = torch.randn(8192, 8192, dtype=torch.float16, device=dev)
+ms = timed(lambda: a @ a, reps=10)
+add("matmul", "fp16 8192^3", ms, "TFLOP/s", 2 * 8192**3 / ms / 1e9)
+
+
+def fraction_keep(f, B):
+    m = round(f * 8)
+
+    def mask_mod(b, h, q, k):
+        kb, kq = k // B, q // B
+        return (k <= q) & ((((kb * 5 + kq * 3) % 8) < m) | (kb == kq))
+
+    return mask_mod
+
+
+H, D, B = 16, 128, 128
+N = 2048 if quick else 4096
+for f in (1.0, 0.5, 0.25, 0.125):
+    q = torch.randn(1, H, N, D, dtype=torch.float16, device=dev)
+    k, v = torch.randn_like(q), torch.randn_like(q)
+    shape = f"H={H}/{H} D={D} Nq={N} Nk={N} B={B}"
+    if f >= 1:
+        ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))
+        add("sdpa_prefill_dense", shape, ms, "TFLOP/s", 4 * H * N * N * D / 2 / ms / 1e9)
+        bm = create_block_mask(lambda b, h, qi, ki: ki <= qi, None, None, N, N, device=dev, BLOCK_SIZE=B)
+    else:
+        bm = create_block_mask(fraction_keep(f, B), None, None, N, N, device=dev, BLOCK_SIZE=B)
+    dense = bm.to_dense()
+    kept = float(dense.sum()) / float(torch.ones(N // B, N // B, device=dev).tril().sum())
+    ms = timed(lambda: flex(q, k, v, block_mask=bm))
+    add("flex_prefill" if f < 1 else "flex_prefill_dense", shape, ms, "TFLOP/s", 4 * H * N * N * D / 2 * kept / ms / 1e9, kept)
+
+for Nk in ((16384,) if quick else (16384, 32768, 131072)):
+    for Hq, Hk in ((8, 8), (32, 8)):
+        q = torch.randn(1, Hq, 1, D, dtype=torch.float16, device=dev)
+        k = torch.randn(1, Hk, Nk, D, dtype=torch.float16, device=dev)
+        v = torch.randn_like(k)
+        shape = f"H={Hq}/{Hk} D={D} Nq=1 Nk={Nk} B={B}"
+        kv_bytes = 2 * Hk * Nk * D * 2
+        ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != Hk))
+        add("sdpa_decode_dense", shape, ms, "GB/s", kv_bytes / ms / 1e6)
+        KB = Nk // B
+        W = max(1, round(0.25 * KB) - 1)
+        bm = create_block_mask(lambda b, h, qi, ki: ((KB - 1 - ki // B) < W) | (ki // B < 1), None, None, 1, Nk, device=dev, BLOCK_SIZE=B)
+        kept = (W + 1) / KB
+        ms = timed(lambda: flex(q, k, v, block_mask=bm, enable_gqa=Hq != Hk))
+        add("flex_decode_sparse", shape, ms, "GB/s", kv_bytes * kept / ms / 1e6, kept)
+
+print(json.dumps(rows, indent=1))

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The GPU run, in one call of the device tool on the H100 (see docs/gpu-results.md):
+#   phase "test":  Vulkan (NVIDIA driver) and HIP (nvcc) conformance, random graphs, attention
+#   phase "bench": concord benchmarks on Vulkan and HIP, and the PyTorch peers
+# Binaries are built on the CI-like machine (scripts/gpu-prepare.sh) and carried in gpu-carry/;
+# the HIP kernels are compiled on the GPU machine by nvcc at run time. Results go to $OUT.
+set -uo pipefail
+phase=${1:-test}
+out=${OUT:-/tmp/gpu-out}
+mkdir -p "$out"
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
+if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+fi
+export CONCORD_CACHE_DIR=/tmp/concord-cache CONCORD_HIP_COMPAT_DIR=$PWD/backends/hip_compat CONCORD_HIP_PLATFORM=nvidia
+export PATH=/usr/local/cuda/bin:$PATH
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nvcc --version | tail -2 | head -1
+} > "$out/device.txt" 2>&1
+if [ "$phase" = test ]; then
+  (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-200} timeout 200 gpu-carry/test_vulkan -r compact > "$out/vulkan.log" 2>&1; echo "exit $?" >> "$out/vulkan.log") &
+  (CONCORD_RANDOM_GRAPHS=${HIP_GRAPHS:-25} timeout 420 gpu-carry/test_hip -r compact > "$out/hip.log" 2>&1; echo "exit $?" >> "$out/hip.log")
+  wait
+  (timeout 60 gpu-carry/test_hip_runtime gpu > "$out/hip_runtime.log" 2>&1; echo "exit $?" >> "$out/hip_runtime.log")
+  for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
+else
+  (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-200} timeout 60 gpu-carry/test_vulkan -r compact "[conformance],[random]" > "$out/vulkan_retest.log" 2>&1; echo "exit $?" >> "$out/vulkan_retest.log")
+  (timeout 150 gpu-carry/bench --backend vulkan --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  (timeout 170 gpu-carry/bench_hip --backend hip --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
+fi
