@@ -68,6 +68,8 @@ inline void parallel_for(int64_t count, unsigned threads, const std::function<vo
     };
     for (unsigned k = 1; k < t; ++k) pool.emplace_back(worker);
     worker();
+    for (std::thread& th : pool) th.join();  // before `next` and `step` leave scope
+    return;
   } else {
     int64_t chunk = ((count + t - 1) / t + 63) / 64 * 64;
     for (unsigned k = 1; k < t; ++k) {

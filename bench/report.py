@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Renders benchmark JSON files (bench/bench.cpp, bench/peers_torch.py) as markdown tables and a PNG
+plot of attention time against kept fraction per backend.
+    report.py OUT.png FILE.json... > tables.md
+"""
+import json
+import sys
+
+
+def load(paths):
+    rows = []
+    for p in paths:
+        with open(p) as f:
+            rows += json.load(f)
+    return rows
+
+
+def main():
+    png, paths = sys.argv[1], sys.argv[2:]
+    rows = load(paths)
+    print("| backend | bench | shape | median ms | rate | kept | note |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        rate = f"{r['value']:.2f} {r['metric']}" if r["metric"] != "ms" else ""
+        roof = r.get("roof_ratio", 0)
+        if roof and r["metric"] == "GB/s":
+            rate += f" ({roof * 100:.0f}% of copy)"
+        print(f"| {r['backend']} | {r['bench']} | {r['shape']} | {r['median_ms']:.4g} | {rate} | {r.get('kept_fraction', 1):.3f} | {r.get('note', '')} |")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(no matplotlib: plot not drawn)", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for backend in sorted({r["backend"] for r in rows}):
+        pts = [(r["kept_fraction"], r["median_ms"]) for r in rows if r["backend"] == backend and r["bench"].startswith(("prefill", "flex_prefill"))]
+        if not pts:
+            continue
+        dense = max(ms for f, ms in pts if f >= max(p[0] for p in pts) - 1e-9)
+        pts.sort()
+        ax.plot([f for f, _ in pts], [ms / dense for _, ms in pts], "o-", label=f"{backend} (dense {dense:.3g} ms)")
+    ax.plot([0, 1], [0.05, 1.05], "k--", lw=0.8, label="target: kept + 0.05")
+    ax.set_xlabel("kept fraction of causal blocks")
+    ax.set_ylabel("time / own dense time")
+    ax.set_title("Block-sparse prefill: time against kept fraction")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+// Writes inputs and expected outputs (computed by concord's CPU backend) for the kernels that
+// concord-gen exports, so a consumer without concord can check its own run:
+//   export_fixtures DIR NAME   ->  DIR/NAME.in<k>.bin, DIR/NAME.out<k>.bin
+#include <concord/cpu/runtime.hpp>
+
+#include <cstdio>
+#include <fstream>
+
+#include "../../tests/attention_support.hpp"
+
+namespace {
+#include "../../codegen/concord_gen_graphs.inc"
+}
+
+int main(int argc, char** argv) {
+  if (argc != 3) return std::fprintf(stderr, "usage: export_fixtures DIR NAME\n"), 2;
+  using namespace concord;
+  for (auto& [name, plan] : concord_export_graphs()) {
+    if (name != argv[2]) continue;
+    std::vector<tensor> in;
+    uint64_t seed = 5;
+    for (const auto& b : plan.buffers) {
+      if (b.role != codegen::buffer_role::input) continue;
+      in.push_back(b.type == dtype::boolean ? testing::make_input(b.type, b.shape, seed++) : testing::random_tensor(b.type, b.shape, seed++));
+    }
+    auto out = cpu::run(cpu::compile(plan), in);
+    for (size_t k = 0; k < in.size(); ++k) std::ofstream(std::string(argv[1]) + "/" + name + ".in" + std::to_string(k) + ".bin", std::ios::binary).write(reinterpret_cast<const char*>(in[k].bytes.data()), static_cast<std::streamsize>(in[k].bytes.size()));
+    for (size_t k = 0; k < out.size(); ++k) std::ofstream(std::string(argv[1]) + "/" + name + ".out" + std::to_string(k) + ".bin", std::ios::binary).write(reinterpret_cast<const char*>(out[k].bytes.data()), static_cast<std::streamsize>(out[k].bytes.size()));
+    std::printf("export_fixtures: %s: %zu inputs, %zu outputs\n", name.c_str(), in.size(), out.size());
+    return 0;
+  }
+  return std::fprintf(stderr, "export_fixtures: no graph named %s\n", argv[2]), 1;
+}
