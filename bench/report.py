@@ -35,13 +35,16 @@ def main():
         print("\n(no matplotlib: plot not drawn)", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for backend in sorted({r["backend"] for r in rows}):
-        pts = [(r["kept_fraction"], r["median_ms"]) for r in rows if r["backend"] == backend and r["bench"].startswith(("prefill", "flex_prefill"))]
-        if not pts:
+    groups = {}
+    for r in rows:
+        if r["bench"].startswith(("prefill", "flex_prefill")):
+            groups.setdefault((r["backend"], r["shape"]), []).append((r["kept_fraction"], r["median_ms"]))
+    for (backend, shape), pts in sorted(groups.items()):
+        if len(pts) < 2:
             continue
-        dense = max(ms for f, ms in pts if f >= max(p[0] for p in pts) - 1e-9)
         pts.sort()
-        ax.plot([f for f, _ in pts], [ms / dense for _, ms in pts], "o-", label=f"{backend} (dense {dense:.3g} ms)")
+        dense = pts[-1][1]
+        ax.plot([f for f, _ in pts], [ms / dense for _, ms in pts], "o-", label=f"{backend} {shape} (dense {dense:.3g} ms)")
     ax.plot([0, 1], [0.05, 1.05], "k--", lw=0.8, label="target: kept + 0.05")
     ax.set_xlabel("kept fraction of causal blocks")
     ax.set_ylabel("time / own dense time")

@@ -68,6 +68,7 @@ inline void validate(const config& c) {
         std::to_string(c.q_len) + ", kv_len " + std::to_string(c.kv_len) + ", head_dim " + std::to_string(c.head_dim) + ", block " + std::to_string(c.block) + ")");
   if (c.heads % c.kv_heads) bad("heads " + std::to_string(c.heads) + " is not a multiple of kv_heads " + std::to_string(c.kv_heads));
   if (c.q_len > c.kv_len) bad("q_len " + std::to_string(c.q_len) + " > kv_len " + std::to_string(c.kv_len) + " (queries align to the end of the keys)");
+  if (c.block > 1024) bad("block " + std::to_string(c.block) + " > 1024 (per-invocation tile scores)");
   if (c.head_dim > 1024) bad("head_dim " + std::to_string(c.head_dim) + " > 1024 (the accumulator limit of every variant)");
   if (c.kv_type != dtype::f32 && c.kv_type != dtype::f16) bad(std::string("K/V dtype ") + dtype_name(c.kv_type) + " (f32 or f16 only)");
   if (c.window < 0 || c.sinks < 0 || c.top_k < 0) bad("window, sinks and top_k must be >= 0");
@@ -102,7 +103,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
   };
   if (!decode) reject("decode_split_group", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (!shared) reject("decode_split_group", "selection is per head: the heads of a group read different blocks");
-  else if (G * D > dev.max_accumulator) reject("decode_split_group", "G*D = " + std::to_string(G * D) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
+  else if (G * D * 2 + c.block > dev.max_accumulator) reject("decode_split_group", "2*G*D + B = " + std::to_string(G * D * 2 + c.block) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
   else {
     r.variant = "decode_split_group", r.group = G, r.splits = splits_for(c.kv_heads * c.q_len);
     return r;
@@ -114,7 +115,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
   }
   if (!shared) reject("row_group", "selection is per head: the heads of a group read different blocks");
   else if (G == 1) reject("row_group", "G = 1: nothing to share");
-  else if (G * D > dev.max_accumulator) reject("row_group", "G*D = " + std::to_string(G * D) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
+  else if (G * D * 2 + c.block > dev.max_accumulator) reject("row_group", "2*G*D + B = " + std::to_string(G * D * 2 + c.block) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
   else {
     r.variant = "row_group", r.group = G;
     return r;
@@ -232,29 +233,41 @@ inline constexpr const char* attend_body = R"(  uint sp = i % @S@u; uint t0 = i 
     for (uint d = 0u; d < @D@u; ++d) { qv[g * @D@u + d] = CC_LD_Q(((h0 + g) * @NQ@u + qi) * @D@u + d); acc[g * @D@u + d] = 0.0f; }
   }
   uint tiles = 0u;
+  float st[@B@];
   for (uint e = e0; e < e1; ++e) {
     uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
     tiles += 1u;
     uint k0 = kb * @B@u; uint k1 = k0 + @B@u < @NK@u ? k0 + @B@u : @NK@u;
-    for (uint kk = k0; kk < k1; ++kk) {
-      if (@CAUSAL@ && kk > qpos) break;
-      uint kbase = (kvh * @NK@u + kk) * @D@u;
-      for (uint g = 0u; g < @GQ@u; ++g) {
-        if (!cc_mask_mod(int(qpos), int(kk), int(h0 + g))) continue;
+    if (@CAUSAL@ && k1 > qpos + 1u) k1 = qpos + 1u;
+    if (k1 <= k0) continue;
+    uint n = k1 - k0;
+    for (uint g = 0u; g < @GQ@u; ++g) {
+      float tmax = cc_float(0xff800000u);
+      for (uint j = 0u; j < n; ++j) {
+        uint kbase = (kvh * @NK@u + k0 + j) * @D@u;
         float part[8];
         for (uint l = 0u; l < 8u; ++l) part[l] = 0.0f;
         for (uint d = 0u; d < @D8@u; d += 8u)
           for (uint l = 0u; l < 8u; ++l) part[l] = part[l] + qv[g * @D@u + d + l] * CC_LD_K(kbase + d + l);
         for (uint d = @D8@u; d < @D@u; ++d) part[d - @D8@u] = part[d - @D8@u] + qv[g * @D@u + d] * CC_LD_K(kbase + d);
         float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-        float sc = cc_score_mod(dot * @SCALE@, int(qpos), int(kk), int(h0 + g));
-        if (!(sc > cc_float(0xff800000u))) continue;
-        float mn = sc > mx[g] ? sc : mx[g];
-        float corr = cc_exp(mx[g] - mn); float pr = cc_exp(sc - mn);
-        sm[g] = sm[g] * corr + pr;
-        for (uint d = 0u; d < @D@u; ++d) acc[g * @D@u + d] = acc[g * @D@u + d] * corr + pr * CC_LD_V(kbase + d);
-        mx[g] = mn;
+        float sc = cc_score_mod(dot * @SCALE@, int(qpos), int(k0 + j), int(h0 + g));
+        bool live = cc_mask_mod(int(qpos), int(k0 + j), int(h0 + g)) && sc > cc_float(0xff800000u);
+        st[j] = live ? sc : cc_float(0xff800000u);
+        tmax = st[j] > tmax ? st[j] : tmax;
       }
+      if (!(tmax > cc_float(0xff800000u))) continue;
+      float mn = tmax > mx[g] ? tmax : mx[g];
+      float corr = cc_exp(mx[g] - mn);
+      float psum = 0.0f;
+      for (uint j = 0u; j < n; ++j) { st[j] = cc_exp(st[j] - mn); psum = psum + st[j]; }
+      sm[g] = sm[g] * corr + psum;
+      for (uint d = 0u; d < @D@u; ++d) acc[g * @D@u + d] = acc[g * @D@u + d] * corr;
+      for (uint j = 0u; j < n; ++j) {
+        uint vbase = (kvh * @NK@u + k0 + j) * @D@u; float pj = st[j];
+        for (uint d = 0u; d < @D@u; ++d) acc[g * @D@u + d] = acc[g * @D@u + d] + pj * CC_LD_V(vbase + d);
+      }
+      mx[g] = mn;
     }
   }
   if (qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
