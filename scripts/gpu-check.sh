@@ -22,7 +22,14 @@ export PATH=/usr/local/cuda/bin:$PATH
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   nvcc --version | tail -2 | head -1
 } > "$out/device.txt" 2>&1
-if [ "$phase" = test ]; then
+if [ "$phase" = all ]; then
+  (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-100} timeout 150 gpu-carry/test_vulkan -r compact > "$out/vulkan.log" 2>&1; echo "exit $?" >> "$out/vulkan.log") &
+  (CONCORD_RANDOM_GRAPHS=${HIP_GRAPHS:-15} timeout 220 gpu-carry/test_hip -r compact > "$out/hip.log" 2>&1; echo "exit $?" >> "$out/hip.log")
+  wait
+  (timeout 120 gpu-carry/bench --backend vulkan --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  (timeout 150 gpu-carry/bench_hip --backend hip --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
+elif [ "$phase" = test ]; then
   (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-200} timeout 200 gpu-carry/test_vulkan -r compact > "$out/vulkan.log" 2>&1; echo "exit $?" >> "$out/vulkan.log") &
   (CONCORD_RANDOM_GRAPHS=${HIP_GRAPHS:-25} timeout 420 gpu-carry/test_hip -r compact > "$out/hip.log" 2>&1; echo "exit $?" >> "$out/hip.log")
   wait
