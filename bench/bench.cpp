@@ -145,6 +145,14 @@ std::string json_escape(const std::string& s) {
 
 struct recorder {
   std::vector<std::string> rows;
+  std::string path;
+  // Rewritten after every figure, so a run stopped by a time limit keeps what it measured.
+  void flush() const {
+    std::ofstream f(path);
+    f << "[\n";
+    for (size_t i = 0; i < rows.size(); ++i) f << "  " << rows[i] << (i + 1 < rows.size() ? ",\n" : "\n");
+    f << "]\n";
+  }
   void add(const std::string& backend, const std::string& bench, const std::string& shape, double ms, const std::string& metric,
            double value, double roof, double kept = 1, int64_t tiles = 0, const std::string& extra = "") {
     char buf[1024];
@@ -154,6 +162,7 @@ struct recorder {
                   backend.c_str(), bench.c_str(), json_escape(shape).c_str(), ms, metric.c_str(), value, roof, kept, static_cast<long long>(tiles),
                   json_escape(extra).c_str());
     rows.push_back(buf);
+    flush();
     std::printf("  %-7s %-22s %-44s %10.4f ms  %9.2f %-8s (%.0f%% of roof) kept %.3f\n", backend.c_str(), bench.c_str(), shape.c_str(), ms, value,
                 metric.c_str(), roof * 100, kept);
     std::fflush(stdout);
@@ -283,6 +292,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) only = argv[++i];
   }
   recorder rec;
+  rec.path = out;
   std::vector<std::unique_ptr<runner>> rs;
   if (only.empty() || only == "cpu") rs.push_back(std::make_unique<cpu_runner>());
 #if CONCORD_WITH_VULKAN
@@ -298,10 +308,7 @@ int main(int argc, char** argv) {
       std::printf("[%s] not present: %s\n", r->name().c_str(), e.what());
     }
   }
-  std::ofstream f(out);
-  f << "[\n";
-  for (size_t i = 0; i < rec.rows.size(); ++i) f << "  " << rec.rows[i] << (i + 1 < rec.rows.size() ? ",\n" : "\n");
-  f << "]\n";
+  rec.flush();
   std::printf("wrote %s (%zu figures)\n", out.c_str(), rec.rows.size());
   return 0;
 }
