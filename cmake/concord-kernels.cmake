@@ -3,7 +3,9 @@
 #   std::vector<std::pair<std::string, concord::codegen::kernel_plan>> concord_export_graphs(),
 #   and runs it at build time: <dir> receives .cpp, .hip, .comp (+ .spv with glslang) and .json
 #   per graph. <target> is a custom target that the user's targets can depend on.
-set(CONCORD_GEN_SOURCE "${CMAKE_CURRENT_LIST_DIR}/../codegen/concord_gen.cpp" CACHE INTERNAL "")
+if(NOT CONCORD_GEN_SOURCE)
+  set(CONCORD_GEN_SOURCE "${CMAKE_CURRENT_LIST_DIR}/../codegen/concord_gen.cpp")
+endif()
 function(concord_add_kernels target)
   cmake_parse_arguments(K "" "GRAPHS;OUT" "" ${ARGN})
   get_filename_component(hdr "${K_GRAPHS}" ABSOLUTE)

@@ -176,3 +176,71 @@ TEST_CASE("attention: score and mask modifiers written in the DSL are fused", "[
   c.score_mod = lower(sm), c.mask_mod = lower(mm), c.additive_mask = true;
   run_attention_case("softcap + sliding-window mask mod + additive mask", c);
 }
+
+TEST_CASE("attention keep rule: block scores exactly 0, -0, denormal and the threshold", "[attention][boundary]") {
+  using namespace concord;
+  attention::config c;
+  c.heads = 1, c.kv_heads = 1, c.q_len = 16, c.kv_len = 16, c.head_dim = 8, c.block = 4, c.kv_type = dtype::f32;
+  c.window = 0, c.sinks = 0;
+  // Every query row is e0, every key of block j is c_j * e0 (+ 0.25 in another dim, which q ignores),
+  // so the pooled score of block j is exactly c_j.
+  auto run_case = [&](double threshold, const std::vector<float>& cj, const std::vector<uint32_t>& want_last_row) {
+    c.threshold = threshold;
+    tensor q(dtype::f32, {1, 16, 8}), k(dtype::f32, {1, 16, 8}), v = testing::random_tensor(dtype::f32, {1, 16, 8}, 3);
+    for (int i = 0; i < 16 * 8; ++i) q.as<float>()[i] = (i % 8 == 0) ? 1.0f : 0.0f, k.as<float>()[i] = (i % 8 == 3) ? 0.25f : 0.0f;
+    for (int t = 0; t < 16; ++t) k.as<float>()[t * 8] = cj[t / 4];
+    auto r = testing::check_attention(backend_plan_runner(), c, backend_caps(), {q, k, v});
+    INFO(backend_name() << " threshold " << threshold << ": " << r.first);
+    CHECK(r.keep_mismatches == 0);
+    CHECK(r.out_mismatches == 0);
+    for (int j = 0; j < 4; ++j) {
+      INFO("block " << j << " score " << cj[j]);
+      CHECK(r.keep.as<uint32_t>()[3 * 4 + j] == want_last_row[j]);
+    }
+  };
+  const float denorm = 1e-40f;
+  run_case(0.0, {0.0f, -0.0f, denorm, 1e-30f}, {0, 0, 0, 1});          // 0, -0 and a (flushed) denormal are not > 0
+  run_case(0.5, {0.5f, 0.50000006f, 0.49999997f, -denorm}, {0, 1, 0, 0});  // a tie with the threshold is not salient
+}
+
+TEST_CASE("decode block representatives: appending updates only touched blocks and equals full re-pooling", "[attention][cache]") {
+  using namespace concord;
+  const int64_t H = 2, D = 24, B = 16, N = 100;
+  tensor full = testing::random_tensor(dtype::f16, {H, N, D}, 21);
+  // Full re-pooling through the DSL (the selection graph's pooling ops), on the interpreter.
+  graph g("full_pool");
+  auto kx = cast<f32>(g.input<f16>("k", {H, N, D}));
+  g.output("mean", pool_mean(kx, 1, B)), g.output("min", pool_min(kx, 1, B)), g.output("max", pool_max(kx, 1, B));
+  auto want = interpret(lower(g), {full});
+  const int64_t KB = (N + B - 1) / B;
+  tensor sum(dtype::f32, {H, KB, D}), mn(dtype::f32, {H, KB, D}), mx(dtype::f32, {H, KB, D});
+  sum.poison(), mn.poison(), mx.poison();
+  tensor mean;
+  int64_t len = 0, launches = 0, max_invocations = 0;
+  for (int64_t step : {1, 5, 10, 16, 3, 37, 28}) {  // 1 + 5 + ... = 100 tokens appended in pieces
+    const int64_t next = len + step, kb = (next + B - 1) / B;
+    tensor k(dtype::f16, {H, next, D});
+    for (int64_t h = 0; h < H; ++h)
+      std::memcpy(k.as<uint16_t>() + h * next * D, full.as<uint16_t>() + h * N * D, static_cast<size_t>(next * D) * 2);
+    auto grow = [&](const tensor& t) {  // previous blocks, padded to the new block count
+      tensor r(dtype::f32, {H, kb, D});
+      r.poison();
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t b = 0; b < std::min(kb, t.shape[1]); ++b)
+          std::memcpy(r.as<float>() + (h * kb + b) * D, t.as<float>() + (h * t.shape[1] + b) * D, static_cast<size_t>(D) * 4);
+      return r;
+    };
+    auto plan = attention::rep_append_plan(H, len, next, D, B, dtype::f16);
+    max_invocations = std::max(max_invocations, plan.stages[0].count);
+    auto out = backend_plan_runner()(plan, {k, grow(sum), grow(mn), grow(mx), attention::recip_table(B)});
+    sum = out[0], mn = out[1], mx = out[2], mean = out[3];
+    len = next, ++launches;
+  }
+  REQUIRE(len == N);
+  CHECK(launches == 7);
+  CHECK(max_invocations == H * KB * D);  // per-(block, dim) work; each touched block reads only its new tokens
+  INFO(backend_name());
+  CHECK(mean.bytes == want[0].bytes);
+  CHECK(mn.bytes == want[1].bytes);
+  CHECK(mx.bytes == want[2].bytes);
+}

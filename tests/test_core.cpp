@@ -178,3 +178,67 @@ TEST_CASE("the CPU backend splits work across threads and still matches", "[core
     CHECK(r.mismatches == 0);
   }
 }
+
+#include <concord/npy.hpp>
+
+#include "attention_support.hpp"
+
+TEST_CASE(".npy files round-trip and bad files are named", "[core][npy]") {
+  const std::string dir = jit::cache_dir();
+  for (dtype t : {dtype::f32, dtype::f16, dtype::i32, dtype::u32, dtype::boolean}) {
+    tensor x = testing::make_input(t, {3, 5, 7}, 4);
+    if (t == dtype::boolean)
+      for (int64_t i = 0; i < x.size(); ++i) x.as<uint32_t>()[i] &= 1u;
+    npy::write(dir + "/rt.npy", x);
+    tensor y = npy::read(dir + "/rt.npy");
+    CHECK(y.type == x.type);
+    CHECK(y.shape == x.shape);
+    CHECK(y.bytes == x.bytes);
+  }
+  { std::ofstream(dir + "/bad.npy") << "not numpy"; }
+  REQUIRE_THROWS_WITH(npy::read(dir + "/bad.npy"), Catch::Contains("bad.npy") && Catch::Contains("not a .npy"));
+  REQUIRE_THROWS_WITH(npy::read(dir + "/missing.npy"), Catch::Contains("missing.npy"));
+}
+
+#ifdef CONCORD_ATTENTION_CLI
+TEST_CASE("concord-attention reads .npy inputs and writes the pipeline's output and keep mask", "[core][npy][attention]") {
+  const std::string dir = jit::cache_dir();
+  attention::config c;
+  c.heads = 4, c.kv_heads = 2, c.q_len = 40, c.kv_len = 90, c.head_dim = 32, c.block = 16, c.kv_type = dtype::f16;
+  c.threshold = 0.25, c.window = 1, c.sinks = 1;
+  auto in = testing::attention_inputs(c, 13, 2);
+  npy::write(dir + "/q.npy", in[0]), npy::write(dir + "/k.npy", in[1]), npy::write(dir + "/v.npy", in[2]);
+  int status = 0;
+  std::string log = jit::run_command(std::string(CONCORD_ATTENTION_CLI) + " --q " + dir + "/q.npy --k " + dir + "/k.npy --v " + dir +
+                                         "/v.npy --block 16 --window 1 --sinks 1 --threshold 0.25 --out " + dir,
+                                     status);
+  INFO(log);
+  REQUIRE(status == 0);
+  auto want = cpu::run(cpu::compile(attention::build(c, cpu::caps()).plan), in);
+  CHECK(npy::read(dir + "/keep.npy").bytes == want[0].bytes);
+  CHECK(npy::read(dir + "/out.npy").bytes == want[1].bytes);
+  status = 0;
+  log = jit::run_command(std::string(CONCORD_ATTENTION_CLI) + " --q " + dir + "/k.npy --k " + dir + "/k.npy --v " + dir + "/v.npy", status);
+  CHECK(status != 0);
+  CHECK(log.find("q must be f32") != std::string::npos);
+}
+#endif
+
+#include "conformance.hpp"
+
+TEST_CASE("the conformance suite catches a build flag that changes the semantics (fast-math)", "[core][flags]") {
+  // Control: the project's flags give zero mismatches; adding -ffast-math (reassociated sums,
+  // no-NaN assumptions) must be detected. If this ever passes with fast-math, the suite is blind.
+  int64_t with_fast_math = 0;
+  for (auto& c : testing::conformance_cases()) {
+    if (c.prog.name != "ops_f32") continue;
+    auto plan = codegen::make_plan(c.prog);
+    auto ok = testing::check([&](const program&, const std::vector<tensor>& i) { return cpu::run(cpu::compile(plan), i); }, c.prog, c.inputs);
+    CHECK(ok.mismatches == 0);
+    auto fast = testing::check([&](const program&, const std::vector<tensor>& i) { return cpu::run(cpu::compile(plan, "-ffast-math"), i); }, c.prog, c.inputs);
+    with_fast_math += fast.mismatches;
+    INFO("fast-math: " << fast.mismatches << " mismatches; first: " << fast.first);
+    CHECK(fast.mismatches > 0);
+  }
+  CHECK(with_fast_math > 0);
+}

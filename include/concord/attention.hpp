@@ -366,4 +366,54 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   return p;
 }
 
+// Incremental block representatives for decode. Appending keys [old_len, new_len) updates only the
+// blocks those keys touch; every other block is copied. The sums run in token order with the same
+// flush as pool_mean, so the result is bit-identical to re-pooling the whole cache.
+//   inputs:  k [Hkv, new_len, D] (f32|f16), sum_in, min_in, max_in f32 [Hkv, KB, D] (blocks of the
+//            old cache; entries of blocks past old_len are ignored), recip f32 [B] = fl32(1/c)
+//   outputs: sum, min, max, mean f32 [Hkv, KB, D] with KB = ceil(new_len / B)
+inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
+  if (old_len < 0 || new_len <= old_len || B <= 0 || D <= 0 || kv_heads <= 0)
+    throw shape_error("concord attention: rep_append needs 0 <= old_len < new_len, got old_len " + std::to_string(old_len) + ", new_len " + std::to_string(new_len));
+  using codegen::buffer_role;
+  codegen::kernel_plan kp;
+  kp.prog.name = "rep_append";
+  const int64_t KB = (new_len + B - 1) / B;
+  const shape_t reps = {kv_heads, KB, D};
+  const int32_t k = kp.add_buffer("k", kv_type, {kv_heads, new_len, D}, buffer_role::input);
+  const int32_t si = kp.add_buffer("sum_in", dtype::f32, reps, buffer_role::input);
+  const int32_t mi = kp.add_buffer("min_in", dtype::f32, reps, buffer_role::input);
+  const int32_t xi = kp.add_buffer("max_in", dtype::f32, reps, buffer_role::input);
+  const int32_t rc = kp.add_buffer("recip", dtype::f32, {B}, buffer_role::input);
+  const int32_t so = kp.add_buffer("sum", dtype::f32, reps, buffer_role::output);
+  const int32_t mo = kp.add_buffer("min", dtype::f32, reps, buffer_role::output);
+  const int32_t xo = kp.add_buffer("max", dtype::f32, reps, buffer_role::output);
+  const int32_t me = kp.add_buffer("mean", dtype::f32, reps, buffer_role::output);
+  codegen::stage st;
+  st.name = "rep_append", st.count = kv_heads * KB * D, st.params = {k, si, mi, xi, rc, so, mo, xo, me};
+  st.root = st.out = -1;
+  st.body = detail::fill(R"(  uint d = i % @D@u; uint b = (i / @D@u) % @KB@u; uint h = i / (@D@u * @KB@u);
+  uint t0 = b * @B@u; uint t1 = t0 + @B@u < @NEW@u ? t0 + @B@u : @NEW@u;
+  float sm = CC_LD_SUM_IN(i); float lo = CC_LD_MIN_IN(i); float hi = CC_LD_MAX_IN(i);
+  uint from = t0;
+  if (t1 <= @OLD@u) { from = t1; } else if (t0 < @OLD@u) { from = @OLD@u; } else { sm = cc_float(0x80000000u); lo = cc_float(0x7f800000u); hi = cc_float(0xff800000u); }
+  for (uint t = from; t < t1; ++t) {
+    float x = CC_LD_K((h * @NEW@u + t) * @D@u + d);
+    sm = cc_ftz(sm + x); lo = cc_fmin(lo, x); hi = cc_fmax(hi, x);
+  }
+  CC_ST_SUM(i) = sm; CC_ST_MIN(i) = lo; CC_ST_MAX(i) = hi;
+  CC_ST_MEAN(i) = cc_ftz(sm * CC_LD_RECIP(t1 - t0 - 1u));
+)", {{"D", std::to_string(D)}, {"KB", std::to_string(KB)}, {"B", std::to_string(B)}, {"NEW", std::to_string(new_len)}, {"OLD", std::to_string(old_len)}});
+  kp.stages.push_back(st);
+  return kp;
+}
+
+// fl32(1/c) for c = 1..B: the mean's scale factors (the same constants pool_mean uses).
+inline tensor recip_table(int64_t B) {
+  tensor r(dtype::f32, {B});
+  for (int64_t c = 1; c <= B; ++c) r.as<float>()[c - 1] = static_cast<float>(mean_scale(c));
+  return r;
+}
+
 }  // namespace concord::attention
+

@@ -37,13 +37,14 @@ struct compiled {
   std::vector<kernel_fn> fns;
 };
 
-inline compiled compile(codegen::kernel_plan plan) {
+// extra_flags exist for tests that prove the flags matter (e.g. a fast-math build must be caught).
+inline compiled compile(codegen::kernel_plan plan, const std::string& extra_flags = "") {
   compiled c;
   c.plan = std::move(plan);
   codegen::cpp_emitter em;
   c.source = em.emit(c.plan);
   // clang vectorizes exp/log/tanh through glibc's libmvec (within the 2^-15 bound of semantics.hpp).
-  const std::string flags = std::string(cxx_flags) + (compiler().find("clang") != std::string::npos ? " -fveclib=libmvec" : "");
+  const std::string flags = std::string(cxx_flags) + (compiler().find("clang") != std::string::npos ? " -fveclib=libmvec" : "") + (extra_flags.empty() ? "" : " " + extra_flags);
   c.lib = jit::compile(c.source, compiler(), flags, ".cpp");
   for (const codegen::stage& st : c.plan.stages) c.fns.push_back(reinterpret_cast<kernel_fn>(c.lib->symbol(st.name)));
   return c;

@@ -43,10 +43,13 @@ inline compiled compile(codegen::kernel_plan plan) {
   check_loops(plan, ctx.info());
   compiled c;
   c.plan = std::move(plan);
-  codegen::glsl_emitter em(ctx.info().storage_buffer_16bit, ctx.info().signed_zero_inf_nan_f32);
+  // CONCORD_VK_NO_STORAGE16=1 forces the packed-f16 path (tests run it on devices that have 16-bit storage).
+  const char* no16 = std::getenv("CONCORD_VK_NO_STORAGE16");
+  codegen::glsl_emitter em(ctx.info().storage_buffer_16bit && !(no16 && *no16 == '1'), ctx.info().signed_zero_inf_nan_f32);
   for (const codegen::stage& st : c.plan.stages) {
     c.sources.push_back(em.emit_stage_source(c.plan, st));
     std::vector<uint32_t> spirv = compile_glsl(c.sources.back(), st.name);
+    validate_spirv(spirv);
     c.pipes.push_back(ctx.make_pipeline(spirv, static_cast<uint32_t>(st.params.size()), 12));
   }
   return c;
