@@ -242,3 +242,30 @@ TEST_CASE("the conformance suite catches a build flag that changes the semantics
   }
   CHECK(with_fast_math > 0);
 }
+
+TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the choice and every rejection", "[core][attention][route]") {
+  attention::config c;
+  c.heads = 12, c.kv_heads = 4, c.q_len = 300, c.kv_len = 700, c.head_dim = 7, c.block = 32, c.kv_type = dtype::f16;
+  attention::device_caps dev;
+  dev.backend = "test", dev.max_accumulator = 1024;
+  auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
+  CHECK(r.variant == "row");
+  REQUIRE(r.rejected.size() == 3);
+  const std::string log = attention::describe(c, r, dev);
+  INFO(log);
+  for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
+                           "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head"})
+    CHECK(log.find(want) != std::string::npos);
+  c.q_len = 1, c.per_group = true, c.head_dim = 256;
+  r = attention::plan_route(c, dev);
+  CHECK(r.variant == "decode_split");  // 2*G*D + B = 1568 floats exceed this device's accumulator
+  CHECK(attention::describe(c, r, dev).find("accumulator limit 1024") != std::string::npos);
+  dev.max_accumulator = 4096;
+  CHECK(attention::plan_route(c, dev).variant == "decode_split_group");
+  c.heads = 10;
+  REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("heads 10 is not a multiple of kv_heads 4"));
+  c.heads = 12, c.head_dim = 2000;
+  REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("head_dim 2000"));
+  c.head_dim = 64, c.q_len = 800;
+  REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("q_len 800 > kv_len 700"));
+}

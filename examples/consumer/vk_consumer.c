@@ -5,60 +5,9 @@
  * Inputs: FIXTURE_DIR/NAME.in<k>.bin (k-th input buffer); expected: NAME.out<k>.bin.
  * Integer/bool outputs must match exactly; f32 outputs within 1e-4 absolute. Exit 77: no device. */
 #include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <vulkan/vulkan.h>
 
-#define MAXB 64
-#define MAXS 32
-
-typedef struct { int index; char role[16]; char dtype[8]; size_t bytes; } buf_t;
-typedef struct { char spv[256]; uint32_t invocations; int nbind; int bind[MAXB]; } stage_t;
-
-static char* slurp(const char* path, size_t* len) {
-  FILE* f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char* p = malloc((size_t)n + 1);
-  if (fread(p, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(p); return NULL; }
-  fclose(f);
-  p[n] = 0;
-  if (len) *len = (size_t)n;
-  return p;
-}
-
-static int parse_manifest(const char* js, buf_t* bufs, int* nb, stage_t* st, int* ns) {
-  const char* p = strstr(js, "\"buffers\"");
-  const char* stages = strstr(js, "\"stages\"");
-  if (!p || !stages) return -1;
-  *nb = 0;
-  while ((p = strstr(p, "{\"index\": ")) && p < stages && *nb < MAXB) {
-    buf_t* b = &bufs[(*nb)++];
-    if (sscanf(p, "{\"index\": %d, \"name\": \"%*[^\"]\", \"role\": \"%15[^\"]\", \"dtype\": \"%7[^\"]\"", &b->index, b->role, b->dtype) != 3) return -2;
-    const char* q = strstr(p, "\"bytes\": ");
-    b->bytes = (size_t)strtoull(q + 9, NULL, 10);
-    p = q;
-  }
-  *ns = 0;
-  p = stages;
-  while ((p = strstr(p, "{\"name\": ")) && *ns < MAXS) {
-    stage_t* s = &st[(*ns)++];
-    const char* q = strstr(p, "\"invocations\": ");
-    s->invocations = (uint32_t)strtoul(q + 15, NULL, 10);
-    q = strstr(p, "\"spirv\": \"");
-    sscanf(q + 10, "%255[^\"]", s->spv);
-    q = strstr(p, "\"bindings\": [");
-    const char* end = strstr(q, "]}");
-    s->nbind = 0;
-    while ((q = strstr(q, "\"buffer\": ")) && q < end) s->bind[s->nbind++] = atoi(q + 10), q += 10;
-    p = end;
-  }
-  return 0;
-}
+#include "manifest.h"
 
 #define CHECK(x) do { VkResult r_ = (x); if (r_ != VK_SUCCESS) { fprintf(stderr, "%s failed: %d\n", #x, (int)r_); exit(1); } } while (0)
 
