@@ -241,15 +241,23 @@ inline constexpr const char* attend_body = R"(  uint sp = i % @S@u; uint t0 = i 
     if (@CAUSAL@ && k1 > qpos + 1u) k1 = qpos + 1u;
     if (k1 <= k0) continue;
     uint n = k1 - k0;
+#if CC_CPU && @BD@ <= 16384
+    float kt[@BD@]; float vt[@BD@];
+    for (uint x = 0u; x < n * @D@u; ++x) { kt[x] = CC_LD_K((kvh * @NK@u + k0) * @D@u + x); vt[x] = CC_LD_V((kvh * @NK@u + k0) * @D@u + x); }
+#define CC_KD(j, d) kt[(j) * @D@u + (d)]
+#define CC_VD(j, d) vt[(j) * @D@u + (d)]
+#else
+#define CC_KD(j, d) CC_LD_K((kvh * @NK@u + k0 + (j)) * @D@u + (d))
+#define CC_VD(j, d) CC_LD_V((kvh * @NK@u + k0 + (j)) * @D@u + (d))
+#endif
     for (uint g = 0u; g < @GQ@u; ++g) {
       float tmax = cc_float(0xff800000u);
       for (uint j = 0u; j < n; ++j) {
-        uint kbase = (kvh * @NK@u + k0 + j) * @D@u;
         float part[8];
         for (uint l = 0u; l < 8u; ++l) part[l] = 0.0f;
         for (uint d = 0u; d < @D8@u; d += 8u)
-          for (uint l = 0u; l < 8u; ++l) part[l] = part[l] + qv[g * @D@u + d + l] * CC_LD_K(kbase + d + l);
-        for (uint d = @D8@u; d < @D@u; ++d) part[d - @D8@u] = part[d - @D8@u] + qv[g * @D@u + d] * CC_LD_K(kbase + d);
+          for (uint l = 0u; l < 8u; ++l) part[l] = part[l] + qv[g * @D@u + d + l] * CC_KD(j, d + l);
+        for (uint d = @D8@u; d < @D@u; ++d) part[d - @D8@u] = part[d - @D8@u] + qv[g * @D@u + d] * CC_KD(j, d);
         float dot = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
         float sc = cc_score_mod(dot * @SCALE@, int(qpos), int(k0 + j), int(h0 + g));
         bool live = cc_mask_mod(int(qpos), int(k0 + j), int(h0 + g)) && sc > cc_float(0xff800000u);
@@ -264,11 +272,13 @@ inline constexpr const char* attend_body = R"(  uint sp = i % @S@u; uint t0 = i 
       sm[g] = sm[g] * corr + psum;
       for (uint d = 0u; d < @D@u; ++d) acc[g * @D@u + d] = acc[g * @D@u + d] * corr;
       for (uint j = 0u; j < n; ++j) {
-        uint vbase = (kvh * @NK@u + k0 + j) * @D@u; float pj = st[j];
-        for (uint d = 0u; d < @D@u; ++d) acc[g * @D@u + d] = acc[g * @D@u + d] + pj * CC_LD_V(vbase + d);
+        float pj = st[j];
+        for (uint d = 0u; d < @D@u; ++d) acc[g * @D@u + d] = acc[g * @D@u + d] + pj * CC_VD(j, d);
       }
       mx[g] = mn;
     }
+#undef CC_KD
+#undef CC_VD
   }
   if (qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
   for (uint g = 0u; g < @GQ@u; ++g) {
@@ -333,7 +343,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   const std::vector<std::pair<std::string, std::string>> vals = {
       {"KB", std::to_string(KB)}, {"QB", std::to_string(QB)}, {"S", std::to_string(S)}, {"NQ", std::to_string(c.q_len)},
       {"NK", std::to_string(c.kv_len)}, {"GQ", std::to_string(GQ)}, {"G", std::to_string(c.groups())}, {"GQD", std::to_string(GQ * D)},
-      {"D", std::to_string(D)}, {"D8", std::to_string(D / 8 * 8)}, {"B", std::to_string(c.block)}, {"OFF", std::to_string(c.kv_len - c.q_len)},
+      {"D", std::to_string(D)}, {"D8", std::to_string(D / 8 * 8)}, {"BD", std::to_string(c.block * D)}, {"B", std::to_string(c.block)}, {"OFF", std::to_string(c.kv_len - c.q_len)},
       {"LHEAD", c.per_group ? "kvh" : "h0"}, {"CAUSAL", c.causal ? "true" : "false"}, {"SCALE", scale}};
   codegen::stage compact;
   compact.name = "sparse_compact", compact.count = LH * QB, compact.params = {keep, count, index};

@@ -32,7 +32,7 @@ class glsl_emitter : public c_emitter {
       s += "#extension GL_EXT_spirv_intrinsics : require\n"
            "spirv_execution_mode(extensions = [\"SPV_KHR_float_controls\"], capabilities = [4466], 4461, 32);\n";
     s += "layout(push_constant) uniform push_t { uint count; uint row; uint opaque; } pc;\n";
-    s += "#define CC_FN\n"
+    s += "#define CC_FN\n#define CC_CPU 0\n"
          "uint cc_bits(float x) { return floatBitsToUint(x); }\n"
          "float cc_float(uint u) { return uintBitsToFloat(u); }\n"
          "float cc_div(float a, float b) {\n"
