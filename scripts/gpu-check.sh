@@ -22,7 +22,12 @@ export PATH=/usr/local/cuda/bin:$PATH
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   nvcc --version | tail -2 | head -1
 } > "$out/device.txt" 2>&1
-if [ "$phase" = all ]; then
+if [ "$phase" = verify ]; then
+  (timeout 150 gpu-carry/test_vulkan -r compact "[attention]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
+  (timeout 200 gpu-carry/test_hip -r compact "[attention]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  wait
+  for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
+elif [ "$phase" = all ]; then
   (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-100} timeout 150 gpu-carry/test_vulkan -r compact > "$out/vulkan.log" 2>&1; echo "exit $?" >> "$out/vulkan.log") &
   (CONCORD_RANDOM_GRAPHS=${HIP_GRAPHS:-15} timeout 220 gpu-carry/test_hip -r compact > "$out/hip.log" 2>&1; echo "exit $?" >> "$out/hip.log")
   wait
