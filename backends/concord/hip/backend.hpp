@@ -75,15 +75,7 @@ inline std::vector<double> launch_all(const compiled& c, device_buffers& d) {
 }
 
 inline std::vector<tensor> download_outputs(const compiled& c, const device_buffers& d) {
-  std::vector<tensor> outs;
-  for (size_t b = 0; b < c.plan.buffers.size(); ++b) {
-    const codegen::buffer_ref& r = c.plan.buffers[b];
-    if (r.role != codegen::buffer_role::output) continue;
-    tensor t(r.type, r.shape);
-    d.bufs[b].download(t.bytes.data(), t.bytes.size());
-    outs.push_back(std::move(t));
-  }
-  return outs;
+  return codegen::collect_outputs(c.plan, [&](size_t b, tensor& t) { d.bufs[b].download(t.bytes.data(), t.bytes.size()); });
 }
 
 inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inputs) {

@@ -110,17 +110,11 @@ inline std::vector<double> dispatch_all(const compiled& c, device_buffers& d) {
 }
 
 inline std::vector<tensor> download_outputs(const compiled& c, const device_buffers& d) {
-  std::vector<tensor> outs;
-  for (size_t b = 0; b < c.plan.buffers.size(); ++b) {
-    const codegen::buffer_ref& r = c.plan.buffers[b];
-    if (r.role != codegen::buffer_role::output) continue;
-    tensor t(r.type, r.shape);
-    std::vector<uint8_t> raw((t.bytes.size() + 3) / 4 * 4);
+  return codegen::collect_outputs(c.plan, [&](size_t b, tensor& t) {
+    std::vector<uint8_t> raw((t.bytes.size() + 3) / 4 * 4);  // buffers are padded to whole words
     d.bufs[b].download(raw.data(), raw.size());
     std::memcpy(t.bytes.data(), raw.data(), t.bytes.size());
-    outs.push_back(std::move(t));
-  }
-  return outs;
+  });
 }
 
 inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inputs) {

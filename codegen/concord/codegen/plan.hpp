@@ -70,6 +70,20 @@ inline void check_plan_inputs(const kernel_plan& kp, const std::vector<tensor>& 
   if (k != inputs.size()) throw shape_error("concord: '" + kp.prog.name + "' takes " + std::to_string(k) + " inputs, got " + std::to_string(inputs.size()));
 }
 
+// The plan's outputs in order, each filled by fetch(buffer_index, tensor&) (a device download).
+template <class Fetch>
+std::vector<tensor> collect_outputs(const kernel_plan& kp, Fetch fetch) {
+  std::vector<tensor> outs;
+  for (size_t b = 0; b < kp.buffers.size(); ++b) {
+    const buffer_ref& r = kp.buffers[b];
+    if (r.role != buffer_role::output) continue;
+    tensor t(r.type, r.shape);
+    fetch(b, t);
+    outs.push_back(std::move(t));
+  }
+  return outs;
+}
+
 inline std::string identifier(const std::string& s) {
   std::string r;
   for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) ? c : '_');
