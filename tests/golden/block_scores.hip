@@ -3,6 +3,7 @@
 #include <stdint.h>
 typedef unsigned int uint;
 #define CC_FN static __device__ __forceinline__
+#define CC_CPU 0
 CC_FN uint cc_bits(float x) { return __float_as_uint(x); }
 CC_FN float cc_float(uint u) { return __uint_as_float(u); }
 CC_FN float cc_div(float a, float b) { return a / b; }

@@ -6,6 +6,7 @@
 spirv_execution_mode(extensions = ["SPV_KHR_float_controls"], capabilities = [4466], 4461, 32);
 layout(push_constant) uniform push_t { uint count; uint row; uint opaque; } pc;
 #define CC_FN
+#define CC_CPU 0
 uint cc_bits(float x) { return floatBitsToUint(x); }
 float cc_float(uint u) { return uintBitsToFloat(u); }
 float cc_div(float a, float b) {

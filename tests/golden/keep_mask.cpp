@@ -4,6 +4,7 @@
 #include <cstdint>
 typedef uint32_t uint;
 #define CC_FN static inline
+#define CC_CPU 1
 CC_FN uint cc_bits(float x) { return std::bit_cast<uint>(x); }
 CC_FN float cc_float(uint u) { return std::bit_cast<float>(u); }
 CC_FN float cc_div(float a, float b) { return a / b; }
