@@ -1,7 +1,7 @@
 // concord benchmarks: copy ceilings, a fused elementwise graph, and the sparse FlashAttention
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
-//   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip]
+//   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8']
 #include <concord/cpu/runtime.hpp>
 #if CONCORD_WITH_VULKAN
 #include <concord/vulkan/backend.hpp>
@@ -23,6 +23,7 @@ using namespace concord;
 namespace {
 
 bool quick = false;
+std::string only_case;  // --only: run the attention cases whose name and shape contain this text
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -234,6 +235,8 @@ void bench_backend(runner& r, recorder& rec) {
   }
   for (size_t i = 0; i < cases.size(); ++i) {
     auto& fc = cases[i];
+    const std::string label = fc.bench + " H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " N=" + std::to_string(fc.c.kv_len);
+    if (!only_case.empty() && label.find(only_case) == std::string::npos) continue;
     std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
     std::fflush(stdout);
     attention::pipeline p = attention::build(fc.c, r.caps());
@@ -290,6 +293,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
     else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only_case = argv[++i];
   }
   recorder rec;
   rec.path = out;

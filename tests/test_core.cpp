@@ -250,11 +250,12 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   dev.backend = "test", dev.max_accumulator = 1024;
   auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
   CHECK(r.variant == "row");
-  REQUIRE(r.rejected.size() == 3);
+  REQUIRE(r.rejected.size() == 4);
   const std::string log = attention::describe(c, r, dev);
   INFO(log);
   for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
-                           "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head"})
+                           "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head",
+                           "rejected cpu_tile: C++ dialect only"})
     CHECK(log.find(want) != std::string::npos);
   c.q_len = 1, c.per_group = true, c.head_dim = 256;
   r = attention::plan_route(c, dev);

@@ -19,6 +19,7 @@
 // softmax. A row with no unmasked key outputs 0 (never NaN). Every invocation counts the tiles it
 // read into `tiles`, so tests prove the skip fires.
 #pragma once
+#include <concord/attention_cpu.hpp>
 #include <concord/codegen/plan.hpp>
 
 #include <cmath>
@@ -77,6 +78,7 @@ inline void validate(const config& c) {
 struct route {
   std::string variant;
   int64_t splits = 1, group = 1;
+  int64_t rows = 1;  // query rows of one block per invocation (cpu_tile)
   std::vector<std::pair<std::string, std::string>> rejected;
 };
 
@@ -86,6 +88,8 @@ struct device_caps {
   int64_t max_accumulator = 4096;  // floats of per-invocation state a variant may hold
   int64_t max_loop_iterations = 0; // llvmpipe ends any invocation's loops after 65535 iterations; 0: no limit
   std::string notes;               // e.g. Vulkan float-controls, storage16
+  std::string dialect = "any";     // cpp | glsl | hip: the one dialect the plan is for; any: portable kernels only
+  int64_t shared_bytes = 0;        // workgroup shared memory a cooperative kernel may use (GPU dialects)
 };
 
 // Picks a kernel variant; the generic `row` variant serves every legal shape, so it never fails.
@@ -96,11 +100,20 @@ inline route plan_route(const config& c, const device_caps& dev) {
   const bool decode = c.q_len <= 4;
   const bool shared = c.per_group || G == 1;
   auto reject = [&](const char* v, const std::string& why) { r.rejected.push_back({v, why}); };
-  auto splits_for = [&](int64_t invocations) {
+  auto splits_for = [&](int64_t invocations, int64_t per_unit = 2) {
     if (c.splits > 0) return std::min(c.splits, c.kv_blocks());
-    int64_t want = (dev.parallelism * 2 + invocations - 1) / invocations;
+    int64_t want = (dev.parallelism * per_unit + invocations - 1) / invocations;
     return std::clamp<int64_t>(want, 1, std::max<int64_t>(1, c.kv_blocks() / 2));
   };
+  if (dev.dialect != "cpp") reject("cpu_tile", "C++ dialect only (this plan is for " + dev.dialect + ")");
+  else if (const int64_t GQ = shared ? G : 1, RQ = std::min(c.block, decode ? c.q_len : std::max<int64_t>(1, 8 / GQ));
+           GQ * RQ * (2 * D + c.block + 24) > (int64_t{1} << 20))
+    reject("cpu_tile", std::to_string(GQ * RQ) + " rows x (2*D + B) floats exceed the 4 MiB stack budget");
+  else {
+    r.variant = "cpu_tile", r.group = GQ, r.rows = RQ;
+    r.splits = splits_for(c.heads / GQ * c.q_blocks() * ((std::min(c.block, c.q_len) + RQ - 1) / RQ), 8);
+    return r;
+  }
   if (!decode) reject("decode_split_group", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (!shared) reject("decode_split_group", "selection is per head: the heads of a group read different blocks");
   else if (G * D * 2 + c.block > dev.max_accumulator) reject("decode_split_group", "2*G*D + B = " + std::to_string(G * D * 2 + c.block) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
@@ -358,6 +371,15 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   attend.root = attend.out = -1;
   std::string write = S > 1 ? detail::write_partial : detail::write_direct;
   attend.body = detail::fill(detail::fill(detail::attend_body, {{"WRITE", write}}), vals);
+  if (p.chosen.variant == "cpu_tile") {
+    const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;
+    attend.count = (H / GQ) * QB * CH * S;
+    attend.helpers += detail::cpu_tile_helpers;
+    auto tv = vals;
+    tv.insert(tv.end(), {{"CH", std::to_string(CH)}, {"RQ", std::to_string(RQ)}, {"PERGROUP", c.per_group ? "true" : "false"},
+                         {"OUTS", S > 1 ? "nullptr, &CC_ST_PART_MAX(0), &CC_ST_PART_SUM(0), &CC_ST_PART_ACC(0)" : "&CC_ST_OUT(0), nullptr, nullptr, nullptr"}});
+    attend.body = detail::fill(detail::cpu_tile_body, tv);
+  }
   if (S > 1) {
     const int32_t pm = kp.add_buffer("part_max", dtype::f32, {H * c.q_len * S}, buffer_role::temp);
     const int32_t ps = kp.add_buffer("part_sum", dtype::f32, {H * c.q_len * S}, buffer_role::temp);

@@ -143,7 +143,7 @@ inline std::vector<tensor> run(const compiled& c, const std::vector<tensor>& inp
 
 inline attention::device_caps caps() {
   attention::device_caps d;
-  d.backend = "cpu", d.parallelism = default_threads(), d.max_accumulator = 4096;
+  d.backend = "cpu", d.dialect = "cpp", d.parallelism = default_threads(), d.max_accumulator = 4096;
   d.notes = std::to_string(d.parallelism) + " threads, compiler " + compiler() + " " + cxx_flags;
   return d;
 }
