@@ -250,12 +250,12 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   dev.backend = "test", dev.max_accumulator = 1024;
   auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
   CHECK(r.variant == "row");
-  REQUIRE(r.rejected.size() == 4);
+  REQUIRE(r.rejected.size() == 5);
   const std::string log = attention::describe(c, r, dev);
   INFO(log);
   for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
                            "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head",
-                           "rejected cpu_tile: C++ dialect only"})
+                           "rejected cpu_tile: C++ dialect only", "rejected decode_coop: GPU dialects only"})
     CHECK(log.find(want) != std::string::npos);
   c.q_len = 1, c.per_group = true, c.head_dim = 256;
   r = attention::plan_route(c, dev);
@@ -263,6 +263,13 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   CHECK(attention::describe(c, r, dev).find("accumulator limit 1024") != std::string::npos);
   dev.max_accumulator = 4096;
   CHECK(attention::plan_route(c, dev).variant == "decode_split_group");
+  dev.dialect = "glsl", dev.shared_bytes = 16384;  // cooperative decode needs more workgroup memory at D = 256
+  r = attention::plan_route(c, dev);
+  CHECK(r.variant == "decode_split_group");
+  CHECK(attention::describe(c, r, dev).find("rejected decode_coop: 37120 bytes of workgroup memory > the device's 16384") != std::string::npos);
+  dev.shared_bytes = 65536;
+  CHECK(attention::plan_route(c, dev).variant == "decode_coop");
+  dev.dialect = "any";
   c.heads = 10;
   REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("heads 10 is not a multiple of kv_heads 4"));
   c.heads = 12, c.head_dim = 2000;

@@ -60,6 +60,38 @@ TEST_CASE("generation is deterministic", "[golden]") {
   CHECK(codegen::hip_emitter().emit(a) == codegen::hip_emitter().emit(b));
 }
 
+namespace {
+// Attention pipelines routed for one GPU dialect (cooperative decode: per group and per head, D = 256).
+std::vector<codegen::kernel_plan> gpu_attention_plans(const std::string& dialect) {
+  attention::device_caps dev;
+  dev.backend = dialect, dev.dialect = dialect, dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024;
+  attention::config c;
+  c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 4096, c.head_dim = 128, c.block = 64, c.per_group = true;
+  std::vector<codegen::kernel_plan> plans;
+  plans.push_back(attention::build(c, dev).plan);
+  c.per_group = false, c.head_dim = 256, c.q_len = 2;
+  plans.push_back(attention::build(c, dev).plan);
+  for (const auto& p : plans) REQUIRE(std::any_of(p.stages.begin(), p.stages.end(), [](const codegen::stage& s) { return s.group > 0; }));
+  return plans;
+}
+
+std::vector<codegen::kernel_plan> export_plans() {
+  std::vector<codegen::kernel_plan> plans;
+  for (const program& p : golden::all()) plans.push_back(codegen::make_plan(p));
+  attention::config c;
+  c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 4096, c.head_dim = 128, c.block = 64, c.per_group = true;
+  plans.push_back(attention::build(c).plan);  // decode, split-KV, group
+  c.q_len = 512, c.per_group = false, c.top_k = 4, c.head_dim = 256;
+  plans.push_back(attention::build(c).plan);  // prefill, top-k, D=256
+  for (auto& gp : gpu_attention_plans("hip")) plans.push_back(gp);
+  return plans;
+}
+bool allow_missing() {
+  const char* e = std::getenv("CONCORD_ALLOW_MISSING_HIPCC");
+  return e && *e == '1';
+}
+}  // namespace
+
 TEST_CASE("emitted GLSL never calls a built-in whose boundary behaviour differs from the semantics", "[golden][lint]") {
   // step() is 1 at a tie and for NaN; sign/min/max/clamp/mix/isnan/fma are unspecified for NaN,
   // -0 or contraction. Only the cc_* helpers may appear.
@@ -82,25 +114,19 @@ TEST_CASE("emitted GLSL never calls a built-in whose boundary behaviour differs 
       }
     }
   }
+  for (const auto& plan : gpu_attention_plans("glsl"))
+    for (bool storage16 : {true, false}) {
+      codegen::glsl_emitter gl(storage16);
+      for (const auto& st : plan.stages) {
+        std::smatch m;
+        const std::string src = gl.emit_stage_source(plan, st);
+        INFO("attention stage " << st.name);
+        CHECK_FALSE(std::regex_search(src, m, forbidden));
+      }
+    }
   CHECK(checked > 100);
 }
 
-namespace {
-std::vector<codegen::kernel_plan> export_plans() {
-  std::vector<codegen::kernel_plan> plans;
-  for (const program& p : golden::all()) plans.push_back(codegen::make_plan(p));
-  attention::config c;
-  c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 4096, c.head_dim = 128, c.block = 64, c.per_group = true;
-  plans.push_back(attention::build(c).plan);  // decode, split-KV, group
-  c.q_len = 512, c.per_group = false, c.top_k = 4, c.head_dim = 256;
-  plans.push_back(attention::build(c).plan);  // prefill, top-k, D=256
-  return plans;
-}
-bool allow_missing() {
-  const char* e = std::getenv("CONCORD_ALLOW_MISSING_HIPCC");
-  return e && *e == '1';
-}
-}  // namespace
 
 TEST_CASE("HIP source of every golden graph and attention pipeline compiles for gfx90a, gfx1030 and sm_90", "[golden][hip-compile]") {
   int compiled = 0;

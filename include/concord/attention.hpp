@@ -20,6 +20,7 @@
 // read into `tiles`, so tests prove the skip fires.
 #pragma once
 #include <concord/attention_cpu.hpp>
+#include <concord/attention_gpu.hpp>
 #include <concord/codegen/plan.hpp>
 
 #include <cmath>
@@ -114,6 +115,16 @@ inline route plan_route(const config& c, const device_caps& dev) {
     r.splits = splits_for(c.heads / GQ * c.q_blocks() * ((std::min(c.block, c.q_len) + RQ - 1) / RQ), 8);
     return r;
   }
+  if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
+  else if (!decode) reject("decode_coop", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
+  else if (const int64_t GQ = shared ? G : 1, bytes = 4 * detail::coop_shared_floats(GQ, D); bytes > dev.shared_bytes)
+    reject("decode_coop", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
+  else if (GQ * ((D + detail::coop_threads - 1) / detail::coop_threads) > 64)
+    reject("decode_coop", "G * ceil(D / " + std::to_string(detail::coop_threads) + ") = " + std::to_string(GQ * ((D + detail::coop_threads - 1) / detail::coop_threads)) + " accumulators per thread > 64");
+  else {
+    r.variant = "decode_coop", r.group = GQ, r.splits = splits_for(c.heads / GQ * c.q_len * detail::coop_threads);
+    return r;
+  }
   if (!decode) reject("decode_split_group", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (!shared) reject("decode_split_group", "selection is per head: the heads of a group read different blocks");
   else if (G * D * 2 + c.block > dev.max_accumulator) reject("decode_split_group", "2*G*D + B = " + std::to_string(G * D * 2 + c.block) + " floats > accumulator limit " + std::to_string(dev.max_accumulator));
@@ -141,7 +152,15 @@ inline route plan_route(const config& c, const device_caps& dev) {
 // Splits the key list further until one invocation's loop iterations fit the device's limit.
 inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
   if (dev.max_loop_iterations <= 0) return r;
-  auto iterations = [&](int64_t s) { return ((c.kv_blocks() + s - 1) / s) * c.block * (c.head_dim / 8 + c.head_dim + 16) * r.group + 4 * c.head_dim * r.group; };
+  auto iterations = [&](int64_t s) {
+    const int64_t blocks = (c.kv_blocks() + s - 1) / s, D = c.head_dim, GQ = r.group;
+    if (r.variant == "decode_coop") {
+      const int64_t W = detail::coop_threads, KT = detail::coop_keys, P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
+      const int64_t sub = (KT * D + W - 1) / W + (GQ * KT * P + W - 1) / W * ((D + P - 1) / P + 1) + (GQ * KT + W - 1) / W * (P + 2) + 2 * GQ * KT + DPT * KT * (GQ + 1);
+      return blocks * ((c.block + KT - 1) / KT) * sub + (GQ * D + W - 1) / W + 2 * GQ * DPT;
+    }
+    return blocks * c.block * (D / 8 + D + 16) * GQ + 4 * D * GQ;
+  };
   const int64_t before = r.splits;
   while (r.splits < c.kv_blocks() && iterations(r.splits) > dev.max_loop_iterations / 2) r.splits = std::min(c.kv_blocks(), r.splits * 2);
   if (r.splits != before)
@@ -371,6 +390,17 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   attend.root = attend.out = -1;
   std::string write = S > 1 ? detail::write_partial : detail::write_direct;
   attend.body = detail::fill(detail::fill(detail::attend_body, {{"WRITE", write}}), vals);
+  if (p.chosen.variant == "decode_coop") {
+    const int64_t W = detail::coop_threads, KT = detail::coop_keys, P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
+    attend.group = W;
+    attend.count = (H / GQ) * c.q_len * S;
+    attend.shared = {{"cq", GQ * D}, {"ks", KT * (D + 1)}, {"part", GQ * KT * P}, {"ss", GQ * KT}, {"pr", GQ * KT}};
+    auto tv = vals;
+    tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
+                         {"DPT", std::to_string(DPT)}, {"GQDPT", std::to_string(GQ * DPT)}, {"D1", std::to_string(D + 1)},
+                         {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}});
+    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct}}), tv);
+  }
   if (p.chosen.variant == "cpu_tile") {
     const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;
     attend.count = (H / GQ) * QB * CH * S;

@@ -33,6 +33,7 @@ inline attention::device_caps caps() {
   d.backend = "hip";
   d.parallelism = static_cast<int64_t>(di.sm_count) * 2048;
   d.max_accumulator = 1024;
+  d.dialect = "hip", d.shared_bytes = 48 * 1024;  // static __shared__ limit
   d.notes = di.describe() + "; flags: " + std::string(select_platform() == platform::nvidia ? nvcc_flags : hipcc_flags);
   return d;
 }

@@ -62,6 +62,8 @@ inline attention::device_caps caps() {
   d.parallelism = di.device_type == VK_PHYSICAL_DEVICE_TYPE_CPU ? 64 : 262144;
   d.max_accumulator = 1024;
   d.max_loop_iterations = loop_limit(di);
+  d.dialect = "glsl";
+  d.shared_bytes = di.max_group_size_x >= 128 ? di.max_shared_bytes : 0;
   d.notes = di.describe();
   return d;
 }
@@ -98,10 +100,11 @@ inline std::vector<double> dispatch_all(const compiled& c, device_buffers& d) {
     dispatch_cmd cmd;
     cmd.pipe = c.pipes[s].get();
     for (int32_t b : st.params) cmd.buffers.push_back(&d.bufs[b]);
-    const uint64_t groups = (static_cast<uint64_t>(st.count) + codegen::glsl_local_size - 1) / codegen::glsl_local_size;
+    const uint64_t per_group = st.group > 0 ? 1 : codegen::glsl_local_size;  // cooperative: one workgroup per i
+    const uint64_t groups = (static_cast<uint64_t>(st.count) + per_group - 1) / per_group;
     const uint32_t gx = static_cast<uint32_t>(std::min<uint64_t>(groups, 65535));
     const uint32_t gy = static_cast<uint32_t>((groups + gx - 1) / gx);
-    const uint32_t push[3] = {static_cast<uint32_t>(st.count), gx * static_cast<uint32_t>(codegen::glsl_local_size), 0u};
+    const uint32_t push[3] = {static_cast<uint32_t>(st.count), gx * static_cast<uint32_t>(per_group), 0u};
     cmd.push.assign(reinterpret_cast<const uint8_t*>(push), reinterpret_cast<const uint8_t*>(push) + sizeof push);
     cmd.groups[0] = gx, cmd.groups[1] = gy, cmd.groups[2] = 1;
     cmds.push_back(std::move(cmd));

@@ -75,6 +75,7 @@ struct device_info {
   bool denorm_preserve_f32 = false, denorm_flush_f32 = false, signed_zero_inf_nan_f32 = false,
        rounding_rte_f32 = false;
   uint32_t max_group_count[3] = {0, 0, 0};
+  uint32_t max_shared_bytes = 0;  // maxComputeSharedMemorySize
   uint32_t max_group_size_x = 0;
   uint32_t max_push_constants = 0;
   uint32_t subgroup_size = 0;
@@ -216,6 +217,7 @@ inline device_query query_device(const instance_state& is, VkPhysicalDevice pd, 
   d.max_group_count[1] = base.limits.maxComputeWorkGroupCount[1];
   d.max_group_count[2] = base.limits.maxComputeWorkGroupCount[2];
   d.max_group_size_x = base.limits.maxComputeWorkGroupSize[0];
+  d.max_shared_bytes = base.limits.maxComputeSharedMemorySize;
   d.max_push_constants = base.limits.maxPushConstantsSize;
   d.timestamp_period_ns = base.limits.timestampPeriod;
   q.max_storage_buffer_range = base.limits.maxStorageBufferRange;

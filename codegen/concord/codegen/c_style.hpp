@@ -186,6 +186,9 @@ class c_emitter {
   virtual std::string load_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx) {
     return "cc_h2f(uint(" + element(kp, st, p, idx) + "))";
   }
+  // CC_LDF_<NAME>: the attention kernels' loads. Exact by default; a dialect may use its hardware
+  // f16 conversion (subnormal halves may flush) and skip the f32 flush (tolerance-checked math).
+  virtual std::string load_fast(const kernel_plan& kp, const stage& st, int p, const std::string& idx) { return load_expr(kp, st, p, idx); }
   std::string indent = "  ";
 
  private:
@@ -353,6 +356,10 @@ class c_emitter {
       defs += "#define CC_LD_" + nm + "(x) " + load_expr(kp, st, static_cast<int>(k), "(x)") + "\n";
       defs += "#define CC_ST_" + nm + "(x) " + element(kp, st, static_cast<int>(k), "(x)") + "\n";
       undefs += "#undef CC_LD_" + nm + "\n#undef CC_ST_" + nm + "\n";
+      if (is_float(kp.buffers[st.params[k]].type)) {
+        defs += "#define CC_LDF_" + nm + "(x) " + load_fast(kp, st, static_cast<int>(k), "(x)") + "\n";
+        undefs += "#undef CC_LDF_" + nm + "\n";
+      }
     }
     std::string fns;
     for (const auto& [fname, prog] : st.functions) fns += emit_function(prog, fname);

@@ -36,6 +36,7 @@ class cpp_emitter : public c_emitter {
            "CC_FN float cc_tanh(float x) { return std::tanh(x); }\n";
   }
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
+    if (st.group > 0) throw error("concord codegen: stage " + st.name + " is cooperative (workgroup threads and barriers): GPU dialects only");
     std::string s = "extern \"C\" void " + st.name + "(void* const* params, uint begin, uint end) {\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const bool out = k + 1 == st.params.size() || st.custom();

@@ -1,6 +1,7 @@
 // GLSL dialect (Vulkan backend): one compute shader per stage.
 //   bindings: set 0, binding k = stage.params[k] (std430 storage buffers; the output is last)
 //   push constants: { uint count; uint row; uint opaque; } — i = gid.x + gid.y * row, i < count;
+//   cooperative stages: local size = stage.group, i = workgroup id (x + y * row), lane = local id;
 //   opaque is always 0: float constants are emitted as bits ^ opaque so that no driver can see a
 //   literal operand (lavapipe folds a `precise` x * 0.0 to 0, even with SignedZeroInfNanPreserve)
 //   local size 256; bool buffers are uint 0/1; f16 buffers are uint16_t with
@@ -50,13 +51,17 @@ class glsl_emitter : public c_emitter {
     return s;
   }
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
-    std::string s = "layout(local_size_x = " + std::to_string(glsl_local_size) + ") in;\n";
+    std::string s = "layout(local_size_x = " + std::to_string(st.group > 0 ? st.group : glsl_local_size) + ") in;\n";
+    for (const auto& [nm, n] : st.shared) s += "shared float " + nm + "[" + std::to_string(n) + "];\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const bool out = k + 1 == st.params.size() || st.custom();
       const dtype t = kp.buffers[st.params[k]].type;
       std::string et = t == dtype::f32 ? "float" : t == dtype::i32 ? "int" : (t == dtype::f16 && storage16_) ? "uint16_t" : "uint";
       s += "layout(std430, set = 0, binding = " + std::to_string(k) + ") " + (out ? "" : "readonly ") + "buffer B" + std::to_string(k) + " { " + et + " d[]; } p" + std::to_string(k) + ";\n";
     }
+    if (st.group > 0)
+      return s + "#define CC_BARRIER() memoryBarrierShared(); barrier()\nvoid main() {\n  uint i = gl_WorkGroupID.x + gl_WorkGroupID.y * pc.row;\n"
+                 "  uint lane = gl_LocalInvocationID.x;\n  if (i >= pc.count) return;\n";
     return s + "void main() {\n  uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * pc.row;\n  if (i >= pc.count) return;\n";
   }
   std::string kernel_close(const kernel_plan&, const stage&) override { return "}\n"; }
@@ -73,6 +78,12 @@ class glsl_emitter : public c_emitter {
   std::string load_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx) override {
     if (storage16_) return c_emitter::load_f16(kp, st, p, idx);
     return "cc_h2f((p" + std::to_string(p) + ".d[(" + idx + ") >> 1] >> (((" + idx + ") & 1u) * 16u)) & 0xffffu)";
+  }
+  std::string load_fast(const kernel_plan& kp, const stage& st, int p, const std::string& idx) override {
+    const dtype t = kp.buffers[st.params[p]].type;
+    if (t == dtype::f32) return element(kp, st, p, idx);
+    if (t == dtype::f16 && storage16_) return "unpackHalf2x16(uint(" + element(kp, st, p, idx) + "))[0]";
+    return c_emitter::load_fast(kp, st, p, idx);
   }
   std::string store_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) override {
     if (storage16_) return c_emitter::store_f16(kp, st, p, idx, v);

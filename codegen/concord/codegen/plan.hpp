@@ -30,6 +30,11 @@ struct stage {
   std::string body;
   std::string helpers;
   std::vector<std::pair<std::string, program>> functions;  // DSL modifiers emitted as inline functions
+  // Cooperative stages (GPU dialects only): `group` threads run the body together for each i in
+  // [0, count) with `lane` in [0, group); `shared` float arrays are visible to the whole group and
+  // CC_BARRIER() synchronizes it (every thread must reach it). 0: one invocation per element.
+  int64_t group = 0;
+  std::vector<std::pair<std::string, int64_t>> shared;
   bool custom() const { return !body.empty(); }
 };
 
