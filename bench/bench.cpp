@@ -120,22 +120,23 @@ struct hip_runner : runner {
 #endif
 
 struct timing {
-  double total_ms, select_ms, attend_ms;
+  double total_ms, select_ms, attend_ms, combine_ms;
 };
 
 timing time_plan(runner& r, const codegen::kernel_plan& plan, int reps) {
-  std::vector<double> tot, sel, att;
+  std::vector<double> tot, sel, att, comb;
   r.run_once();  // warm-up
   for (int k = 0; k < reps; ++k) {
     auto ms = r.run_once();
-    double s = 0, a = 0;
+    double s = 0, a = 0, cb = 0;
     for (size_t i = 0; i < ms.size(); ++i) {
       const std::string& n = plan.stages[i].name;
       (n == "sparse_attend" || n == "sparse_combine" ? a : s) += ms[i];
+      if (n == "sparse_combine") cb += ms[i];
     }
-    tot.push_back(s + a), sel.push_back(s), att.push_back(a);
+    tot.push_back(s + a), sel.push_back(s), att.push_back(a), comb.push_back(cb);
   }
-  return {median(tot), median(sel), median(att)};
+  return {median(tot), median(sel), median(att), median(comb)};
 }
 
 std::string json_escape(const std::string& s) {
@@ -258,13 +259,15 @@ void bench_backend(runner& r, recorder& rec) {
     const double frac = static_cast<double>(kept) / static_cast<double>(causal);
     std::string shape = "H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " D=" + std::to_string(fc.c.head_dim) +
                         " Nq=" + std::to_string(fc.c.q_len) + " Nk=" + std::to_string(fc.c.kv_len) + " B=" + std::to_string(fc.c.block);
-    const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits);
+    char comb[64];
+    std::snprintf(comb, sizeof comb, " (combine %.4f ms)", t.combine_ms);
+    const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits) + (p.chosen.splits > 1 ? comb : "");
     if (fc.bench == "selection") {
       rec.add(r.name(), "selection", shape, t.select_ms, "ms", t.select_ms, 0, frac, tiles, "attention " + std::to_string(t.attend_ms) + " ms; " + route);
     } else if (fc.c.q_len == 1) {
       const double kv_bytes = static_cast<double>(kept) * fc.c.block * fc.c.head_dim * 2 /*K,V*/ * 2 /*f16*/ * (fc.c.per_group ? 1 : 1.0 / fc.c.groups());
       const double gbs = kv_bytes / (t.attend_ms / 1e3) / 1e9;
-      rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy * 2, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
+      rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
     } else {
       const double flops = 4.0 * fc.c.heads * static_cast<double>(fc.c.q_len) * fc.c.kv_len * fc.c.head_dim / 2 * frac;
       const double tfs = flops / (t.attend_ms / 1e3) / 1e12;

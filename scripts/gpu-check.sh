@@ -2,6 +2,7 @@
 # The GPU run, in one call of the device tool on the H100 (see docs/gpu-results.md):
 #   phase "test":  Vulkan (NVIDIA driver) and HIP (nvcc) conformance, random graphs, attention
 #   phase "bench": concord benchmarks on Vulkan and HIP, and the PyTorch peers
+#   phase "decode": attention + conformance on both, the decode benchmarks, and the PyTorch peers
 # Binaries are built on the CI-like machine (scripts/gpu-prepare.sh) and carried in gpu-carry/;
 # the HIP kernels are compiled on the GPU machine by nvcc at run time. Results go to $OUT.
 set -uo pipefail
@@ -26,6 +27,14 @@ if [ "$phase" = verify ]; then
   (timeout 150 gpu-carry/test_vulkan -r compact "[attention]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
   (timeout 200 gpu-carry/test_hip -r compact "[attention]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
   wait
+  for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
+elif [ "$phase" = decode ]; then
+  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
+  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  wait
+  (timeout 110 gpu-carry/bench --backend vulkan --only decode --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  (timeout 110 gpu-carry/bench_hip --backend hip --only decode --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = all ]; then
   (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-100} timeout 150 gpu-carry/test_vulkan -r compact > "$out/vulkan.log" 2>&1; echo "exit $?" >> "$out/vulkan.log") &

@@ -326,19 +326,20 @@ inline constexpr const char* write_partial = R"(    uint pr = r * @S@u + sp;
     for (uint d = 0u; d < @D@u; ++d) CC_ST_PART_ACC(pr * @D@u + d) = acc[g * @D@u + d];
 )";
 
-inline constexpr const char* combine_body = R"(  float w[@S@]; float m = cc_float(0xff800000u); float total = 0.0f;
-  for (uint s = 0u; s < @S@u; ++s) { float ms = CC_LD_PART_MAX(i * @S@u + s); m = ms > m ? ms : m; }
+// One invocation per output element (row, d): every thread rescans the S split maxima and sums
+// (cache-resident), so the combine is as parallel as the output.
+inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i % @D@u;
+  float m = cc_float(0xff800000u);
+  for (uint s = 0u; s < @S@u; ++s) { float ms = CC_LD_PART_MAX(row * @S@u + s); m = ms > m ? ms : m; }
+  float total = 0.0f; float o = 0.0f;
   for (uint s = 0u; s < @S@u; ++s) {
-    float ls = CC_LD_PART_SUM(i * @S@u + s);
-    w[s] = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(i * @S@u + s) - m) : 0.0f;
-    total = total + ls * w[s];
+    float ls = CC_LD_PART_SUM(row * @S@u + s);
+    float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(row * @S@u + s) - m) : 0.0f;
+    total = total + ls * w;
+    o = o + CC_LD_PART_ACC((row * @S@u + s) * @D@u + d) * w;
   }
   float inv = total > 0.0f ? 1.0f / total : 0.0f;
-  for (uint d = 0u; d < @D@u; ++d) {
-    float o = 0.0f;
-    for (uint s = 0u; s < @S@u; ++s) o = o + CC_LD_PART_ACC((i * @S@u + s) * @D@u + d) * w[s];
-    CC_ST_OUT(i * @D@u + d) = o * inv;
-  }
+  CC_ST_OUT(row * @D@u + d) = o * inv;
 )";
 
 }  // namespace detail
@@ -417,7 +418,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.params = {q, k, v, count, index, tiles, pm, ps, pa};
     kp.stages.push_back(attend);
     codegen::stage comb;
-    comb.name = "sparse_combine", comb.count = H * c.q_len, comb.params = {pm, ps, pa, out};
+    comb.name = "sparse_combine", comb.count = H * c.q_len * D, comb.params = {pm, ps, pa, out};
     comb.root = comb.out = -1;
     comb.body = detail::fill(detail::combine_body, vals);
     kp.stages.push_back(comb);
