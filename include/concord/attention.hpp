@@ -253,13 +253,7 @@ inline constexpr const char* compact_body = R"(  uint c = 0u;
   CC_ST_KV_COUNT(i) = c;
 )";
 
-inline constexpr const char* attend_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
-  uint h0 = hg * @GQ@u; uint kvh = h0 / @G@u;
-  uint qpos = qi + @OFF@u; uint qb = qi / @B@u;
-  uint lrow = @LHEAD@ * @QB@u + qb;
-  uint cnt = CC_LD_KV_COUNT(lrow);
-  uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
-  float qv[@GQD@]; float acc[@GQD@]; float mx[@GQ@]; float sm[@GQ@];
+inline constexpr const char* attend_body = R"(@PREAMBLE@  float qv[@GQD@]; float acc[@GQD@]; float mx[@GQ@]; float sm[@GQ@];
   for (uint g = 0u; g < @GQ@u; ++g) {
     mx[g] = cc_float(0xff800000u); sm[g] = 0.0f;
     for (uint d = 0u; d < @D@u; ++d) { qv[g * @D@u + d] = CC_LD_Q(((h0 + g) * @NQ@u + qi) * @D@u + d); acc[g * @D@u + d] = 0.0f; }
@@ -390,7 +384,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   if (c.mask_mod) attend.functions.push_back({"cc_mask_mod", *c.mask_mod});
   attend.root = attend.out = -1;
   std::string write = S > 1 ? detail::write_partial : detail::write_direct;
-  attend.body = detail::fill(detail::fill(detail::attend_body, {{"WRITE", write}}), vals);
+  attend.body = detail::fill(detail::fill(detail::attend_body, {{"PREAMBLE", detail::split_preamble}, {"WRITE", write}}), vals);
   if (p.chosen.variant == "decode_coop") {
     const int64_t W = detail::coop_threads, KT = detail::coop_keys, P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
     attend.group = W;
@@ -400,7 +394,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
                          {"DPT", std::to_string(DPT)}, {"GQDPT", std::to_string(GQ * DPT)}, {"D1", std::to_string(D + 1)},
                          {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}});
-    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct}}), tv);
+    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct}}), tv);
   }
   if (p.chosen.variant == "cpu_tile") {
     const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;

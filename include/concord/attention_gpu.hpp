@@ -15,13 +15,16 @@ namespace concord::attention::detail {
 
 inline constexpr int64_t coop_threads = 128, coop_keys = 32;
 
-inline constexpr const char* coop_decode_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
+// Invocation i -> (head group, query row, key split) and that split's range [e0, e1) of the key list.
+inline constexpr const char* split_preamble = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
   uint h0 = hg * @GQ@u; uint kvh = h0 / @G@u;
   uint qpos = qi + @OFF@u; uint qb = qi / @B@u;
   uint lrow = @LHEAD@ * @QB@u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
   uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
-  float ninf = cc_float(0xff800000u);
+)";
+
+inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
   for (uint x = lane; x < @GQD@u; x += @WG@u) cq[x] = CC_LDF_Q(((h0 + x / @D@u) * @NQ@u + qi) * @D@u + x % @D@u);
   float acc[@GQDPT@]; float mx[@GQ@]; float sm[@GQ@]; float mn[@GQ@];
   for (uint g = 0u; g < @GQ@u; ++g) {
