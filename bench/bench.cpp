@@ -219,9 +219,16 @@ void bench_backend(runner& r, recorder& rec) {
     else c.window = std::max<int64_t>(1, std::lround(f * c.kv_blocks()) - 1), c.sinks = 1, c.threshold = std::numeric_limits<double>::infinity();
     cases.push_back({f >= 1 ? "decode_dense" : "decode_sparse", c, f});
   };
-  const int64_t Np = slow ? (quick ? 512 : 2048) : (quick ? 2048 : 4096);  // GPU prefill: one invocation per row (see docs/benchmarks.md)
-  for (double f : {1.0, 0.5, 0.25, 0.125}) prefill(Np, slow ? 8 : 16, slow ? 8 : 16, 128, f);
+  std::vector<int64_t> prefill_lens = {slow ? (quick ? 512 : 2048) : (quick ? 2048 : 4096)};
+  if (!slow && !quick) prefill_lens.push_back(16384);
+  for (int64_t Np : prefill_lens)
+    for (double f : {1.0, 0.5, 0.25, 0.125}) prefill(Np, slow ? 8 : 16, slow ? 8 : 16, 128, f);
   if (is_cpu && !quick) prefill(2048, 16, 2, 256, 1.0);
+  if (!slow && !quick) {
+    prefill(4096, 32, 8, 64, 1.0);
+    prefill(4096, 16, 2, 256, 1.0);
+    prefill(32768, 16, 16, 128, 1.0);  // the dense time the selection stage at 32K is measured against
+  }
   for (int64_t N : slow ? std::vector<int64_t>{quick ? 4096 : 16384} : std::vector<int64_t>{16384, 32768, 131072}) {
     decode(N, 8, 8, 128, 1.0);
     decode(N, 32, 8, 128, 1.0);
@@ -243,7 +250,7 @@ void bench_backend(runner& r, recorder& rec) {
     attention::pipeline p = attention::build(fc.c, r.caps());
     auto in = testing::attention_inputs(fc.c, 11);
     r.load(p.plan, in);
-    auto t = time_plan(r, p.plan, quick ? 3 : (slow ? 3 : 10));
+    auto t = time_plan(r, p.plan, quick || slow || fc.c.q_len >= 16384 ? 3 : 10);
     auto outs = r.outputs();
     const tensor& keep = outs[0];
     int64_t kept = 0, causal = 0, tiles = 0;

@@ -57,8 +57,7 @@ def fraction_keep(f, B):
 
 
 H, D, B = 16, 128, 128
-N = 2048 if quick else 4096
-for f in (1.0, 0.5, 0.25, 0.125):
+for N, f in [(2048 if quick else 4096, f) for f in (1.0, 0.5, 0.25, 0.125)] + ([] if quick else [(16384, f) for f in (1.0, 0.5, 0.25, 0.125)]):
     q = torch.randn(1, H, N, D, dtype=torch.float16, device=dev)
     k, v = torch.randn_like(q), torch.randn_like(q)
     shape = f"H={H}/{H} D={D} Nq={N} Nk={N} B={B}"

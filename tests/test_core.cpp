@@ -250,23 +250,33 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   dev.backend = "test", dev.max_accumulator = 1024;
   auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
   CHECK(r.variant == "row");
-  REQUIRE(r.rejected.size() == 5);
+  REQUIRE(r.rejected.size() == 6);
   const std::string log = attention::describe(c, r, dev);
   INFO(log);
   for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
                            "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head",
-                           "rejected cpu_tile: C++ dialect only", "rejected decode_coop: GPU dialects only"})
+                           "rejected cpu_tile: C++ dialect only", "rejected decode_coop: GPU dialects only",
+                           "rejected prefill_coop: GPU dialects only"})
     CHECK(log.find(want) != std::string::npos);
+  dev.dialect = "hip", dev.shared_bytes = 48 * 1024;
+  r = attention::plan_route(c, dev);
+  CHECK(r.variant == "prefill_coop");
+  CHECK(r.rows == 32);  // the largest query tile: (32 + 32) x 8 + 32 x 32 + 96 floats fit
+  c.head_dim = 1000;
+  r = attention::plan_route(c, dev);  // 8 rows x 1000 dims exceed both workgroup memory and accumulators
+  CHECK(r.variant == "row");
+  CHECK(attention::describe(c, r, dev).find("rejected prefill_coop: no query tile of 8+ rows fits") != std::string::npos);
+  c.head_dim = 7, dev.dialect = "any", dev.shared_bytes = 0;
   c.q_len = 1, c.per_group = true, c.head_dim = 256;
   r = attention::plan_route(c, dev);
   CHECK(r.variant == "decode_split");  // 2*G*D + B = 1568 floats exceed this device's accumulator
   CHECK(attention::describe(c, r, dev).find("accumulator limit 1024") != std::string::npos);
   dev.max_accumulator = 4096;
   CHECK(attention::plan_route(c, dev).variant == "decode_split_group");
-  dev.dialect = "glsl", dev.shared_bytes = 16384;  // cooperative decode needs more workgroup memory at D = 256
+  dev.dialect = "glsl", dev.shared_bytes = 8192;  // cooperative decode needs more workgroup memory at D = 256
   r = attention::plan_route(c, dev);
   CHECK(r.variant == "decode_split_group");
-  CHECK(attention::describe(c, r, dev).find("rejected decode_coop: 37120 bytes of workgroup memory > the device's 16384") != std::string::npos);
+  CHECK(attention::describe(c, r, dev).find("rejected decode_coop: 11968 bytes of workgroup memory (8-key sub-tiles) > the device's 8192") != std::string::npos);
   dev.shared_bytes = 65536;
   CHECK(attention::plan_route(c, dev).variant == "decode_coop");
   dev.dialect = "any";

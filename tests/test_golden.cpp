@@ -71,6 +71,10 @@ std::vector<codegen::kernel_plan> gpu_attention_plans(const std::string& dialect
   plans.push_back(attention::build(c, dev).plan);
   c.per_group = false, c.head_dim = 256, c.q_len = 2;
   plans.push_back(attention::build(c, dev).plan);
+  c.q_len = 300, c.head_dim = 128, c.causal = false;
+  plans.push_back(attention::build(c, dev).plan);
+  c.q_len = 1000, c.head_dim = 256, c.causal = true, c.per_group = true;
+  plans.push_back(attention::build(c, dev).plan);
   for (const auto& p : plans) REQUIRE(std::any_of(p.stages.begin(), p.stages.end(), [](const codegen::stage& s) { return s.group > 0; }));
   return plans;
 }

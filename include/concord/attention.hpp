@@ -117,12 +117,22 @@ inline route plan_route(const config& c, const device_caps& dev) {
   }
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_coop", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
-  else if (const int64_t GQ = shared ? G : 1, bytes = 4 * detail::coop_shared_floats(GQ, D); bytes > dev.shared_bytes)
-    reject("decode_coop", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
+  else if (const int64_t GQ = shared ? G : 1, bytes = 4 * detail::coop_shared_floats(GQ, D, 8); detail::coop_key_tile(GQ, D, dev.shared_bytes) == 0)
+    reject("decode_coop", std::to_string(bytes) + " bytes of workgroup memory (8-key sub-tiles) > the device's " + std::to_string(dev.shared_bytes));
   else if (GQ * ((D + detail::coop_threads - 1) / detail::coop_threads) > 64)
     reject("decode_coop", "G * ceil(D / " + std::to_string(detail::coop_threads) + ") = " + std::to_string(GQ * ((D + detail::coop_threads - 1) / detail::coop_threads)) + " accumulators per thread > 64");
   else {
     r.variant = "decode_coop", r.group = GQ, r.splits = splits_for(c.heads / GQ * c.q_len * detail::coop_threads);
+    return r;
+  }
+  if (dev.dialect != "glsl" && dev.dialect != "hip") reject("prefill_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
+  else if (decode) reject("prefill_coop", "q_len " + std::to_string(c.q_len) + " <= 4: a decode shape");
+  else if (const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes); t.bq == 0)
+    reject("prefill_coop", "no query tile of 8+ rows fits: " + std::to_string(4 * detail::prefill_tiling{8, 8}.shared_floats(D)) + " bytes of workgroup memory (device " +
+                               std::to_string(dev.shared_bytes) + ") or " + std::to_string(detail::prefill_tiling{8, 8}.accumulators(D)) + " accumulators per thread (> 64)");
+  else {
+    r.variant = "prefill_coop", r.group = 1, r.rows = t.bq;
+    r.splits = splits_for(c.heads * c.q_blocks() * ((std::min(c.block, c.q_len) + t.bq - 1) / t.bq) * detail::prefill_threads * 4, 1);
     return r;
   }
   if (!decode) reject("decode_split_group", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
@@ -155,9 +165,17 @@ inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
   auto iterations = [&](int64_t s) {
     const int64_t blocks = (c.kv_blocks() + s - 1) / s, D = c.head_dim, GQ = r.group;
     if (r.variant == "decode_coop") {
-      const int64_t W = detail::coop_threads, KT = detail::coop_keys, P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
+      const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
       const int64_t sub = (KT * D + W - 1) / W + (GQ * KT * P + W - 1) / W * ((D + P - 1) / P + 1) + (GQ * KT + W - 1) / W * (P + 2) + 2 * GQ * KT + DPT * KT * (GQ + 1);
       return blocks * ((c.block + KT - 1) / KT) * sub + (GQ * D + W - 1) / W + 2 * GQ * DPT;
+    }
+    if (r.variant == "prefill_coop") {
+      const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);
+      const int64_t W = detail::prefill_threads, NDG = detail::prefill_dim_groups, OR = t.bq * NDG / W, OD = (D + NDG - 1) / NDG;
+      const int64_t nmt = t.bq / t.mr * (t.kt / t.mc);
+      const int64_t sub = 2 * ((t.kt * D + W - 1) / W) + (nmt + W - 1) / W * (D * (1 + t.mr + t.mc * (1 + t.mr)) + t.mr * (1 + t.mc)) +
+                          (t.bq + W - 1) / W * 2 * t.kt + OR * (1 + OD) + t.kt * (1 + OR + OD * (1 + OR));
+      return blocks * ((c.block + t.kt - 1) / t.kt) * sub + (t.bq * D + W - 1) / W + 2 * OR * OD;
     }
     return blocks * c.block * (D / 8 + D + 16) * GQ + 4 * D * GQ;
   };
@@ -386,7 +404,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   std::string write = S > 1 ? detail::write_partial : detail::write_direct;
   attend.body = detail::fill(detail::fill(detail::attend_body, {{"PREAMBLE", detail::split_preamble}, {"WRITE", write}}), vals);
   if (p.chosen.variant == "decode_coop") {
-    const int64_t W = detail::coop_threads, KT = detail::coop_keys, P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
+    const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
     attend.group = W;
     attend.count = (H / GQ) * c.q_len * S;
     attend.shared = {{"cq", GQ * D}, {"ks", KT * (D + 1)}, {"part", GQ * KT * P}, {"ss", GQ * KT}, {"pr", GQ * KT}};
@@ -395,6 +413,20 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"DPT", std::to_string(DPT)}, {"GQDPT", std::to_string(GQ * DPT)}, {"D1", std::to_string(D + 1)},
                          {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}});
     attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct}}), tv);
+  }
+  if (p.chosen.variant == "prefill_coop") {
+    const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);
+    const int64_t W = detail::prefill_threads, NDG = detail::prefill_dim_groups, OR = t.bq * NDG / W, OD = (D + NDG - 1) / NDG;
+    const int64_t CH = (std::min(c.block, c.q_len) + t.bq - 1) / t.bq;
+    attend.group = W;
+    attend.count = H * QB * CH * S;
+    attend.shared = {{"cq", t.bq * (D + 1)}, {"kv", t.kt * (D + 1)}, {"ss", t.bq * t.kt}, {"rm", t.bq}, {"rl", t.bq}, {"rc", t.bq}};
+    auto tv = vals;
+    tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"BQ", std::to_string(t.bq)}, {"KT", std::to_string(t.kt)}, {"MR", std::to_string(t.mr)},
+                         {"MC", std::to_string(t.mc)}, {"MRC", std::to_string(t.mr * t.mc)}, {"NKC", std::to_string(t.kt / t.mc)},
+                         {"NMT", std::to_string(t.bq / t.mr * (t.kt / t.mc))}, {"OR", std::to_string(OR)}, {"OD", std::to_string(OD)},
+                         {"ORD", std::to_string(OR * OD)}, {"NDG", std::to_string(NDG)}, {"D1", std::to_string(D + 1)}, {"CH", std::to_string(CH)}});
+    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WRITE", S > 1 ? detail::prefill_write_partial : detail::prefill_write_direct}}), tv);
   }
   if (p.chosen.variant == "cpu_tile") {
     const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;
@@ -415,6 +447,12 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     comb.name = "sparse_combine", comb.count = H * c.q_len * D, comb.params = {pm, ps, pa, out};
     comb.root = comb.out = -1;
     comb.body = detail::fill(detail::combine_body, vals);
+    if (dev.dialect == "glsl" || dev.dialect == "hip") {
+      const int64_t DC = (D + detail::combine_dims - 1) / detail::combine_dims;
+      comb.group = detail::combine_threads, comb.count = H * c.q_len * DC;
+      comb.shared = {{"cm", detail::combine_threads}, {"cl", detail::combine_threads}, {"co", detail::combine_threads}};
+      comb.body = detail::fill(detail::coop_combine_body, {{"DC", std::to_string(DC)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}});
+    }
     kp.stages.push_back(comb);
   } else {
     attend.params = {q, k, v, count, index, tiles, out};

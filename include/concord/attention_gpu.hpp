@@ -5,15 +5,28 @@
 //   2. Q.K: P threads per (head, key) pair each sum D/P products; the partials meet in shared memory
 //   3. scores get the modifiers and masks of attention.hpp; every thread reads the tile's maxima
 //      (identical in all threads, so no broadcast is needed) and one thread per score writes p
-//   4. P.V: thread `lane` owns dims lane, lane + WG, ...; V is read coalesced, once per group
+//   4. P.V: thread `lane` owns dims lane, lane + WG, ...; V is read coalesced, once per group, straight
+//      from global memory (staging it in shared memory too was slower on the H100: run 9)
 // Four barriers per sub-tile. Output and split partials are written exactly as the portable kernels do.
+//
+// The cooperative GPU prefill kernel (route `prefill_coop`). One workgroup of WG threads serves BQ
+// query rows of one head inside one query block (they share the block's key list), for one split.
+// Q (BQ x D) stays in shared memory; each kept block is walked in sub-tiles of KT keys:
+//   1. stage the K sub-tile (f32, padded rows)
+//   2. S = Q.K^T: each thread owns an MR x MC micro-tile (rows rr.., keys kc + NKC*b), sums over d
+//      in order, applies scale, causal (per element), mask_mod and score_mod; masked scores are -inf
+//   3. stage the V sub-tile over the K one; one thread per row rescans its KT scores: tile max, new
+//      running max, correction, p = exp(s - max) (0 for -inf), running sum; row state in shared memory
+//   4. P.V: each thread owns OR rows x OD dims (d = odim + NDG*y) of the output in registers
+// Four barriers per sub-tile. Rows past the block or the queries are computed as fully masked and
+// never stored. Tiles are counted per listed block, as in every other variant.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
 namespace concord::attention::detail {
 
-inline constexpr int64_t coop_threads = 128, coop_keys = 32;
+inline constexpr int64_t coop_threads = 128;
 
 // Invocation i -> (head group, query row, key split) and that split's range [e0, e1) of the key list.
 inline constexpr const char* split_preamble = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
@@ -105,9 +118,166 @@ inline constexpr const char* coop_write_partial = R"(    uint pr_ = r * @S@u + s
 )";
 
 // Shared floats the kernel needs: q, the key tile, the Q.K partials, scores, probabilities.
-inline int64_t coop_shared_floats(int64_t GQ, int64_t D) {
-  const int64_t P = std::max<int64_t>(1, coop_threads / (GQ * coop_keys));
-  return GQ * D + coop_keys * (D + 1) + GQ * coop_keys * P + 2 * GQ * coop_keys;
+inline int64_t coop_shared_floats(int64_t GQ, int64_t D, int64_t KT) {
+  const int64_t P = std::max<int64_t>(1, coop_threads / (GQ * KT));
+  return GQ * D + KT * (D + 1) + GQ * KT * P + 2 * GQ * KT;
 }
+
+// Keys per sub-tile: the largest of 32, 16, 8 whose workgroup memory fits; 0 if none does.
+inline int64_t coop_key_tile(int64_t GQ, int64_t D, int64_t shared_bytes) {
+  for (int64_t kt : {32, 16, 8})
+    if (4 * coop_shared_floats(GQ, D, kt) <= shared_bytes) return kt;
+  return 0;
+}
+
+inline constexpr int64_t prefill_threads = 128, prefill_dim_groups = 16;
+
+// A prefill tiling: BQ query rows, KT keys per sub-tile, MR x MC score micro-tile per thread.
+struct prefill_tiling {
+  int64_t bq = 0, kt = 0, mr = 1, mc = 1;
+  int64_t shared_floats(int64_t D) const { return (bq + kt) * (D + 1) + bq * kt + 3 * bq; }
+  int64_t accumulators(int64_t D) const { return bq * prefill_dim_groups / prefill_threads * ((D + prefill_dim_groups - 1) / prefill_dim_groups); }
+};
+
+// The largest tiling whose workgroup memory fits and whose per-thread output stays <= 64 floats.
+inline prefill_tiling choose_prefill_tiling(int64_t D, int64_t shared_bytes) {
+  for (auto [bq, kt] : {std::pair<int64_t, int64_t>{32, 32}, {16, 32}, {16, 16}, {8, 16}, {8, 8}}) {
+    prefill_tiling t{bq, kt, bq >= 16 ? 2 : 1, kt >= 32 ? 4 : 2};
+    if (4 * t.shared_floats(D) <= shared_bytes && t.accumulators(D) <= 64) return t;
+  }
+  return {};
+}
+
+inline constexpr const char* coop_prefill_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint ch = t0 % @CH@u; uint t1 = t0 / @CH@u;
+  uint qb = t1 % @QB@u; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
+  uint r0 = qb * @B@u + ch * @BQ@u;
+  uint rend = qb * @B@u + @B@u < @NQ@u ? qb * @B@u + @B@u : @NQ@u;
+  uint nr = r0 < rend ? (rend - r0 < @BQ@u ? rend - r0 : @BQ@u) : 0u;
+  if (nr == 0u) return;
+  uint lrow = @LHEAD@ * @QB@u + qb;
+  uint cnt = CC_LD_KV_COUNT(lrow);
+  uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  float ninf = cc_float(0xff800000u);
+  for (uint x = lane; x < @BQ@u * @D@u; x += @WG@u) {
+    uint lr = x / @D@u; uint d = x % @D@u;
+    cq[lr * @D1@u + d] = lr < nr ? CC_LDF_Q((h0 * @NQ@u + r0 + lr) * @D@u + d) : 0.0f;
+  }
+  for (uint x = lane; x < @BQ@u; x += @WG@u) { rm[x] = ninf; rl[x] = 0.0f; rc[x] = 1.0f; }
+  float acc[@ORD@];
+  for (uint y = 0u; y < @ORD@u; ++y) acc[y] = 0.0f;
+  uint orow = (lane / @NDG@u) * @OR@u; uint odim = lane % @NDG@u;
+  uint qlast = r0 + nr - 1u + @OFF@u;
+  uint tiles = 0u;
+  CC_BARRIER();
+  for (uint e = e0; e < e1; ++e) {
+    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
+    tiles += 1u;
+    uint kbeg = kb * @B@u; uint kend = kbeg + @B@u < @NK@u ? kbeg + @B@u : @NK@u;
+    if (@CAUSAL@ && kend > qlast + 1u) kend = qlast + 1u;
+    for (uint k0 = kbeg; k0 < kend; k0 += @KT@u) {
+      uint n = kend - k0 < @KT@u ? kend - k0 : @KT@u;
+      uint kbase = (kvh * @NK@u + k0) * @D@u;
+      for (uint x = lane; x < n * @D@u; x += @WG@u) kv[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_K(kbase + x);
+      CC_BARRIER();
+      for (uint mt = lane; mt < @NMT@u; mt += @WG@u) {
+        uint rr = (mt / @NKC@u) * @MR@u; uint kc = mt % @NKC@u;
+        float s[@MRC@];
+        for (uint y = 0u; y < @MRC@u; ++y) s[y] = 0.0f;
+        for (uint d = 0u; d < @D@u; ++d) {
+          float qd[@MR@];
+          for (uint a = 0u; a < @MR@u; ++a) qd[a] = cq[(rr + a) * @D1@u + d];
+          for (uint b = 0u; b < @MC@u; ++b) {
+            float kd = kv[(kc + b * @NKC@u) * @D1@u + d];
+            for (uint a = 0u; a < @MR@u; ++a) s[a * @MC@u + b] = s[a * @MC@u + b] + qd[a] * kd;
+          }
+        }
+        for (uint a = 0u; a < @MR@u; ++a) {
+          for (uint b = 0u; b < @MC@u; ++b) {
+            uint lr = rr + a; uint j = kc + b * @NKC@u; uint qpos = r0 + lr + @OFF@u; uint kpos = k0 + j;
+            float sc = cc_score_mod(s[a * @MC@u + b] * @SCALE@, int(qpos), int(kpos), int(h0));
+            bool live = lr < nr && j < n && (!@CAUSAL@ || kpos <= qpos) && cc_mask_mod(int(qpos), int(kpos), int(h0)) && sc > ninf;
+            ss[lr * @KT@u + j] = live ? sc : ninf;
+          }
+        }
+      }
+      CC_BARRIER();
+      for (uint x = lane; x < n * @D@u; x += @WG@u) kv[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_V(kbase + x);
+      for (uint lr = lane; lr < @BQ@u; lr += @WG@u) {
+        float tmax = ninf;
+        for (uint j = 0u; j < n; ++j) tmax = ss[lr * @KT@u + j] > tmax ? ss[lr * @KT@u + j] : tmax;
+        float m = rm[lr]; float mn = tmax > m ? tmax : m;
+        float corr = mn > ninf ? cc_exp(m - mn) : 1.0f;
+        float psum = 0.0f;
+        for (uint j = 0u; j < n; ++j) {
+          float p = ss[lr * @KT@u + j] > ninf ? cc_exp(ss[lr * @KT@u + j] - mn) : 0.0f;
+          ss[lr * @KT@u + j] = p; psum = psum + p;
+        }
+        rl[lr] = rl[lr] * corr + psum; rm[lr] = mn; rc[lr] = corr;
+      }
+      CC_BARRIER();
+      for (uint a = 0u; a < @OR@u; ++a) {
+        float c = rc[orow + a];
+        for (uint y = 0u; y < @OD@u; ++y) acc[a * @OD@u + y] = acc[a * @OD@u + y] * c;
+      }
+      for (uint j = 0u; j < n; ++j) {
+        float p[@OR@];
+        for (uint a = 0u; a < @OR@u; ++a) p[a] = ss[(orow + a) * @KT@u + j];
+        for (uint y = 0u; y < @OD@u; ++y) {
+          uint d = odim + y * @NDG@u;
+          if (d < @D@u) {
+            float vv = kv[j * @D1@u + d];
+            for (uint a = 0u; a < @OR@u; ++a) acc[a * @OD@u + y] = acc[a * @OD@u + y] + p[a] * vv;
+          }
+        }
+      }
+      CC_BARRIER();
+    }
+  }
+  if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+  for (uint a = 0u; a < @OR@u; ++a) {
+    uint lr = orow + a;
+    if (lr >= nr) continue;
+    uint r = h0 * @NQ@u + r0 + lr;
+@WRITE@  }
+)";
+
+inline constexpr const char* prefill_write_direct = R"(    float inv = rl[lr] > 0.0f ? 1.0f / rl[lr] : 0.0f;
+    for (uint y = 0u; y < @OD@u; ++y) { uint d = odim + y * @NDG@u; if (d < @D@u) CC_ST_OUT(r * @D@u + d) = acc[a * @OD@u + y] * inv; }
+)";
+inline constexpr const char* prefill_write_partial = R"(    uint pr_ = r * @S@u + sp;
+    if (odim == 0u) { CC_ST_PART_MAX(pr_) = rm[lr]; CC_ST_PART_SUM(pr_) = rl[lr]; }
+    for (uint y = 0u; y < @OD@u; ++y) { uint d = odim + y * @NDG@u; if (d < @D@u) CC_ST_PART_ACC(pr_ * @D@u + d) = acc[a * @OD@u + y]; }
+)";
+
+// The GPU split combine: one workgroup of 256 threads per (row, 32 dims). Thread (slice, dim) merges
+// splits slice, slice + 8, ... online (running max, rescaled sum and accumulator), so each thread
+// walks S/8 partials instead of S; slice 0 then merges the 8 slice results from shared memory.
+inline constexpr int64_t combine_threads = 256, combine_dims = 32;
+inline constexpr const char* coop_combine_body = R"(  uint row = i / @DC@u; uint dl = lane % 32u; uint d = (i % @DC@u) * 32u + dl; uint sl = lane / 32u;
+  float ninf = cc_float(0xff800000u);
+  float m = ninf; float l = 0.0f; float o = 0.0f;
+  for (uint s = sl; s < @S@u; s += 8u) {
+    float ls = CC_LD_PART_SUM(row * @S@u + s);
+    if (!(ls > 0.0f)) continue;
+    float ms = CC_LD_PART_MAX(row * @S@u + s);
+    float a = d < @D@u ? CC_LD_PART_ACC((row * @S@u + s) * @D@u + d) : 0.0f;
+    float mn = ms > m ? ms : m;
+    float c0 = cc_exp(m - mn); float c1 = cc_exp(ms - mn);
+    l = l * c0 + ls * c1; o = o * c0 + a * c1; m = mn;
+  }
+  cm[lane] = m; cl[lane] = l; co[lane] = o;
+  CC_BARRIER();
+  if (sl == 0u && d < @D@u) {
+    float mm = ninf;
+    for (uint k = 0u; k < 8u; ++k) mm = cm[k * 32u + dl] > mm ? cm[k * 32u + dl] : mm;
+    float total = 0.0f; float acc = 0.0f;
+    for (uint k = 0u; k < 8u; ++k) {
+      float w = cl[k * 32u + dl] > 0.0f ? cc_exp(cm[k * 32u + dl] - mm) : 0.0f;
+      total = total + cl[k * 32u + dl] * w; acc = acc + co[k * 32u + dl] * w;
+    }
+    float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    CC_ST_OUT(row * @D@u + d) = acc * inv;
+  }
+)";
 
 }  // namespace concord::attention::detail

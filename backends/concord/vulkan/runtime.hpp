@@ -565,6 +565,24 @@ class context {
     return b;
   }
 
+  // One line per memory type (flags, heap size) and the type alloc() picks for a storage buffer.
+  std::string memory_report() {
+    std::string s;
+    for (uint32_t i = 0; i < memory_.memoryTypeCount; ++i) {
+      const VkMemoryPropertyFlags f = memory_.memoryTypes[i].propertyFlags;
+      const uint32_t h = memory_.memoryTypes[i].heapIndex;
+      s += "type " + std::to_string(i) + ": heap " + std::to_string(h) + " (" + std::to_string(memory_.memoryHeaps[h].size >> 20) + " MiB)" +
+           ((f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) ? " device-local" : "") + ((f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) ? " host-visible" : "") +
+           ((f & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT) ? " coherent" : "") + ((f & VK_MEMORY_PROPERTY_HOST_CACHED_BIT) ? " cached" : "") + "\n";
+    }
+    buffer b = alloc(1 << 20);
+    VkMemoryRequirements req{};
+    fn_.vkGetBufferMemoryRequirements(device_, b.buf_, &req);
+    const int t = map_direct_ ? find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT) : -1;
+    return s + "storage buffers: allowed type mask " + std::to_string(req.memoryTypeBits) + ", chosen type " +
+           std::to_string(t >= 0 ? t : find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)) + (b.host_mapped() ? ", mapped" : ", staged") + "\n";
+  }
+
   std::shared_ptr<pipeline> make_pipeline(const std::vector<uint32_t>& spirv, uint32_t num_buffers,
                                           uint32_t push_bytes) {
     check_alive();
