@@ -10,6 +10,7 @@
 #include "../tests/attention_support.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <cstdio>
 #include <string>
@@ -96,6 +97,7 @@ int main() {
         {"no float-controls mode", drop_float_controls, 65535},
         {"x groups <= 32768", [](std::string x) { return x; }, 32768},
         {"buffers restrict", [&](std::string x) { return replace_all(x, ") buffer B", ") restrict buffer B"); }, 65535},
+        {"output writeonly (copy only)", [&](std::string x) { return x.find("graph 'copy'") == std::string::npos ? x : replace_all(x, "binding = 1) buffer B", "binding = 1) writeonly buffer B"); }, 65535},
     };
     // Runs the whole plan once (earlier stages fill the inputs of `stage`), then times `stage` alone.
     auto time_variants = [&](const std::string& what, const codegen::kernel_plan& plan, const std::vector<tensor>& in, size_t stage) {
@@ -123,8 +125,83 @@ int main() {
       const int64_t n = static_cast<int64_t>(bytes / 4);
       graph g("copy");
       g.output("y", g.input<u32>("x", {n}) + 0u);
+      auto raw0 = ctx.make_pipeline(vk::compile_glsl(shader(1, 256, false), "probe"), 2, 4);
+      auto raw_check = [&](const char* after) {
+        vk::dispatch_cmd cmd;
+        cmd.pipe = raw0.get();
+        cmd.buffers = {&a, &b};
+        const uint32_t nn = static_cast<uint32_t>(n);
+        cmd.push.resize(4);
+        std::memcpy(cmd.push.data(), &nn, 4);
+        cmd.groups[0] = 32768, cmd.groups[1] = static_cast<uint32_t>(n / 256 / 32768);
+        std::vector<double> t;
+        for (int r = 0; r < 5; ++r) t.push_back(ctx.run({cmd})[0]);
+        std::string clock;
+        if (FILE* f = popen("nvidia-smi --query-gpu=clocks.sm --format=csv,noheader 2>/dev/null", "r")) {
+          char line[64] = {0};
+          if (std::fgets(line, sizeof line, f)) clock = line;
+          pclose(f);
+          if (!clock.empty() && clock.back() == '\n') clock.pop_back();
+        }
+        std::printf("u32 probe copy after %s: %.4f ms (SM clock now: %s)\n", after, median(t) / 1e6, clock.empty() ? "n/a" : clock.c_str());
+      };
+      raw_check("the variants");
       auto plan = codegen::make_plan(lower(g));
-      time_variants("concord copy graph, same size", plan, {testing::make_input(dtype::u32, {n}, 3)}, 0);
+      const tensor x = testing::make_input(dtype::u32, {n}, 3);
+      raw_check("make_input");
+      {
+        vk::compiled c1 = vk::compile(plan);
+        raw_check("vk::compile");
+        vk::buffer extra = ctx.alloc(bytes);
+        raw_check("one more alloc");
+        extra.upload(host.data(), bytes);
+        raw_check("its upload");
+        vk::device_buffers d1 = vk::prepare(c1, {x});
+        raw_check("vk::prepare");
+        vk::dispatch_all(c1, d1);
+        raw_check("vk::dispatch_all");
+      }
+      raw_check("freeing them");
+      {
+        vk::dispatch_cmd cmd;
+        cmd.pipe = raw0.get();
+        cmd.buffers = {&a, &b};
+        const uint32_t nn = static_cast<uint32_t>(n);
+        cmd.push.resize(4);
+        std::memcpy(cmd.push.data(), &nn, 4);
+        cmd.groups[0] = 32768, cmd.groups[1] = static_cast<uint32_t>(n / 256 / 32768);
+        ctx.run(std::vector<vk::dispatch_cmd>(300, cmd));
+        raw_check("300 copies in one submission");
+        ctx.run(std::vector<vk::dispatch_cmd>(1000, cmd));
+        raw_check("1000 more");
+      }
+      time_variants("concord copy graph, same size", plan, {x}, 0);
+      // Swap one thing at a time between the two: the buffers (and their data) or the shader.
+      vk::compiled cc = vk::compile(plan);
+      vk::device_buffers d = vk::prepare(cc, {x});
+      auto time_cmd = [&](const char* what, vk::pipeline* pipe, vk::buffer* in, vk::buffer* out, bool concord_push) {
+        vk::dispatch_cmd cmd;
+        cmd.pipe = pipe;
+        cmd.buffers = {in, out};
+        const uint32_t groups = static_cast<uint32_t>(n / 256), gx = 32768, gy = groups / gx;
+        const uint32_t push[3] = {static_cast<uint32_t>(n), gx * 256u, 0u};
+        cmd.push.assign(reinterpret_cast<const uint8_t*>(push), reinterpret_cast<const uint8_t*>(push) + (concord_push ? 12 : 4));
+        cmd.groups[0] = gx, cmd.groups[1] = gy;
+        std::vector<double> t;
+        ctx.run({cmd});
+        for (int r = 0; r < 10; ++r) t.push_back(ctx.run({cmd})[0]);
+        std::printf("%s: %.4f ms\n", what, median(t) / 1e6);
+      };
+      auto raw = ctx.make_pipeline(vk::compile_glsl(shader(1, 256, false), "probe"), 2, 4);
+      time_cmd("probe u32 shader on the probe's buffers", raw.get(), &a, &b, false);
+      time_cmd("probe u32 shader on concord's buffers (input from make_input)", raw.get(), &d.bufs[0], &d.bufs[1], false);
+      time_cmd("concord copy shader on the probe's buffers", cc.pipes[0].get(), &a, &b, true);
+      time_cmd("concord copy shader on concord's buffers", cc.pipes[0].get(), &d.bufs[0], &d.bufs[1], true);
+      std::vector<uint32_t> xin(static_cast<size_t>(n));
+      std::memcpy(xin.data(), x.bytes.data(), x.bytes.size());
+      size_t zeros = 0;
+      for (uint32_t v : xin) zeros += v == 0;
+      std::printf("make_input u32: %zu of %zu words are 0; first words %08x %08x %08x %08x\n", zeros, xin.size(), xin[0], xin[1], xin[2], xin[3]);
     }
     {
       attention::config c;

@@ -4,6 +4,7 @@
 #   phase "bench": concord benchmarks on Vulkan and HIP, and the PyTorch peers
 #   phase "decode": attention + conformance on both, the decode benchmarks, and the PyTorch peers
 #   phase "perf":   the Vulkan memory probe, attention on both, every attention benchmark, the peers
+#   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
 # Binaries are built on the CI-like machine (scripts/gpu-prepare.sh) and carried in gpu-carry/;
 # the HIP kernels are compiled on the GPU machine by nvcc at run time. Results go to $OUT.
 set -uo pipefail
@@ -42,10 +43,15 @@ elif [ "$phase" = perf ]; then
   (timeout 120 gpu-carry/test_vulkan -r compact "[attention]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
   (timeout 120 gpu-carry/test_hip -r compact "[attention]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
   wait
-  (timeout 150 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
-  (timeout 150 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  (timeout 200 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  (timeout 200 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
   [ -n "${PEERS:-1}" ] && [ "${PEERS:-1}" != 0 ] && (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
+elif [ "$phase" = probe ]; then
+  (timeout 60 gpu-carry/vk_probe > "$out/vk_probe.log" 2>&1; echo "exit $?" >> "$out/vk_probe.log")
+  (CONCORD_VK_NO_STORAGE16=1 timeout 60 gpu-carry/vk_probe > "$out/vk_probe_no16.log" 2>&1; echo "exit $?" >> "$out/vk_probe_no16.log")
+  (timeout 60 gpu-carry/bench --backend vulkan --only "decode_dense H=8/8 N=32768" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  (CONCORD_VK_NO_STORAGE16=1 timeout 60 gpu-carry/bench --backend vulkan --only "decode_dense H=8/8 N=32768" --out "$out/bench_vulkan_no16.json" > "$out/bench_vulkan_no16.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan_no16.log")
 elif [ "$phase" = all ]; then
   (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-100} timeout 150 gpu-carry/test_vulkan -r compact > "$out/vulkan.log" 2>&1; echo "exit $?" >> "$out/vulkan.log") &
   (CONCORD_RANDOM_GRAPHS=${HIP_GRAPHS:-15} timeout 220 gpu-carry/test_hip -r compact > "$out/hip.log" 2>&1; echo "exit $?" >> "$out/hip.log")
