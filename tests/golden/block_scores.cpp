@@ -42,20 +42,47 @@ CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 extern "C" void block_scores_s0(void* const* params, uint begin, uint end) {
   const uint16_t* __restrict p0 = static_cast<const uint16_t*>(params[0]);
   uint16_t* __restrict p1 = static_cast<uint16_t*>(params[1]);
-  for (uint i = begin; i < end; ++i) {
-    float acc = (-0.0f);
-    uint j0 = (i / 16u) % 4u;
-    uint j1 = (i / 64u) * 1600u + i % 16u;
-    uint j2 = j0 * 32u;
-    uint j3 = (j2 + 32u < 100u) ? j2 + 32u : 100u;
-    for (uint r = j2; r < j3; ++r) {
-      uint j4 = j1 + r * 16u;
-      float t5 = cc_h2f(uint(p0[j4]));
-      acc = cc_ftz(acc + t5);
+  for (uint i0 = begin; i0 < end; i0 += 16u) {
+    float acc_l[16]; uint r0_l[16], r1_l[16], span = 0u;
+    uint j0_l[16];
+    uint j1_l[16];
+    uint j2_l[16];
+    uint j3_l[16];
+    for (uint l = 0u; l < 16u; ++l) {
+      uint i = i0 + l < end ? i0 + l : i0;
+      uint j0 = (i / 16u) % 4u; j0_l[l] = j0;
+      uint j1 = (i / 64u) * 1600u + i % 16u; j1_l[l] = j1;
+      uint j2 = j0 * 32u; j2_l[l] = j2;
+      uint j3 = (j2 + 32u < 100u) ? j2 + 32u : 100u; j3_l[l] = j3;
+      acc_l[l] = (-0.0f); r0_l[l] = j2; r1_l[l] = i0 + l < end ? j3 : j2;
+      span = r1_l[l] - r0_l[l] > span ? r1_l[l] - r0_l[l] : span;
     }
-    acc = cc_ftz(acc * ((j3 - j2 == 32u) ? (0.03125f) : (0.25f)));
-    float t6 = cc_rh(acc);
-    p1[i] = uint16_t(cc_f2h(t6));
+    for (uint t = 0u; t < span; ++t) {
+      for (uint l = 0u; l < 16u; ++l) {
+        uint r = r0_l[l] + t;
+        if (r >= r1_l[l]) continue;
+        uint j0 = j0_l[l];
+        uint j1 = j1_l[l];
+        uint j2 = j2_l[l];
+        uint j3 = j3_l[l];
+        float acc = acc_l[l];
+          uint j4 = j1 + r * 16u;
+          float t5 = cc_h2f(uint(p0[j4]));
+          acc = cc_ftz(acc + t5);
+        acc_l[l] = acc;
+      }
+    }
+    for (uint l = 0u; l < 16u && i0 + l < end; ++l) {
+      uint i = i0 + l;
+      uint j0 = j0_l[l];
+      uint j1 = j1_l[l];
+      uint j2 = j2_l[l];
+      uint j3 = j3_l[l];
+      float acc = acc_l[l];
+      acc = cc_ftz(acc * ((j3 - j2 == 32u) ? (0.03125f) : (0.25f)));
+      float t6 = cc_rh(acc);
+      p1[i] = uint16_t(cc_f2h(t6));
+    }
   }
 }
 
@@ -63,20 +90,47 @@ extern "C" void block_scores_s1(void* const* params, uint begin, uint end) {
   const uint16_t* __restrict p0 = static_cast<const uint16_t*>(params[0]);
   const uint16_t* __restrict p1 = static_cast<const uint16_t*>(params[1]);
   uint16_t* __restrict p2 = static_cast<uint16_t*>(params[2]);
-  for (uint i = begin; i < end; ++i) {
-    float acc = (-0.0f);
-    uint j0 = i / 4u;
-    uint j1 = i % 4u;
-    uint j2 = j0 * 16u;
-    uint j3 = ((j0 / 4u) * 4u + j1) * 16u;
-    for (uint r = 0u; r < 16u; ++r) {
-      uint j4 = j2 + r;
-      uint j5 = j3 + r;
-      float t6 = cc_h2f(uint(p0[j4]));
-      float t7 = cc_h2f(uint(p1[j5]));
-      acc = cc_ftz(acc + cc_ftz(t6 * t7));
+  for (uint i0 = begin; i0 < end; i0 += 16u) {
+    float acc_l[16]; uint r0_l[16], r1_l[16], span = 0u;
+    uint j0_l[16];
+    uint j1_l[16];
+    uint j2_l[16];
+    uint j3_l[16];
+    for (uint l = 0u; l < 16u; ++l) {
+      uint i = i0 + l < end ? i0 + l : i0;
+      uint j0 = i / 4u; j0_l[l] = j0;
+      uint j1 = i % 4u; j1_l[l] = j1;
+      uint j2 = j0 * 16u; j2_l[l] = j2;
+      uint j3 = ((j0 / 4u) * 4u + j1) * 16u; j3_l[l] = j3;
+      acc_l[l] = (-0.0f); r0_l[l] = 0u; r1_l[l] = i0 + l < end ? 16u : 0u;
+      span = r1_l[l] - r0_l[l] > span ? r1_l[l] - r0_l[l] : span;
     }
-    float t8 = cc_rh(acc);
-    p2[i] = uint16_t(cc_f2h(t8));
+    for (uint t = 0u; t < span; ++t) {
+      for (uint l = 0u; l < 16u; ++l) {
+        uint r = r0_l[l] + t;
+        if (r >= r1_l[l]) continue;
+        uint j0 = j0_l[l];
+        uint j1 = j1_l[l];
+        uint j2 = j2_l[l];
+        uint j3 = j3_l[l];
+        float acc = acc_l[l];
+          uint j4 = j2 + r;
+          uint j5 = j3 + r;
+          float t6 = cc_h2f(uint(p0[j4]));
+          float t7 = cc_h2f(uint(p1[j5]));
+          acc = cc_ftz(acc + cc_ftz(t6 * t7));
+        acc_l[l] = acc;
+      }
+    }
+    for (uint l = 0u; l < 16u && i0 + l < end; ++l) {
+      uint i = i0 + l;
+      uint j0 = j0_l[l];
+      uint j1 = j1_l[l];
+      uint j2 = j2_l[l];
+      uint j3 = j3_l[l];
+      float acc = acc_l[l];
+      float t8 = cc_rh(acc);
+      p2[i] = uint16_t(cc_f2h(t8));
+    }
   }
 }

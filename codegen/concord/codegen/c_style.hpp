@@ -189,6 +189,9 @@ class c_emitter {
   // CC_LDF_<NAME>: the attention kernels' loads. Exact by default; a dialect may use its hardware
   // f16 conversion (subnormal halves may flush) and skip the f32 flush (tolerance-checked math).
   virtual std::string load_fast(const kernel_plan& kp, const stage& st, int p, const std::string& idx) { return load_expr(kp, st, p, idx); }
+  // A reduction stage's per-element body (accumulator, `uint j` index lines, the `for (uint r ...)`
+  // loop, the epilogue and store); a dialect may schedule several elements at once.
+  virtual std::string reduction_stage(const kernel_plan& kp, const stage& st, const std::string& body) { return kernel_open(kp, st) + body + kernel_close(kp, st); }
   std::string indent = "  ";
 
  private:
@@ -398,7 +401,8 @@ class c_emitter {
     c.memo.emplace_back();
     c.pad = indent;
     const node& n = kp.prog.nodes[st.root];
-    std::string v = (is_stage_root(n.code) && kp.node_buffer[st.root] == st.out) ? reduction(c, n) : value(c, st.root, "i");
+    const bool reduces = is_stage_root(n.code) && kp.node_buffer[st.root] == st.out;
+    std::string v = reduces ? reduction(c, n) : value(c, st.root, "i");
     const buffer_ref& ob = kp.buffers[st.out];
     std::string el = element(kp, st, static_cast<int>(st.params.size()) - 1, "i");
     switch (ob.type) {
@@ -406,6 +410,7 @@ class c_emitter {
       case dtype::boolean: c.out << c.pad << el << " = " << v << " ? 1u : 0u;\n"; break;
       default: c.out << c.pad << el << " = " << v << ";\n";
     }
+    if (reduces) return reduction_stage(kp, st, c.out.str());
     return kernel_open(kp, st) + c.out.str() + kernel_close(kp, st);
   }
 };
