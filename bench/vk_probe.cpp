@@ -126,7 +126,7 @@ int main() {
       graph g("copy");
       g.output("y", g.input<u32>("x", {n}) + 0u);
       auto raw0 = ctx.make_pipeline(vk::compile_glsl(shader(1, 256, false), "probe"), 2, 4);
-      auto raw_check = [&](const char* after) {
+      auto raw_cmd = [&] {
         vk::dispatch_cmd cmd;
         cmd.pipe = raw0.get();
         cmd.buffers = {&a, &b};
@@ -134,6 +134,10 @@ int main() {
         cmd.push.resize(4);
         std::memcpy(cmd.push.data(), &nn, 4);
         cmd.groups[0] = 32768, cmd.groups[1] = static_cast<uint32_t>(n / 256 / 32768);
+        return cmd;
+      };
+      auto raw_check = [&](const char* after) {
+        const vk::dispatch_cmd cmd = raw_cmd();
         std::vector<double> t;
         for (int r = 0; r < 5; ++r) t.push_back(ctx.run({cmd})[0]);
         std::string clock;
@@ -162,19 +166,10 @@ int main() {
         raw_check("vk::dispatch_all");
       }
       raw_check("freeing them");
-      {
-        vk::dispatch_cmd cmd;
-        cmd.pipe = raw0.get();
-        cmd.buffers = {&a, &b};
-        const uint32_t nn = static_cast<uint32_t>(n);
-        cmd.push.resize(4);
-        std::memcpy(cmd.push.data(), &nn, 4);
-        cmd.groups[0] = 32768, cmd.groups[1] = static_cast<uint32_t>(n / 256 / 32768);
-        ctx.run(std::vector<vk::dispatch_cmd>(300, cmd));
-        raw_check("300 copies in one submission");
-        ctx.run(std::vector<vk::dispatch_cmd>(1000, cmd));
-        raw_check("1000 more");
-      }
+      ctx.run(std::vector<vk::dispatch_cmd>(300, raw_cmd()));
+      raw_check("300 copies in one submission");
+      ctx.run(std::vector<vk::dispatch_cmd>(1000, raw_cmd()));
+      raw_check("1000 more");
       time_variants("concord copy graph, same size", plan, {x}, 0);
       // Swap one thing at a time between the two: the buffers (and their data) or the shader.
       vk::compiled cc = vk::compile(plan);

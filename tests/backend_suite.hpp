@@ -109,6 +109,9 @@ TEST_CASE("attention: prefill shapes, dtypes, GQA, pooling and selection rules",
   c = base_config();
   c.head_dim = 7, c.heads = 3, c.kv_heads = 1, c.q_len = 33, c.kv_len = 90, c.block = 8;
   run_attention_case("odd D=7, GQA 3:1 (generic path)", c);
+  c = base_config();
+  c.kv_type = concord::dtype::f16, c.q_len = 100, c.kv_len = 300, c.block = 16, c.splits = 4, c.dense = true;
+  run_attention_case("prefill with 4 forced key splits (split partials and combine)", c);
 }
 
 TEST_CASE("attention: decode with split-KV, per group and per head", "[attention][decode]") {

@@ -412,7 +412,9 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
                          {"DPT", std::to_string(DPT)}, {"GQDPT", std::to_string(GQ * DPT)}, {"D1", std::to_string(D + 1)},
                          {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}});
-    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct}}), tv);
+    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::coop_tile_walk}, {"LAST", "qpos"}, {"TILE", "ks"},
+                                                                       {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
+                                                                       {"M", "mx[g]"}, {"L", "sm[g]"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"}, {"NPT", "@DPT@"}, {"AI", "g * @DPT@u"}}), tv);
   }
   if (p.chosen.variant == "prefill_coop") {
     const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);
@@ -426,7 +428,9 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"MC", std::to_string(t.mc)}, {"MRC", std::to_string(t.mr * t.mc)}, {"NKC", std::to_string(t.kt / t.mc)},
                          {"NMT", std::to_string(t.bq / t.mr * (t.kt / t.mc))}, {"OR", std::to_string(OR)}, {"OD", std::to_string(OD)},
                          {"ORD", std::to_string(OR * OD)}, {"NDG", std::to_string(NDG)}, {"D1", std::to_string(D + 1)}, {"CH", std::to_string(CH)}});
-    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WRITE", S > 1 ? detail::prefill_write_partial : detail::prefill_write_direct}}), tv);
+    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WALK", detail::coop_tile_walk}, {"LAST", "qlast"}, {"TILE", "kv"},
+                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
+                                                                        {"M", "rm[lr]"}, {"L", "rl[lr]"}, {"DIM0", "odim"}, {"DSTEP", "@NDG@"}, {"NPT", "@OD@"}, {"AI", "a * @OD@u"}}), tv);
   }
   if (p.chosen.variant == "cpu_tile") {
     const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;

@@ -37,6 +37,20 @@ inline constexpr const char* split_preamble = R"(  uint sp = i % @S@u; uint t0 =
   uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
 )";
 
+// Both cooperative kernels walk their split of the key list the same way: per kept block, sub-tiles
+// of KT keys clipped to the last causal position @LAST@, each K sub-tile staged into @TILE@.
+inline constexpr const char* coop_tile_walk = R"(  for (uint e = e0; e < e1; ++e) {
+    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
+    tiles += 1u;
+    uint kbeg = kb * @B@u; uint kend = kbeg + @B@u < @NK@u ? kbeg + @B@u : @NK@u;
+    if (@CAUSAL@ && kend > @LAST@ + 1u) kend = @LAST@ + 1u;
+    for (uint k0 = kbeg; k0 < kend; k0 += @KT@u) {
+      uint n = kend - k0 < @KT@u ? kend - k0 : @KT@u;
+      uint kbase = (kvh * @NK@u + k0) * @D@u;
+      for (uint x = lane; x < n * @D@u; x += @WG@u) @TILE@[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_K(kbase + x);
+      CC_BARRIER();
+)";
+
 inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
   for (uint x = lane; x < @GQD@u; x += @WG@u) cq[x] = CC_LDF_Q(((h0 + x / @D@u) * @NQ@u + qi) * @D@u + x % @D@u);
   float acc[@GQDPT@]; float mx[@GQ@]; float sm[@GQ@]; float mn[@GQ@];
@@ -45,17 +59,7 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
     for (uint y = 0u; y < @DPT@u; ++y) acc[g * @DPT@u + y] = 0.0f;
   }
   uint tiles = 0u;
-  for (uint e = e0; e < e1; ++e) {
-    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
-    tiles += 1u;
-    uint kbeg = kb * @B@u; uint kend = kbeg + @B@u < @NK@u ? kbeg + @B@u : @NK@u;
-    if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
-    for (uint k0 = kbeg; k0 < kend; k0 += @KT@u) {
-      uint n = kend - k0 < @KT@u ? kend - k0 : @KT@u;
-      uint kbase = (kvh * @NK@u + k0) * @D@u;
-      for (uint x = lane; x < n * @D@u; x += @WG@u) ks[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_K(kbase + x);
-      CC_BARRIER();
-      for (uint x = lane; x < @GQKTP@u; x += @WG@u) {
+@WALK@      for (uint x = lane; x < @GQKTP@u; x += @WG@u) {
         uint pp = x / @GQKT@u; uint y = x % @GQKT@u; uint g = y / @KT@u; uint j = y % @KT@u;
         float s = 0.0f;
         if (j < n) {
@@ -109,12 +113,15 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
 @WRITE@  }
 )";
 
-inline constexpr const char* coop_write_direct = R"(    float inv = sm[g] > 0.0f ? 1.0f / sm[g] : 0.0f;
-    for (uint y = 0u; y < @DPT@u; ++y) { uint d = lane + y * @WG@u; if (d < @D@u) CC_ST_OUT(r * @D@u + d) = acc[g * @DPT@u + y] * inv; }
+// How a cooperative kernel writes one row: the output (no split) or its split partials. Thread
+// dims are @DIM0@ + y * @DSTEP@ for y < @NPT@ with accumulators acc[@AI@ + y]; @M@ and @L@ are the
+// row's running max and sum.
+inline constexpr const char* coop_write_direct = R"(    float inv = @L@ > 0.0f ? 1.0f / @L@ : 0.0f;
+    for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_OUT(r * @D@u + d) = acc[@AI@ + y] * inv; }
 )";
 inline constexpr const char* coop_write_partial = R"(    uint pr_ = r * @S@u + sp;
-    if (lane == 0u) { CC_ST_PART_MAX(pr_) = mx[g]; CC_ST_PART_SUM(pr_) = sm[g]; }
-    for (uint y = 0u; y < @DPT@u; ++y) { uint d = lane + y * @WG@u; if (d < @D@u) CC_ST_PART_ACC(pr_ * @D@u + d) = acc[g * @DPT@u + y]; }
+    if (@DIM0@ == 0u) { CC_ST_PART_MAX(pr_) = @M@; CC_ST_PART_SUM(pr_) = @L@; }
+    for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_PART_ACC(pr_ * @D@u + d) = acc[@AI@ + y]; }
 )";
 
 // Shared floats the kernel needs: q, the key tile, the Q.K partials, scores, probabilities.
@@ -169,17 +176,7 @@ inline constexpr const char* coop_prefill_body = R"(  uint sp = i % @S@u; uint t
   uint qlast = r0 + nr - 1u + @OFF@u;
   uint tiles = 0u;
   CC_BARRIER();
-  for (uint e = e0; e < e1; ++e) {
-    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
-    tiles += 1u;
-    uint kbeg = kb * @B@u; uint kend = kbeg + @B@u < @NK@u ? kbeg + @B@u : @NK@u;
-    if (@CAUSAL@ && kend > qlast + 1u) kend = qlast + 1u;
-    for (uint k0 = kbeg; k0 < kend; k0 += @KT@u) {
-      uint n = kend - k0 < @KT@u ? kend - k0 : @KT@u;
-      uint kbase = (kvh * @NK@u + k0) * @D@u;
-      for (uint x = lane; x < n * @D@u; x += @WG@u) kv[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_K(kbase + x);
-      CC_BARRIER();
-      for (uint mt = lane; mt < @NMT@u; mt += @WG@u) {
+@WALK@      for (uint mt = lane; mt < @NMT@u; mt += @WG@u) {
         uint rr = (mt / @NKC@u) * @MR@u; uint kc = mt % @NKC@u;
         float s[@MRC@];
         for (uint y = 0u; y < @MRC@u; ++y) s[y] = 0.0f;
@@ -239,14 +236,6 @@ inline constexpr const char* coop_prefill_body = R"(  uint sp = i % @S@u; uint t
     if (lr >= nr) continue;
     uint r = h0 * @NQ@u + r0 + lr;
 @WRITE@  }
-)";
-
-inline constexpr const char* prefill_write_direct = R"(    float inv = rl[lr] > 0.0f ? 1.0f / rl[lr] : 0.0f;
-    for (uint y = 0u; y < @OD@u; ++y) { uint d = odim + y * @NDG@u; if (d < @D@u) CC_ST_OUT(r * @D@u + d) = acc[a * @OD@u + y] * inv; }
-)";
-inline constexpr const char* prefill_write_partial = R"(    uint pr_ = r * @S@u + sp;
-    if (odim == 0u) { CC_ST_PART_MAX(pr_) = rm[lr]; CC_ST_PART_SUM(pr_) = rl[lr]; }
-    for (uint y = 0u; y < @OD@u; ++y) { uint d = odim + y * @NDG@u; if (d < @D@u) CC_ST_PART_ACC(pr_ * @D@u + d) = acc[a * @OD@u + y]; }
 )";
 
 // The GPU split combine: one workgroup of 256 threads per (row, 32 dims). Thread (slice, dim) merges
