@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -23,6 +24,7 @@ using namespace concord;
 namespace {
 
 bool quick = false;
+int64_t force_splits = 0;  // --splits N: every attention case uses N key splits (0: the planner decides)
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text
 
 double median(std::vector<double> v) {
@@ -281,6 +283,7 @@ void bench_backend(runner& r, recorder& rec) {
     if (!only_case.empty() && label.find(only_case) == std::string::npos) continue;
     std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
     std::fflush(stdout);
+    if (force_splits > 0) fc.c.splits = force_splits;
     attention::pipeline p = attention::build(fc.c, r.caps());
     auto in = testing::attention_inputs(fc.c, 11);
     r.load(p.plan, in);
@@ -338,6 +341,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
     else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only_case = argv[++i];
+    else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) force_splits = std::atoll(argv[++i]);
   }
   recorder rec;
   rec.path = out;

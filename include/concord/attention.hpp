@@ -112,7 +112,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
     reject("cpu_tile", std::to_string(GQ * RQ) + " rows x (2*D + B) floats exceed the 4 MiB stack budget");
   else {
     r.variant = "cpu_tile", r.group = GQ, r.rows = RQ;
-    r.splits = splits_for(c.heads / GQ * c.q_blocks() * ((std::min(c.block, c.q_len) + RQ - 1) / RQ), 8);
+    r.splits = splits_for(c.heads / GQ * c.q_blocks() * ((std::min(c.block, c.q_len) + RQ - 1) / RQ));
     return r;
   }
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
