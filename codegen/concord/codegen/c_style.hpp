@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <map>
 #include <sstream>
+#include <vector>
 
 namespace concord::codegen {
 
@@ -189,9 +190,20 @@ class c_emitter {
   // CC_LDF_<NAME>: the attention kernels' loads. Exact by default; a dialect may use its hardware
   // f16 conversion (subnormal halves may flush) and skip the f32 flush (tolerance-checked math).
   virtual std::string load_fast(const kernel_plan& kp, const stage& st, int p, const std::string& idx) { return load_expr(kp, st, p, idx); }
-  // A reduction stage's per-element body (accumulator, `uint j` index lines, the `for (uint r ...)`
-  // loop, the epilogue and store); a dialect may schedule several elements at once.
-  virtual std::string reduction_stage(const kernel_plan& kp, const stage& st, const std::string& body) { return kernel_open(kp, st) + body + kernel_close(kp, st); }
+  // A reduction stage's per-element code in parts: the accumulator, the index lines computed from
+  // `i` (each `uint jN = ...;`), the loop over r in [r0, r1) and what follows it (epilogue, store).
+  struct reduction_parts {
+    std::string acc_type, acc_init, r0, r1;
+    std::vector<std::pair<std::string, std::string>> index;  // (jN, expression)
+    std::string loop, tail;
+  };
+  // The default runs one element per invocation; a dialect may schedule several at once.
+  virtual std::string reduction_stage(const kernel_plan& kp, const stage& st, const reduction_parts& r) {
+    std::string s = kernel_open(kp, st) + indent + r.acc_type + " acc = " + r.acc_init + ";\n";
+    for (const auto& [nm, e] : r.index) s += indent + "uint " + nm + " = " + e + ";\n";
+    s += indent + "for (uint r = " + r.r0 + "; r < " + r.r1 + "; ++r) {\n" + r.loop + indent + "}\n" + r.tail;
+    return s + kernel_close(kp, st);
+  }
   std::string indent = "  ";
 
  private:
@@ -202,6 +214,8 @@ class c_emitter {
     std::vector<std::map<std::pair<int32_t, std::string>, std::string>> memo;
     int tmp = 0;
     std::string pad = "  ";
+    reduction_parts red;
+    bool in_prologue = false;
   };
 
   std::string decl(dtype t) const { return is_float(t) ? float_decl() : value_type(t); }
@@ -213,7 +227,8 @@ class c_emitter {
   }
   std::string fresh_index(ctx& c, const std::string& e) {
     std::string v = "j" + std::to_string(c.tmp++);
-    c.out << c.pad << "uint " << v << " = " << e << ";\n";
+    if (c.in_prologue) c.red.index.push_back({v, e});
+    else c.out << c.pad << "uint " << v << " = " << e << ";\n";
     return v;
   }
 
@@ -286,7 +301,8 @@ class c_emitter {
     const program& pr = c.kp->prog;
     const dtype at = n.type == dtype::f16 ? dtype::f32 : n.type;
     std::string acc = "acc";
-    c.out << c.pad << decl(at) << " acc = " << literal(at, reduce_init(n.code, at)) << ";\n";
+    c.red.acc_type = decl(at), c.red.acc_init = literal(at, reduce_init(n.code, at));
+    c.in_prologue = true;
     const char* comb = format_for(n.code, at);
     std::string r0, r1, base, scale;
     const op_kind kind = info(n.code).kind;
@@ -319,7 +335,8 @@ class c_emitter {
         if (n.code == op::reduce_mean) scale = float_literal(mean_scale(len));
       }
     }
-    c.out << c.pad << "for (uint r = " << r0 << "; r < " << r1 << "; ++r) {\n";
+    c.in_prologue = false;
+    c.red.r0 = r0, c.red.r1 = r1;
     const std::string outer_pad = c.pad;
     c.pad += "  ";
     c.memo.emplace_back();
@@ -336,7 +353,8 @@ class c_emitter {
     c.out << c.pad << "acc = " << e << ";\n";
     c.memo.pop_back();
     c.pad = outer_pad;
-    c.out << c.pad << "}\n";
+    c.red.loop = c.out.str();
+    c.out.str("");
     if (!scale.empty()) c.out << c.pad << "acc = cc_ftz(acc * " << scale << ");\n";
     if (n.type == dtype::f16) return fresh(c, dtype::f16, "cc_rh(acc)");
     return acc;
@@ -410,7 +428,10 @@ class c_emitter {
       case dtype::boolean: c.out << c.pad << el << " = " << v << " ? 1u : 0u;\n"; break;
       default: c.out << c.pad << el << " = " << v << ";\n";
     }
-    if (reduces) return reduction_stage(kp, st, c.out.str());
+    if (reduces) {
+      c.red.tail = c.out.str();
+      return reduction_stage(kp, st, c.red);
+    }
     return kernel_open(kp, st) + c.out.str() + kernel_close(kp, st);
   }
 };

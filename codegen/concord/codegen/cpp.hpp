@@ -3,6 +3,7 @@
 //   void <stage>(void* const* params, uint32_t begin, uint32_t end)
 // params[k] points at the k-th buffer in stage.params (storage layout of types.hpp).
 #pragma once
+#include <algorithm>
 #include <vector>
 #include <concord/codegen/c_style.hpp>
 
@@ -52,44 +53,31 @@ class cpp_emitter : public c_emitter {
   // order, so results are bit-identical; interleaved chains hide the add latency, and 16 lanes of
   // consecutive f32 elements read whole cache lines per step: selection at 8K went from 155 to ~50 ms).
   static constexpr int reduction_lanes = 16;
-  std::string reduction_stage(const kernel_plan& kp, const stage& st, const std::string& body) override {
-    std::vector<std::string> lines;
-    for (size_t a = 0, b; a < body.size(); a = b + 1) lines.push_back(body.substr(a, (b = body.find('\n', a)) - a));
-    const std::string pad = "    ", L = std::to_string(reduction_lanes);
-    size_t k = 0;
-    auto strip = [&](const std::string& l) { return l.rfind(pad, 0) == 0 ? l.substr(pad.size()) : l; };
-    const std::string acc_decl = strip(lines[k++]);  // "float acc = init;"
-    const std::string acc_type = acc_decl.substr(0, acc_decl.find(' ')), acc_init = acc_decl.substr(acc_decl.find('=') + 2, acc_decl.size() - acc_decl.find('=') - 3);
-    std::vector<std::string> idx;  // "uint jN = ...;"
-    while (k < lines.size() && strip(lines[k]).rfind("uint j", 0) == 0) idx.push_back(strip(lines[k++]));
-    const std::string head = strip(lines[k++]);  // "for (uint r = R0; r < R1; ++r) {"
-    if (head.rfind("for (uint r = ", 0) != 0) return c_emitter::reduction_stage(kp, st, body);
-    const std::string r0 = head.substr(14, head.find(';') - 14);
-    const size_t lt = head.find("r < ") + 4;
-    const std::string r1 = head.substr(lt, head.find(';', lt) - lt);
-    std::vector<std::string> loop, tail;
-    while (k < lines.size() && lines[k] != pad + "}") loop.push_back(lines[k++]);
-    for (++k; k < lines.size(); ++k) tail.push_back(lines[k]);
-    std::vector<std::string> names;
-    for (const auto& l : idx) names.push_back(l.substr(5, l.find(' ', 5) - 5));
+  std::string reduction_stage(const kernel_plan& kp, const stage& st, const reduction_parts& rp) override {
+    const std::string L = std::to_string(reduction_lanes);
     std::string open = kernel_open(kp, st);
     open.erase(open.rfind("  for (uint i"));
-    std::string s = open + "  for (uint i0 = begin; i0 < end; i0 += " + L + "u) {\n    " + acc_type + " acc_l[" + L + "]; uint r0_l[" + L + "], r1_l[" + L + "], span = 0u;\n";
-    for (const auto& nm : names) s += "    uint " + nm + "_l[" + L + "];\n";
+    std::string s = open + "  for (uint i0 = begin; i0 < end; i0 += " + L + "u) {\n    " + rp.acc_type + " acc_l[" + L + "]; uint r0_l[" + L + "], r1_l[" + L + "], span = 0u;\n";
+    std::string restore;  // the lane's index values, inside the step and epilogue loops
+    for (const auto& [nm, e] : rp.index) s += "    uint " + nm + "_l[" + L + "];\n", restore += "      uint " + nm + " = " + nm + "_l[l];\n";
     s += "    for (uint l = 0u; l < " + L + "u; ++l) {\n      uint i = i0 + l < end ? i0 + l : i0;\n";
-    for (size_t x = 0; x < idx.size(); ++x) s += "      " + idx[x] + " " + names[x] + "_l[l] = " + names[x] + ";\n";
-    s += "      acc_l[l] = " + acc_init + "; r0_l[l] = " + r0 + "; r1_l[l] = i0 + l < end ? " + r1 + " : " + r0 + ";\n";
+    for (const auto& [nm, e] : rp.index) s += "      uint " + nm + " = " + e + "; " + nm + "_l[l] = " + nm + ";\n";
+    s += "      acc_l[l] = " + rp.acc_init + "; r0_l[l] = " + rp.r0 + "; r1_l[l] = i0 + l < end ? " + rp.r1 + " : " + rp.r0 + ";\n";
     s += "      span = r1_l[l] - r0_l[l] > span ? r1_l[l] - r0_l[l] : span;\n    }\n";
     s += "    for (uint t = 0u; t < span; ++t) {\n      for (uint l = 0u; l < " + L + "u; ++l) {\n        uint r = r0_l[l] + t;\n        if (r >= r1_l[l]) continue;\n";
-    for (const auto& nm : names) s += "        uint " + nm + " = " + nm + "_l[l];\n";
-    s += "        " + acc_type + " acc = acc_l[l];\n";
-    for (const auto& l : loop) s += "    " + l + "\n";
-    s += "        acc_l[l] = acc;\n      }\n    }\n";
-    s += "    for (uint l = 0u; l < " + L + "u && i0 + l < end; ++l) {\n      uint i = i0 + l;\n";
-    for (const auto& nm : names) s += "      uint " + nm + " = " + nm + "_l[l];\n";
-    s += "      " + acc_type + " acc = acc_l[l];\n";
-    for (const auto& l : tail) s += "  " + l + "\n";
+    s += indent_lines(restore, "  ") + "        " + rp.acc_type + " acc = acc_l[l];\n" + indent_lines(rp.loop, "    ") + "        acc_l[l] = acc;\n      }\n    }\n";
+    s += "    for (uint l = 0u; l < " + L + "u && i0 + l < end; ++l) {\n      uint i = i0 + l;\n" + restore;
+    s += "      " + rp.acc_type + " acc = acc_l[l];\n" + indent_lines(rp.tail, "  ");
     return s + "    }\n  }\n}\n";
+  }
+  static std::string indent_lines(const std::string& text, const std::string& more) {
+    std::string r;
+    for (size_t a = 0; a < text.size();) {
+      const size_t b = std::min(text.find('\n', a), text.size() - 1);
+      r += more + text.substr(a, b - a + 1);
+      a = b + 1;
+    }
+    return r;
   }
   std::string element(const kernel_plan&, const stage&, int p, const std::string& idx) override {
     return "p" + std::to_string(p) + "[" + idx + "]";
