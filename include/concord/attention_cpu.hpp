@@ -1,8 +1,11 @@
 // The CPU attention kernel (route `cpu_tile`, C++ dialect only). One invocation serves RN rows
 // that share a key list: GQ heads of a group x RQ consecutive query rows of one query block. Each
 // kept tile is read straight from the K/V cache (f16 converted in registers) once per invocation
-// and used by all RN rows: scores as a register-blocked Q.K^T (RB rows x 2 keys per step),
-// softmax per row, then P.V with the accumulators of RB rows x 16 dims held in registers.
+// and used by all RN rows: scores as a register-blocked Q.K^T (RB rows x 2-4 keys per step),
+// softmax per row, then P.V with the accumulators of RB rows x 64-128 dims held in registers.
+// Vectors are 16 floats with AVX-512, 8 with AVX2, else plain arrays. Only the first lines of the
+// next tile are prefetched (to start the hardware prefetcher on a jump): prefetching whole tiles
+// measured 20-30% slower on decode (interleaved A/B, docs/benchmarks.md).
 // Arithmetic: float32 with fused multiply-add (the attention output is checked against the float64
 // reference with a tolerance, not bit for bit); masking, causality and the all-masked row rule are
 // the ones of attention.hpp.
@@ -10,29 +13,47 @@
 
 namespace concord::attention::detail {
 
-inline constexpr const char* cpu_tile_helpers = R"(#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+inline constexpr const char* cpu_tile_helpers = R"(#if defined(__AVX512F__) && defined(__AVX512VL__) && !defined(CC_NO512)
 #include <immintrin.h>
-typedef __m256 cc_v8;
-static inline cc_v8 cc_v8_zero() { return _mm256_setzero_ps(); }
-static inline cc_v8 cc_v8_set1(float x) { return _mm256_set1_ps(x); }
-static inline cc_v8 cc_v8_ld(const float* p) { return _mm256_loadu_ps(p); }
-static inline cc_v8 cc_v8_ld(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-static inline void cc_v8_st(float* p, cc_v8 v) { _mm256_storeu_ps(p, v); }
-static inline cc_v8 cc_v8_fma(cc_v8 a, cc_v8 b, cc_v8 c) { return _mm256_fmadd_ps(a, b, c); }
-static inline float cc_v8_sum(cc_v8 v) {
+#define CC_W 16u
+typedef __m512 cc_vf;
+static inline cc_vf cc_vf_zero() { return _mm512_setzero_ps(); }
+static inline cc_vf cc_vf_set1(float x) { return _mm512_set1_ps(x); }
+static inline cc_vf cc_vf_ld(const float* p) { return _mm512_loadu_ps(p); }
+static inline cc_vf cc_vf_ld(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+static inline void cc_vf_st(float* p, cc_vf v) { _mm512_storeu_ps(p, v); }
+static inline cc_vf cc_vf_fma(cc_vf a, cc_vf b, cc_vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline float cc_vf_sum(cc_vf v) {
+  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+#include <immintrin.h>
+#define CC_W 8u
+typedef __m256 cc_vf;
+static inline cc_vf cc_vf_zero() { return _mm256_setzero_ps(); }
+static inline cc_vf cc_vf_set1(float x) { return _mm256_set1_ps(x); }
+static inline cc_vf cc_vf_ld(const float* p) { return _mm256_loadu_ps(p); }
+static inline cc_vf cc_vf_ld(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+static inline void cc_vf_st(float* p, cc_vf v) { _mm256_storeu_ps(p, v); }
+static inline cc_vf cc_vf_fma(cc_vf a, cc_vf b, cc_vf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline float cc_vf_sum(cc_vf v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 #else
-struct cc_v8 { float x[8]; };
-static inline cc_v8 cc_v8_zero() { return cc_v8{}; }
-static inline cc_v8 cc_v8_set1(float a) { cc_v8 r; for (int l = 0; l < 8; ++l) r.x[l] = a; return r; }
-static inline cc_v8 cc_v8_ld(const float* p) { cc_v8 r; for (int l = 0; l < 8; ++l) r.x[l] = p[l]; return r; }
-static inline cc_v8 cc_v8_ld(const uint16_t* p) { cc_v8 r; for (int l = 0; l < 8; ++l) r.x[l] = cc_h2f(p[l]); return r; }
-static inline void cc_v8_st(float* p, cc_v8 v) { for (int l = 0; l < 8; ++l) p[l] = v.x[l]; }
-static inline cc_v8 cc_v8_fma(cc_v8 a, cc_v8 b, cc_v8 c) { cc_v8 r; for (int l = 0; l < 8; ++l) r.x[l] = std::fma(a.x[l], b.x[l], c.x[l]); return r; }
-static inline float cc_v8_sum(cc_v8 v) { return ((v.x[0] + v.x[4]) + (v.x[2] + v.x[6])) + ((v.x[1] + v.x[5]) + (v.x[3] + v.x[7])); }
+#define CC_W 8u
+struct cc_vf { float x[8]; };
+static inline cc_vf cc_vf_zero() { return cc_vf{}; }
+static inline cc_vf cc_vf_set1(float a) { cc_vf r; for (int l = 0; l < 8; ++l) r.x[l] = a; return r; }
+static inline cc_vf cc_vf_ld(const float* p) { cc_vf r; for (int l = 0; l < 8; ++l) r.x[l] = p[l]; return r; }
+static inline cc_vf cc_vf_ld(const uint16_t* p) { cc_vf r; for (int l = 0; l < 8; ++l) r.x[l] = cc_h2f(p[l]); return r; }
+static inline void cc_vf_st(float* p, cc_vf v) { for (int l = 0; l < 8; ++l) p[l] = v.x[l]; }
+static inline cc_vf cc_vf_fma(cc_vf a, cc_vf b, cc_vf c) { cc_vf r; for (int l = 0; l < 8; ++l) r.x[l] = std::fma(a.x[l], b.x[l], c.x[l]); return r; }
+static inline float cc_vf_sum(cc_vf v) { return ((v.x[0] + v.x[4]) + (v.x[2] + v.x[6])) + ((v.x[1] + v.x[5]) + (v.x[3] + v.x[7])); }
 #endif
 #ifndef CC_PREFETCH
 #define CC_PREFETCH 1
@@ -50,13 +71,13 @@ static inline bool cc_mask_mod(int q, int k, int h);
 template <uint D, uint B, uint NQ, uint NK, uint QB, uint KB, uint S, uint CH, uint RQ, uint GQ, uint G, bool PER_GROUP, bool CAUSAL, class KT>
 static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const uint* counts, const uint* index, uint* tiles, float* out,
                         float* part_max, float* part_sum, float* part_acc, float scale) {
-  constexpr uint RN = GQ * RQ, RB = RN < 4u ? RN : 4u, RNP = (RN + RB - 1u) / RB * RB, D8 = D / 8u * 8u, D16 = D / 16u * 16u;
-  constexpr uint DP = D8 + 8u, KJ = RB <= 2u ? 4u : 2u, VD = 8u / RB;
+  constexpr uint RN = GQ * RQ, RB = RN < 4u ? RN : 4u, RNP = (RN + RB - 1u) / RB * RB, DW = D / CC_W * CC_W;
+  constexpr uint DP = DW + CC_W, KJ = RB <= 2u ? 4u : 2u, VD = 8u / RB;
   const float ninf = cc_float(0xff800000u);
   uint sp = i % S; uint t0 = i / S; uint ch = t0 % CH; t0 /= CH; uint qb = t0 % QB; uint hg = t0 / QB;
   uint h0 = hg * GQ; uint kvh = h0 / G; uint lrow = (PER_GROUP ? kvh : h0) * QB + qb;
   uint cnt = counts[lrow]; uint per = (cnt + S - 1u) / S; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
-  alignas(32) float qv[RNP][DP]; alignas(32) float acc[RNP][DP]; alignas(32) float st[RNP][B + 4u];
+  alignas(64) float qv[RNP][DP]; alignas(64) float acc[RNP][DP]; alignas(64) float st[RNP][B + 4u];
   float mx[RNP], sm[RNP]; uint qpos[RNP], qrow[RNP], head[RNP]; bool ok[RNP];
   uint qlast = 0u; bool any = false;
   for (uint r = 0u; r < RNP; ++r) {
@@ -77,31 +98,30 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
     const uint n = k1 - k0;
     const KT* kt = k + (size_t(kvh) * NK + k0) * D;
     const KT* vt = v + (size_t(kvh) * NK + k0) * D;
-    if (e + 1u < e1) {
+    if (CC_PREFETCH && e + 1u < e1) {
       size_t nx = (size_t(kvh) * NK + size_t(index[lrow * KB + e + 1u]) * B) * D;
-      size_t lines = (size_t(B) * D * sizeof(KT) + 63u) / 64u;
       const char* pk = reinterpret_cast<const char*>(k + nx); const char* pv = reinterpret_cast<const char*>(v + nx);
-      for (size_t x = 0u; x < lines && CC_PREFETCH; ++x) { cc_prefetch(pk + 64u * x); cc_prefetch(pv + 64u * x); }
+      for (uint x = 0u; x < 4u; ++x) { cc_prefetch(pk + 64u * x); cc_prefetch(pv + 64u * x); }
     }
     for (uint j = 0u; j < n; j += KJ) {
       const KT* kr[KJ];
       for (uint x = 0u; x < KJ; ++x) kr[x] = kt + size_t(j + x < n ? j + x : j) * D;
       for (uint r0 = 0u; r0 < RNP; r0 += RB) {
-        cc_v8 pa[KJ][RB];
+        cc_vf pa[KJ][RB];
         for (uint x = 0u; x < KJ; ++x)
-          for (uint rr = 0u; rr < RB; ++rr) pa[x][rr] = cc_v8_zero();
-        for (uint d = 0u; d < D8; d += 8u) {
-          cc_v8 xk[KJ];
-          for (uint x = 0u; x < KJ; ++x) xk[x] = cc_v8_ld(kr[x] + d);
+          for (uint rr = 0u; rr < RB; ++rr) pa[x][rr] = cc_vf_zero();
+        for (uint d = 0u; d < DW; d += CC_W) {
+          cc_vf xk[KJ];
+          for (uint x = 0u; x < KJ; ++x) xk[x] = cc_vf_ld(kr[x] + d);
           for (uint rr = 0u; rr < RB; ++rr) {
-            cc_v8 qq = cc_v8_ld(&qv[r0 + rr][d]);
-            for (uint x = 0u; x < KJ; ++x) pa[x][rr] = cc_v8_fma(qq, xk[x], pa[x][rr]);
+            cc_vf qq = cc_vf_ld(&qv[r0 + rr][d]);
+            for (uint x = 0u; x < KJ; ++x) pa[x][rr] = cc_vf_fma(qq, xk[x], pa[x][rr]);
           }
         }
         for (uint rr = 0u; rr < RB; ++rr)
           for (uint x = 0u; x < KJ; ++x) {
-            float sx = cc_v8_sum(pa[x][rr]);
-            for (uint d = D8; d < D; ++d) sx += qv[r0 + rr][d] * cc_h2f_any(kr[x][d]);
+            float sx = cc_vf_sum(pa[x][rr]);
+            for (uint d = DW; d < D; ++d) sx += qv[r0 + rr][d] * cc_h2f_any(kr[x][d]);
             st[r0 + rr][j + x] = sx;
           }
       }
@@ -139,32 +159,32 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
     for (uint r0 = 0u; r0 < RNP; r0 += RB) {
       const uint jn = jb + 16u < n ? jb + 16u : n;
       uint dc = 0u;
-      for (; dc + 8u * VD <= D8; dc += 8u * VD) {
-        cc_v8 a[RB][VD];
+      for (; dc + CC_W * VD <= DW; dc += CC_W * VD) {
+        cc_vf a[RB][VD];
         for (uint rr = 0u; rr < RB; ++rr)
-          for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_v8_ld(&acc[r0 + rr][dc + 8u * y]);
+          for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_vf_ld(&acc[r0 + rr][dc + CC_W * y]);
         for (uint j = jb; j < jn; ++j) {
-          cc_v8 xv[VD];
-          for (uint y = 0u; y < VD; ++y) xv[y] = cc_v8_ld(vt + size_t(j) * D + dc + 8u * y);
+          cc_vf xv[VD];
+          for (uint y = 0u; y < VD; ++y) xv[y] = cc_vf_ld(vt + size_t(j) * D + dc + CC_W * y);
           for (uint rr = 0u; rr < RB; ++rr) {
-            cc_v8 p = cc_v8_set1(st[r0 + rr][j]);
-            for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_v8_fma(p, xv[y], a[rr][y]);
+            cc_vf p = cc_vf_set1(st[r0 + rr][j]);
+            for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_vf_fma(p, xv[y], a[rr][y]);
           }
         }
         for (uint rr = 0u; rr < RB; ++rr)
-          for (uint y = 0u; y < VD; ++y) cc_v8_st(&acc[r0 + rr][dc + 8u * y], a[rr][y]);
+          for (uint y = 0u; y < VD; ++y) cc_vf_st(&acc[r0 + rr][dc + CC_W * y], a[rr][y]);
       }
-      for (; dc < D8; dc += 8u) {
-        cc_v8 a[RB];
-        for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_v8_ld(&acc[r0 + rr][dc]);
+      for (; dc < DW; dc += CC_W) {
+        cc_vf a[RB];
+        for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_vf_ld(&acc[r0 + rr][dc]);
         for (uint j = jb; j < jn; ++j) {
-          cc_v8 x0 = cc_v8_ld(vt + size_t(j) * D + dc);
-          for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_v8_fma(cc_v8_set1(st[r0 + rr][j]), x0, a[rr]);
+          cc_vf x0 = cc_vf_ld(vt + size_t(j) * D + dc);
+          for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_vf_fma(cc_vf_set1(st[r0 + rr][j]), x0, a[rr]);
         }
-        for (uint rr = 0u; rr < RB; ++rr) cc_v8_st(&acc[r0 + rr][dc], a[rr]);
+        for (uint rr = 0u; rr < RB; ++rr) cc_vf_st(&acc[r0 + rr][dc], a[rr]);
       }
       for (uint rr = 0u; rr < RB; ++rr)
-        for (uint d = D8; d < D; ++d)
+        for (uint d = DW; d < D; ++d)
           for (uint j = jb; j < jn; ++j) acc[r0 + rr][d] += st[r0 + rr][j] * cc_h2f_any(vt[size_t(j) * D + d]);
     }
   }

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 namespace concord::cpu {
@@ -55,33 +57,90 @@ inline unsigned default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Runs fn over [0, count): elementwise stages split into contiguous chunks (multiples of 64, at
-// least 16K elements each); hand-written stages (uneven rows, e.g. causal attention) are handed
-// out dynamically in small chunks.
+// A persistent pool: the caller is worker 0, workers 1..n-1 spin briefly after each job (so the
+// stages of one plan hand over without a sleep) and then wait on the job counter. Every worker
+// acknowledges every job (those past n without running it), so none can lag into the next one.
+// Jobs from several caller threads are run one at a time.
+class thread_pool {
+ public:
+  ~thread_pool() {
+    stop_.store(true);
+    generation_.fetch_add(1);
+    generation_.notify_all();
+    for (std::thread& w : workers_) w.join();
+  }
+  void run(unsigned n, const std::function<void(unsigned)>& fn) {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    while (workers_.size() + 1 < n) workers_.emplace_back([this, k = static_cast<unsigned>(workers_.size()) + 1] { work(k); });
+    job_ = &fn;
+    active_ = n;
+    pending_.store(static_cast<int>(workers_.size()));
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    fn(0);
+    while (pending_.load(std::memory_order_acquire) != 0) pause();
+    job_ = nullptr;
+  }
+  static thread_pool& shared() {
+    static thread_pool pool;
+    return pool;
+  }
+
+ private:
+  static void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+  void work(unsigned k) {
+    uint64_t seen = 0;
+    for (;;) {
+      auto t0 = std::chrono::steady_clock::now();
+      uint64_t g;
+      for (int spin = 0; (g = generation_.load(std::memory_order_acquire)) == seen; ++spin) {
+        if ((spin & 255) == 255 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(200)) {
+          generation_.wait(seen);
+          t0 = std::chrono::steady_clock::now();
+        }
+        pause();
+      }
+      seen = g;
+      if (stop_.load()) return;
+      if (k < active_) (*job_)(k);
+      pending_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  const std::function<void(unsigned)>* job_ = nullptr;
+  unsigned active_ = 0;
+};
+
+// Runs fn over [0, count) on the shared pool: elementwise stages split into contiguous chunks
+// (multiples of 64, at least 16K elements each); hand-written stages (uneven rows, e.g. causal
+// attention) are handed out dynamically in small chunks.
 inline void parallel_for(int64_t count, unsigned threads, const std::function<void(uint32_t, uint32_t)>& fn, bool dynamic = false) {
   const int64_t min_chunk = dynamic ? 1 : (1 << 14);
   unsigned t = static_cast<unsigned>(std::clamp<int64_t>(count / min_chunk, 1, threads));
   if (t <= 1) return fn(0, static_cast<uint32_t>(count));
-  std::vector<std::thread> pool;
   if (dynamic) {
     const int64_t step = std::max<int64_t>(1, count / (static_cast<int64_t>(t) * 16));
     std::atomic<int64_t> next{0};
-    auto worker = [&] {
+    thread_pool::shared().run(t, [&](unsigned) {
       for (int64_t b; (b = next.fetch_add(step)) < count;) fn(static_cast<uint32_t>(b), static_cast<uint32_t>(std::min(count, b + step)));
-    };
-    for (unsigned k = 1; k < t; ++k) pool.emplace_back(worker);
-    worker();
-    for (std::thread& th : pool) th.join();  // before `next` and `step` leave scope
+    });
     return;
-  } else {
-    int64_t chunk = ((count + t - 1) / t + 63) / 64 * 64;
-    for (unsigned k = 1; k < t; ++k) {
-      int64_t b = k * chunk, e = std::min(count, b + chunk);
-      if (b < e) pool.emplace_back(fn, static_cast<uint32_t>(b), static_cast<uint32_t>(e));
-    }
-    fn(0, static_cast<uint32_t>(std::min(count, chunk)));
   }
-  for (std::thread& th : pool) th.join();
+  const int64_t chunk = ((count + t - 1) / t + 63) / 64 * 64;
+  thread_pool::shared().run(t, [&](unsigned k) {
+    const int64_t b = k * chunk, e = std::min(count, b + chunk);
+    if (b < e) fn(static_cast<uint32_t>(b), static_cast<uint32_t>(e));
+  });
 }
 
 struct device_buffers {
