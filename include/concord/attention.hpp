@@ -264,12 +264,6 @@ inline std::string fill(std::string t, const std::vector<std::pair<std::string, 
   return t;
 }
 
-// Registers per thread for staging a KT x D tile with W threads: chunks of at most 32.
-inline void add_stage_counts(std::vector<std::pair<std::string, std::string>>& tv, int64_t KT, int64_t D, int64_t W) {
-  const int64_t per = (KT * D + W - 1) / W, chunk = std::min<int64_t>(per, 32);
-  tv.insert(tv.end(), {{"TPT", std::to_string((per + chunk - 1) / chunk * chunk)}, {"TCH", std::to_string(chunk)}});
-}
-
 inline constexpr const char* compact_body = R"(  uint c = 0u;
   for (uint j = 0u; j < @KB@u; ++j) {
     if (CC_LD_KEEP(i * @KB@u + j)) { CC_ST_KV_INDEX(i * @KB@u + c) = j; c += 1u; }
@@ -417,10 +411,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
                          {"DPT", std::to_string(DPT)}, {"GQDPT", std::to_string(GQ * DPT)}, {"D1", std::to_string(D + 1)},
-                         {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}, {"VPT", std::to_string(DPT * KT)}});
-    detail::add_stage_counts(tv, KT, D, W);
-    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::coop_tile_walk}, {"LAST", "qpos"},
-                                                                       {"PRELOAD", detail::coop_decode_preload}, {"STAGE_K", detail::coop_stage}, {"LOAD", "CC_LDF_K"}, {"TILE", "ks"},
+                         {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}});
+    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::coop_tile_walk}, {"LAST", "qpos"}, {"TILE", "ks"},
                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                        {"M", "mx[g]"}, {"L", "sm[g]"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"}, {"NPT", "@DPT@"}, {"AI", "g * @DPT@u"}}), tv);
   }
@@ -436,9 +428,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"MC", std::to_string(t.mc)}, {"MRC", std::to_string(t.mr * t.mc)}, {"NKC", std::to_string(t.kt / t.mc)},
                          {"NMT", std::to_string(t.bq / t.mr * (t.kt / t.mc))}, {"OR", std::to_string(OR)}, {"OD", std::to_string(OD)},
                          {"ORD", std::to_string(OR * OD)}, {"NDG", std::to_string(NDG)}, {"D1", std::to_string(D + 1)}, {"CH", std::to_string(CH)}});
-    detail::add_stage_counts(tv, t.kt, D, W);
-    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WALK", detail::coop_tile_walk}, {"LAST", "qlast"}, {"PRELOAD", ""},
-                                                                        {"STAGE_K", detail::coop_stage}, {"LOAD", "CC_LDF_K"}, {"STAGE_V", detail::coop_stage}, {"LOAD", "CC_LDF_V"}, {"TILE", "kv"},
+    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WALK", detail::coop_tile_walk}, {"LAST", "qlast"}, {"TILE", "kv"},
                                                                         {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                         {"M", "rm[lr]"}, {"L", "rl[lr]"}, {"DIM0", "odim"}, {"DSTEP", "@NDG@"}, {"NPT", "@OD@"}, {"AI", "a * @OD@u"}}), tv);
   }

@@ -5,9 +5,8 @@
 //   2. Q.K: P threads per (head, key) pair each sum D/P products; the partials meet in shared memory
 //   3. scores get the modifiers and masks of attention.hpp; every thread reads the tile's maxima
 //      (identical in all threads, so no broadcast is needed) and one thread per score writes p
-//   4. P.V: thread `lane` owns dims lane, lane + WG, ...; V is read coalesced, once per group, into
-//      registers before step 1, so its loads and the K tile's are in flight together (staging V in
-//      shared memory too was slower on the H100: run 9)
+//   4. P.V: thread `lane` owns dims lane, lane + WG, ...; V is read coalesced, once per group, straight
+//      from global memory (staging it in shared memory too was slower on the H100: run 9)
 // Four barriers per sub-tile. Output and split partials are written exactly as the portable kernels do.
 //
 // The cooperative GPU prefill kernel (route `prefill_coop`). One workgroup of WG threads serves BQ
@@ -48,24 +47,8 @@ inline constexpr const char* coop_tile_walk = R"(  for (uint e = e0; e < e1; ++e
     for (uint k0 = kbeg; k0 < kend; k0 += @KT@u) {
       uint n = kend - k0 < @KT@u ? kend - k0 : @KT@u;
       uint kbase = (kvh * @NK@u + k0) * @D@u;
-@PRELOAD@@STAGE_K@      CC_BARRIER();
-)";
-
-// Stages n rows of D values from @LOAD@(kbase + ...) into @TILE@ (padded rows): each thread first
-// issues all its loads of a chunk into registers (a constant trip count, so they are in flight
-// together), then stores them, instead of one load-store round trip at a time.
-inline constexpr const char* coop_stage = R"(      for (uint c0 = 0u; c0 < @TPT@u; c0 += @TCH@u) {
-        float tr[@TCH@];
-        for (uint t = 0u; t < @TCH@u; ++t) { uint x = lane + (c0 + t) * @WG@u; tr[t] = x < n * @D@u ? @LOAD@(kbase + x) : 0.0f; }
-        for (uint t = 0u; t < @TCH@u; ++t) { uint x = lane + (c0 + t) * @WG@u; if (x < n * @D@u) @TILE@[(x / @D@u) * @D1@u + x % @D@u] = tr[t]; }
-      }
-)";
-
-// The decode kernel's V values of a sub-tile, loaded into registers before the K tile is staged so
-// that both are in flight at once.
-inline constexpr const char* coop_decode_preload = R"(      float vr[@VPT@];
-      for (uint y = 0u; y < @DPT@u; ++y)
-        for (uint j = 0u; j < @KT@u; ++j) { uint d = lane + y * @WG@u; vr[y * @KT@u + j] = j < n && d < @D@u ? CC_LDF_V(kbase + j * @D@u + d) : 0.0f; }
+      for (uint x = lane; x < n * @D@u; x += @WG@u) @TILE@[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_K(kbase + x);
+      CC_BARRIER();
 )";
 
 inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
@@ -117,9 +100,8 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
       for (uint y = 0u; y < @DPT@u; ++y) {
         uint d = lane + y * @WG@u;
         if (d >= @D@u) continue;
-        for (uint j = 0u; j < @KT@u; ++j) {
-          if (j >= n) continue;
-          float vv = vr[y * @KT@u + j];
+        for (uint j = 0u; j < n; ++j) {
+          float vv = CC_LDF_V(kbase + j * @D@u + d);
           for (uint g = 0u; g < @GQ@u; ++g) acc[g * @DPT@u + y] = acc[g * @DPT@u + y] + pr[g * @KT@u + j] * vv;
         }
       }
@@ -216,7 +198,8 @@ inline constexpr const char* coop_prefill_body = R"(  uint sp = i % @S@u; uint t
         }
       }
       CC_BARRIER();
-@STAGE_V@      for (uint lr = lane; lr < @BQ@u; lr += @WG@u) {
+      for (uint x = lane; x < n * @D@u; x += @WG@u) kv[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_V(kbase + x);
+      for (uint lr = lane; lr < @BQ@u; lr += @WG@u) {
         float tmax = ninf;
         for (uint j = 0u; j < n; ++j) tmax = ss[lr * @KT@u + j] > tmax ? ss[lr * @KT@u + j] : tmax;
         float m = rm[lr]; float mn = tmax > m ? tmax : m;
