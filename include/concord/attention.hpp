@@ -455,7 +455,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
       const int64_t DC = (D + detail::combine_dims - 1) / detail::combine_dims;
       comb.group = detail::combine_threads, comb.count = H * c.q_len * DC;
       comb.shared = {{"cm", detail::combine_threads}, {"cl", detail::combine_threads}, {"co", detail::combine_threads}};
-      comb.body = detail::fill(detail::coop_combine_body, {{"DC", std::to_string(DC)}, {"S", std::to_string(S)}, {"SPT", std::to_string((S + 7) / 8)}, {"D", std::to_string(D)}});
+      comb.body = detail::fill(detail::coop_combine_body, {{"DC", std::to_string(DC)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}});
     }
     kp.stages.push_back(comb);
   } else {

@@ -241,18 +241,15 @@ inline constexpr const char* coop_prefill_body = R"(  uint sp = i % @S@u; uint t
 // The GPU split combine: one workgroup of 256 threads per (row, 32 dims). Thread (slice, dim) merges
 // splits slice, slice + 8, ... online (running max, rescaled sum and accumulator), so each thread
 // walks S/8 partials instead of S; slice 0 then merges the 8 slice results from shared memory.
-// A partial's three loads come before the test that skips empty splits, so that the loads of all of
-// a thread's partials (a constant count) can be in flight together.
 inline constexpr int64_t combine_threads = 256, combine_dims = 32;
 inline constexpr const char* coop_combine_body = R"(  uint row = i / @DC@u; uint dl = lane % 32u; uint d = (i % @DC@u) * 32u + dl; uint sl = lane / 32u;
   float ninf = cc_float(0xff800000u);
   float m = ninf; float l = 0.0f; float o = 0.0f;
-  for (uint k = 0u; k < @SPT@u; ++k) {
-    uint s = sl + 8u * k; uint sc = s < @S@u ? s : @S@u - 1u;
-    float ls = CC_LD_PART_SUM(row * @S@u + sc);
-    float ms = CC_LD_PART_MAX(row * @S@u + sc);
-    float a = CC_LD_PART_ACC((row * @S@u + sc) * @D@u + (d < @D@u ? d : 0u));
-    if (!(s < @S@u && ls > 0.0f)) continue;
+  for (uint s = sl; s < @S@u; s += 8u) {
+    float ls = CC_LD_PART_SUM(row * @S@u + s);
+    if (!(ls > 0.0f)) continue;
+    float ms = CC_LD_PART_MAX(row * @S@u + s);
+    float a = d < @D@u ? CC_LD_PART_ACC((row * @S@u + s) * @D@u + d) : 0.0f;
     float mn = ms > m ? ms : m;
     float c0 = cc_exp(m - mn); float c1 = cc_exp(ms - mn);
     l = l * c0 + ls * c1; o = o * c0 + a * c1; m = mn;
