@@ -125,6 +125,9 @@ TEST_CASE("attention: decode with split-KV, per group and per head", "[attention
   run_attention_case("decode with 3 forced splits", c);
   c.q_len = 3, c.splits = 0, c.head_dim = 64;
   run_attention_case("speculative decode q_len=3", c);
+  c = base_config();
+  c.heads = 4, c.kv_heads = 2, c.q_len = 1, c.kv_len = 5000, c.block = 8, c.head_dim = 40, c.kv_type = concord::dtype::f16, c.per_group = true, c.splits = 300;
+  run_attention_case("decode with 300 forced splits, some empty (combine over > 256 partials)", c);
 }
 
 TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {

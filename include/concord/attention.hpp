@@ -451,10 +451,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     comb.name = "sparse_combine", comb.count = H * c.q_len * D, comb.params = {pm, ps, pa, out};
     comb.root = comb.out = -1;
     comb.body = detail::fill(detail::combine_body, vals);
-    if (dev.dialect == "glsl" || dev.dialect == "hip") {
+    if ((dev.dialect == "glsl" || dev.dialect == "hip") && 4 * detail::coop_combine_shared_floats(S) <= dev.shared_bytes) {
       const int64_t DC = (D + detail::combine_dims - 1) / detail::combine_dims;
       comb.group = detail::combine_threads, comb.count = H * c.q_len * DC;
-      comb.shared = {{"cm", detail::combine_threads}, {"cl", detail::combine_threads}, {"co", detail::combine_threads}};
+      comb.shared = {{"cm", detail::combine_threads}, {"cl", detail::combine_threads}, {"co", detail::combine_threads}, {"cw", S}};
       comb.body = detail::fill(detail::coop_combine_body, {{"DC", std::to_string(DC)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}});
     }
     kp.stages.push_back(comb);

@@ -238,32 +238,49 @@ inline constexpr const char* coop_prefill_body = R"(  uint sp = i % @S@u; uint t
 @WRITE@  }
 )";
 
-// The GPU split combine: one workgroup of 256 threads per (row, 32 dims). Thread (slice, dim) merges
-// splits slice, slice + 8, ... online (running max, rescaled sum and accumulator), so each thread
-// walks S/8 partials instead of S; slice 0 then merges the 8 slice results from shared memory.
+// The GPU split combine: one workgroup of 256 threads per (row, 32 dims), in three steps with no
+// loop-carried exp: (1) the row's largest partial max over non-empty splits (a tree in shared
+// memory); (2) each split's weight exp(max_s - max), kept in shared memory, and the total
+// sum_s weight_s * sum_s (a tree); (3) thread (slice, dim) adds weight_s * acc_s over splits
+// slice, slice + 8, ... (independent loads), and slice 0 adds the 8 slices and divides by the total.
+// Every workgroup of a row recomputes (1) and (2): they read 2 floats per split.
 inline constexpr int64_t combine_threads = 256, combine_dims = 32;
+inline int64_t coop_combine_shared_floats(int64_t S) { return 3 * combine_threads + S; }
 inline constexpr const char* coop_combine_body = R"(  uint row = i / @DC@u; uint dl = lane % 32u; uint d = (i % @DC@u) * 32u + dl; uint sl = lane / 32u;
   float ninf = cc_float(0xff800000u);
-  float m = ninf; float l = 0.0f; float o = 0.0f;
-  for (uint s = sl; s < @S@u; s += 8u) {
-    float ls = CC_LD_PART_SUM(row * @S@u + s);
-    if (!(ls > 0.0f)) continue;
+  float m = ninf;
+  for (uint s = lane; s < @S@u; s += 256u) {
     float ms = CC_LD_PART_MAX(row * @S@u + s);
-    float a = d < @D@u ? CC_LD_PART_ACC((row * @S@u + s) * @D@u + d) : 0.0f;
-    float mn = ms > m ? ms : m;
-    float c0 = cc_exp(m - mn); float c1 = cc_exp(ms - mn);
-    l = l * c0 + ls * c1; o = o * c0 + a * c1; m = mn;
+    if (CC_LD_PART_SUM(row * @S@u + s) > 0.0f && ms > m) m = ms;
   }
-  cm[lane] = m; cl[lane] = l; co[lane] = o;
+  cm[lane] = m;
+  CC_BARRIER();
+  for (uint h = 128u; h > 0u; h = h / 2u) {
+    if (lane < h && cm[lane + h] > cm[lane]) cm[lane] = cm[lane + h];
+    CC_BARRIER();
+  }
+  float mm = cm[0];
+  float l = 0.0f;
+  for (uint s = lane; s < @S@u; s += 256u) {
+    float ls = CC_LD_PART_SUM(row * @S@u + s);
+    float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(row * @S@u + s) - mm) : 0.0f;
+    cw[s] = w; l = l + ls * w;
+  }
+  cl[lane] = l;
+  CC_BARRIER();
+  for (uint h = 128u; h > 0u; h = h / 2u) {
+    if (lane < h) cl[lane] = cl[lane] + cl[lane + h];
+    CC_BARRIER();
+  }
+  float total = cl[0];
+  float o = 0.0f;
+  if (d < @D@u)
+    for (uint s = sl; s < @S@u; s += 8u) o = o + cw[s] * CC_LD_PART_ACC((row * @S@u + s) * @D@u + d);
+  co[lane] = o;
   CC_BARRIER();
   if (sl == 0u && d < @D@u) {
-    float mm = ninf;
-    for (uint k = 0u; k < 8u; ++k) mm = cm[k * 32u + dl] > mm ? cm[k * 32u + dl] : mm;
-    float total = 0.0f; float acc = 0.0f;
-    for (uint k = 0u; k < 8u; ++k) {
-      float w = cl[k * 32u + dl] > 0.0f ? cc_exp(cm[k * 32u + dl] - mm) : 0.0f;
-      total = total + cl[k * 32u + dl] * w; acc = acc + co[k * 32u + dl] * w;
-    }
+    float acc = 0.0f;
+    for (uint k = 0u; k < 8u; ++k) acc = acc + co[k * 32u + dl];
     float inv = total > 0.0f ? 1.0f / total : 0.0f;
     CC_ST_OUT(row * @D@u + d) = acc * inv;
   }
