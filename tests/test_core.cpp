@@ -279,6 +279,24 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   CHECK(attention::describe(c, r, dev).find("rejected decode_coop: 11968 bytes of workgroup memory (8-key sub-tiles) > the device's 8192") != std::string::npos);
   dev.shared_bytes = 65536;
   CHECK(attention::plan_route(c, dev).variant == "decode_coop");
+  {
+    attention::config d;
+    d.heads = 8, d.kv_heads = 8, d.q_len = 1, d.kv_len = 32768, d.block = 128, d.window = 63, d.sinks = 1;
+    attention::device_caps gpu = dev;
+    gpu.parallelism = 1 << 20;
+    CHECK(attention::max_kept_blocks(d) == 256);  // a finite threshold may keep any block
+    CHECK(attention::plan_route(d, gpu).splits == 128);
+    d.threshold = std::numeric_limits<double>::infinity();
+    CHECK(attention::max_kept_blocks(d) == 64);  // window + sinks only
+    CHECK(attention::plan_route(d, gpu).splits == 64);
+    d.top_k = 8, d.causal = false;
+    CHECK(attention::max_kept_blocks(d) == 125 + 1 + 8);
+    d.window = 0, d.sinks = 0, d.top_k = 0;
+    CHECK(attention::max_kept_blocks(d) == 0);
+    CHECK(attention::plan_route(d, gpu).splits == 1);
+    d.dense = true;
+    CHECK(attention::max_kept_blocks(d) == 256);
+  }
   dev.dialect = "any";
   c.heads = 10;
   REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("heads 10 is not a multiple of kv_heads 4"));
