@@ -130,9 +130,9 @@ inline int64_t coop_shared_floats(int64_t GQ, int64_t D, int64_t KT) {
   return GQ * D + KT * (D + 1) + GQ * KT * P + 2 * GQ * KT;
 }
 
-// Keys per sub-tile: the largest of 64, 32, 16, 8 whose workgroup memory fits; 0 if none does.
+// Keys per sub-tile: the largest of 32, 16, 8 whose workgroup memory fits; 0 if none does.
 inline int64_t coop_key_tile(int64_t GQ, int64_t D, int64_t shared_bytes) {
-  for (int64_t kt : {64, 32, 16, 8})
+  for (int64_t kt : {32, 16, 8})
     if (4 * coop_shared_floats(GQ, D, kt) <= shared_bytes) return kt;
   return 0;
 }
