@@ -179,6 +179,17 @@ TEST_CASE("the CPU backend splits work across threads and still matches", "[core
   }
 }
 
+TEST_CASE("the CPU thread pool runs every chunk exactly once as the thread count changes", "[core][cpu]") {
+  std::vector<int> hits(100000);
+  int bad = 0;
+  for (int rep = 0; rep < 60; ++rep) {
+    std::fill(hits.begin(), hits.end(), 0);
+    cpu::parallel_for(static_cast<int64_t>(hits.size()), 1 + rep % 6, [&](uint32_t b, uint32_t e) { for (uint32_t i = b; i < e; ++i) hits[i] += 1; }, rep % 2 == 1);
+    bad += static_cast<int>(std::count_if(hits.begin(), hits.end(), [](int h) { return h != 1; }));
+  }
+  CHECK(bad == 0);
+}
+
 #include <concord/npy.hpp>
 
 #include "attention_support.hpp"

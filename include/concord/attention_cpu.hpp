@@ -3,7 +3,7 @@
 // kept tile is read straight from the K/V cache (f16 converted in registers) once per invocation
 // and used by all RN rows: scores as a register-blocked Q.K^T (RB rows x 2-4 keys per step),
 // softmax per row, then P.V with the accumulators of RB rows x 64-128 dims held in registers.
-// Vectors are 16 floats with AVX-512, 8 with AVX2, else plain arrays. Only the first lines of the
+// Vectors are 16 floats with AVX-512 (8 if CC_NO512 is defined), 8 with AVX2, else plain arrays. Only the first lines of the
 // next tile are prefetched (to start the hardware prefetcher on a jump): prefetching whole tiles
 // measured 20-30% slower on decode (interleaved A/B, docs/benchmarks.md).
 // Arithmetic: float32 with fused multiply-add (the attention output is checked against the float64

@@ -71,7 +71,10 @@ class thread_pool {
   }
   void run(unsigned n, const std::function<void(unsigned)>& fn) {
     std::lock_guard<std::mutex> lock(run_mutex_);
-    while (workers_.size() + 1 < n) workers_.emplace_back([this, k = static_cast<unsigned>(workers_.size()) + 1] { work(k); });
+    // A new worker starts at the current generation (it changes only under this lock), so it waits
+    // for the job published below instead of taking an earlier one.
+    while (workers_.size() + 1 < n)
+      workers_.emplace_back([this, k = static_cast<unsigned>(workers_.size()) + 1, g = generation_.load()] { work(k, g); });
     job_ = &fn;
     active_ = n;
     pending_.store(static_cast<int>(workers_.size()));
@@ -94,8 +97,7 @@ class thread_pool {
     std::this_thread::yield();
 #endif
   }
-  void work(unsigned k) {
-    uint64_t seen = 0;
+  void work(unsigned k, uint64_t seen) {
     for (;;) {
       auto t0 = std::chrono::steady_clock::now();
       uint64_t g;
