@@ -1,7 +1,7 @@
 // concord benchmarks: copy ceilings, a fused elementwise graph, and the sparse FlashAttention
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
-//   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8']
+//   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8'] [--splits N] [--narrow-loads]
 #include <concord/cpu/runtime.hpp>
 #if CONCORD_WITH_VULKAN
 #include <concord/vulkan/backend.hpp>
@@ -25,6 +25,7 @@ namespace {
 
 bool quick = false;
 int64_t force_splits = 0;  // --splits N: every attention case uses N key splits (0: the planner decides)
+bool narrow_loads = false;  // --narrow-loads: cooperative GPU kernels read K/V one element per load (A/B)
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text
 
 double median(std::vector<double> v) {
@@ -284,7 +285,9 @@ void bench_backend(runner& r, recorder& rec) {
     std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
     std::fflush(stdout);
     if (force_splits > 0) fc.c.splits = force_splits;
-    attention::pipeline p = attention::build(fc.c, r.caps());
+    attention::device_caps caps = r.caps();
+    if (narrow_loads) caps.wide_loads = false;
+    attention::pipeline p = attention::build(fc.c, caps);
     auto in = testing::attention_inputs(fc.c, 11);
     r.load(p.plan, in);
     auto t = time_plan(r, p.plan, quick || slow || fc.c.q_len >= 16384 ? 3 : 10);
@@ -342,6 +345,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only_case = argv[++i];
     else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) force_splits = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--narrow-loads")) narrow_loads = true;
   }
   recorder rec;
   rec.path = out;

@@ -36,6 +36,10 @@ elif [ "$phase" = decode ]; then
   wait
   (timeout 110 gpu-carry/bench --backend vulkan --only decode --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
   (timeout 110 gpu-carry/bench_hip --backend hip --only decode --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  if [ -n "${AB:-}" ]; then  # the same cases with one-element K/V loads, for an A/B in the same call
+    (timeout 110 gpu-carry/bench --backend vulkan --only decode $AB --out "$out/bench_vulkan_b.json" > "$out/bench_vulkan_b.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan_b.log")
+    (timeout 110 gpu-carry/bench_hip --backend hip --only decode $AB --out "$out/bench_hip_b.json" > "$out/bench_hip_b.log" 2>&1; echo "exit $?" >> "$out/bench_hip_b.log")
+  fi
   (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = perf ]; then
@@ -71,3 +75,5 @@ else
   (timeout 170 gpu-carry/bench_hip --backend hip --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
   (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
 fi
+# The device tool returns at most 8 files: everything travels as one archive, all.tgz.
+(cd "$out" && tar czf /tmp/gpu-out.tgz . && find . -mindepth 1 -delete && mv /tmp/gpu-out.tgz all.tgz)

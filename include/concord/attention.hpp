@@ -92,6 +92,7 @@ struct device_caps {
   std::string notes;               // e.g. Vulkan float-controls, storage16
   std::string dialect = "any";     // cpp | glsl | hip: the one dialect the plan is for; any: portable kernels only
   int64_t shared_bytes = 0;        // workgroup shared memory a cooperative kernel may use (GPU dialects)
+  bool wide_loads = true;          // cooperative kernels read K/V 8 elements per 16-byte load (D % 8 == 0)
 };
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
@@ -419,13 +420,22 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
     attend.group = W;
     attend.count = (H / GQ) * c.q_len * S;
+    const bool wide = dev.wide_loads && detail::coop_decode_wide(GQ, D, KT, W);
+    const int64_t KG = wide ? W / (D / 8) : 1, ACCN = wide ? 8 : DPT;
     attend.shared = {{"cq", GQ * D}, {"ks", KT * (D + 1)}, {"part", GQ * KT * P}, {"ss", GQ * KT}, {"pr", GQ * KT}};
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
                          {"DPT", std::to_string(DPT)}, {"GQDPT", std::to_string(GQ * DPT)}, {"D1", std::to_string(D + 1)},
-                         {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}});
-    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::coop_tile_walk}, {"LAST", "qpos"}, {"TILE", "ks"},
+                         {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}, {"ACCN", std::to_string(ACCN)},
+                         {"GQACC", std::to_string(GQ * ACCN)}, {"D8N", std::to_string(D / 8)}, {"KV8", std::to_string((KT * (D / 8) + W - 1) / W)},
+                         {"KG", std::to_string(KG)}, {"KPG", std::to_string((KT + KG - 1) / KG)}});
+    attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::coop_tile_walk},
+                                                                       {"KSTAGE", wide ? detail::coop_stage_wide : detail::coop_stage_scalar},
+                                                                       {"PVINIT", wide ? "  uint dc = lane % @D8N@u; uint kg = lane / @D8N@u;\n" : ""},
+                                                                       {"PV", wide ? detail::coop_pv_wide : detail::coop_pv_scalar},
+                                                                       {"FINISH", wide ? detail::coop_finish_wide : ""},
                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
+                                                                       {"BUF", "K"}, {"LAST", "qpos"}, {"TILE", "ks"}, {"ACC", wide ? "fin" : "acc"},
                                                                        {"M", "mx[g]"}, {"L", "sm[g]"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"}, {"NPT", "@DPT@"}, {"AI", "g * @DPT@u"}}), tv);
   }
   if (p.chosen.variant == "prefill_coop") {
@@ -439,9 +449,13 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"BQ", std::to_string(t.bq)}, {"KT", std::to_string(t.kt)}, {"MR", std::to_string(t.mr)},
                          {"MC", std::to_string(t.mc)}, {"MRC", std::to_string(t.mr * t.mc)}, {"NKC", std::to_string(t.kt / t.mc)},
                          {"NMT", std::to_string(t.bq / t.mr * (t.kt / t.mc))}, {"OR", std::to_string(OR)}, {"OD", std::to_string(OD)},
-                         {"ORD", std::to_string(OR * OD)}, {"NDG", std::to_string(NDG)}, {"D1", std::to_string(D + 1)}, {"CH", std::to_string(CH)}});
-    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WALK", detail::coop_tile_walk}, {"LAST", "qlast"}, {"TILE", "kv"},
+                         {"ORD", std::to_string(OR * OD)}, {"NDG", std::to_string(NDG)}, {"D1", std::to_string(D + 1)}, {"CH", std::to_string(CH)},
+                         {"D8N", std::to_string(D / 8)}, {"KV8", std::to_string((t.kt * (D / 8) + W - 1) / W)}});
+    const char* stage_text = dev.wide_loads && D % 8 == 0 ? detail::coop_stage_wide : detail::coop_stage_scalar;
+    const std::string kstage = detail::fill(stage_text, {{"BUF", "K"}}), vstage = detail::fill(stage_text, {{"BUF", "V"}});
+    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WALK", detail::coop_tile_walk}, {"KSTAGE", kstage}, {"VSTAGE", vstage},
                                                                         {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
+                                                                        {"LAST", "qlast"}, {"TILE", "kv"}, {"ACC", "acc"},
                                                                         {"M", "rm[lr]"}, {"L", "rl[lr]"}, {"DIM0", "odim"}, {"DSTEP", "@NDG@"}, {"NPT", "@OD@"}, {"AI", "a * @OD@u"}}), tv);
   }
   if (p.chosen.variant == "cpu_tile") {

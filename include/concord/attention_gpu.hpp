@@ -47,19 +47,32 @@ inline constexpr const char* coop_tile_walk = R"(  for (uint e = e0; e < e1; ++e
     for (uint k0 = kbeg; k0 < kend; k0 += @KT@u) {
       uint n = kend - k0 < @KT@u ? kend - k0 : @KT@u;
       uint kbase = (kvh * @NK@u + k0) * @D@u;
-      for (uint x = lane; x < n * @D@u; x += @WG@u) @TILE@[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_K(kbase + x);
-      CC_BARRIER();
+@KSTAGE@      CC_BARRIER();
+)";
+
+// Staging one KT x D sub-tile of buffer @BUF@ into @TILE@ (padded rows of @D1@ floats): one element
+// per thread and step, or (D % 8 == 0) eight per 16-byte load in a fixed number of steps.
+inline constexpr const char* coop_stage_scalar = R"(      for (uint x = lane; x < n * @D@u; x += @WG@u) @TILE@[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_@BUF@(kbase + x);
+)";
+inline constexpr const char* coop_stage_wide = R"(      for (uint it = 0u; it < @KV8@u; ++it) {
+        uint x = lane + it * @WG@u;
+        if (x < n * @D8N@u) {
+          float f[8]; CC_LDV8_@BUF@(kbase / 8u + x, f);
+          uint o = (x / @D8N@u) * @D1@u + (x % @D8N@u) * 8u;
+          for (uint u = 0u; u < 8u; ++u) @TILE@[o + u] = f[u];
+        }
+      }
 )";
 
 inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
   for (uint x = lane; x < @GQD@u; x += @WG@u) cq[x] = CC_LDF_Q(((h0 + x / @D@u) * @NQ@u + qi) * @D@u + x % @D@u);
-  float acc[@GQDPT@]; float mx[@GQ@]; float sm[@GQ@]; float mn[@GQ@];
+  float acc[@GQACC@]; float mx[@GQ@]; float sm[@GQ@]; float mn[@GQ@];
   for (uint g = 0u; g < @GQ@u; ++g) {
     mx[g] = ninf; sm[g] = 0.0f;
-    for (uint y = 0u; y < @DPT@u; ++y) acc[g * @DPT@u + y] = 0.0f;
+    for (uint y = 0u; y < @ACCN@u; ++y) acc[g * @ACCN@u + y] = 0.0f;
   }
   uint tiles = 0u;
-@WALK@      for (uint x = lane; x < @GQKTP@u; x += @WG@u) {
+@PVINIT@@WALK@      for (uint x = lane; x < @GQKTP@u; x += @WG@u) {
         uint pp = x / @GQKT@u; uint y = x % @GQKT@u; uint g = y / @KT@u; uint j = y % @KT@u;
         float s = 0.0f;
         if (j < n) {
@@ -94,10 +107,22 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
         float psum = 0.0f;
         for (uint j = 0u; j < n; ++j) psum = psum + pr[g * @KT@u + j];
         sm[g] = sm[g] * corr + psum;
-        for (uint y = 0u; y < @DPT@u; ++y) acc[g * @DPT@u + y] = acc[g * @DPT@u + y] * corr;
+        for (uint y = 0u; y < @ACCN@u; ++y) acc[g * @ACCN@u + y] = acc[g * @ACCN@u + y] * corr;
         mx[g] = mn[g];
       }
-      for (uint y = 0u; y < @DPT@u; ++y) {
+@PV@    }
+  }
+@FINISH@  if (lane == 0u && qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+  for (uint g = 0u; g < @GQ@u; ++g) {
+    uint r = (h0 + g) * @NQ@u + qi;
+@WRITE@  }
+)";
+
+// P.V of the decode kernel. Scalar: thread `lane` owns dims lane, lane + WG, ... and reads V one
+// element per key. Wide (D % 8 == 0): thread `lane` owns the 8 dims of chunk dc = lane % (D / 8)
+// for the keys j = kg, kg + KG, ... (kg = lane / (D / 8), KG = WG / (D / 8)); each key is one
+// 16-byte load, and at the end of the split the KG partial sums of a dim are added in kg order.
+inline constexpr const char* coop_pv_scalar = R"(      for (uint y = 0u; y < @DPT@u; ++y) {
         uint d = lane + y * @WG@u;
         if (d >= @D@u) continue;
         for (uint j = 0u; j < n; ++j) {
@@ -105,23 +130,48 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
           for (uint g = 0u; g < @GQ@u; ++g) acc[g * @DPT@u + y] = acc[g * @DPT@u + y] + pr[g * @KT@u + j] * vv;
         }
       }
+)";
+inline constexpr const char* coop_pv_wide = R"(      if (kg < @KG@u) {
+        for (uint jj = 0u; jj < @KPG@u; ++jj) {
+          uint j = kg + jj * @KG@u;
+          if (j < n) {
+            float f[8]; CC_LDV8_V(kbase / 8u + j * @D8N@u + dc, f);
+            for (uint g = 0u; g < @GQ@u; ++g) {
+              float p = pr[g * @KT@u + j];
+              for (uint u = 0u; u < 8u; ++u) acc[g * 8u + u] = acc[g * 8u + u] + p * f[u];
+            }
+          }
+        }
+      }
+)";
+inline constexpr const char* coop_finish_wide = R"(  float fin[@GQDPT@];
+  for (uint g = 0u; g < @GQ@u; ++g) {
+    CC_BARRIER();
+    if (kg < @KG@u) for (uint u = 0u; u < 8u; ++u) ks[kg * @D@u + dc * 8u + u] = acc[g * 8u + u];
+    CC_BARRIER();
+    for (uint y = 0u; y < @DPT@u; ++y) {
+      uint d = lane + y * @WG@u; float o = 0.0f;
+      if (d < @D@u) for (uint k = 0u; k < @KG@u; ++k) o = o + ks[k * @D@u + d];
+      fin[g * @DPT@u + y] = o;
     }
   }
-  if (lane == 0u && qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
-  for (uint g = 0u; g < @GQ@u; ++g) {
-    uint r = (h0 + g) * @NQ@u + qi;
-@WRITE@  }
 )";
+
+// Wide P.V needs D % 8 == 0, at most 64 accumulators per thread and the KG x D partials in `ks`.
+inline bool coop_decode_wide(int64_t GQ, int64_t D, int64_t KT, int64_t WG) {
+  if (D % 8 != 0 || D / 8 > WG || GQ * 8 > 64) return false;
+  return WG / (D / 8) * D <= KT * (D + 1);
+}
 
 // How a cooperative kernel writes one row: the output (no split) or its split partials. Thread
 // dims are @DIM0@ + y * @DSTEP@ for y < @NPT@ with accumulators acc[@AI@ + y]; @M@ and @L@ are the
-// row's running max and sum.
+// row's running max and sum; @ACC@ is the accumulator array.
 inline constexpr const char* coop_write_direct = R"(    float inv = @L@ > 0.0f ? 1.0f / @L@ : 0.0f;
-    for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_OUT(r * @D@u + d) = acc[@AI@ + y] * inv; }
+    for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_OUT(r * @D@u + d) = @ACC@[@AI@ + y] * inv; }
 )";
 inline constexpr const char* coop_write_partial = R"(    uint pr_ = r * @S@u + sp;
     if (@DIM0@ == 0u) { CC_ST_PART_MAX(pr_) = @M@; CC_ST_PART_SUM(pr_) = @L@; }
-    for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_PART_ACC(pr_ * @D@u + d) = acc[@AI@ + y]; }
+    for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_PART_ACC(pr_ * @D@u + d) = @ACC@[@AI@ + y]; }
 )";
 
 // Shared floats the kernel needs: q, the key tile, the Q.K partials, scores, probabilities.
@@ -198,8 +248,7 @@ inline constexpr const char* coop_prefill_body = R"(  uint sp = i % @S@u; uint t
         }
       }
       CC_BARRIER();
-      for (uint x = lane; x < n * @D@u; x += @WG@u) kv[(x / @D@u) * @D1@u + x % @D@u] = CC_LDF_V(kbase + x);
-      for (uint lr = lane; lr < @BQ@u; lr += @WG@u) {
+@VSTAGE@      for (uint lr = lane; lr < @BQ@u; lr += @WG@u) {
         float tmax = ninf;
         for (uint j = 0u; j < n; ++j) tmax = ss[lr * @KT@u + j] > tmax ? ss[lr * @KT@u + j] : tmax;
         float m = rm[lr]; float mn = tmax > m ? tmax : m;

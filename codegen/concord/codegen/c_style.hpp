@@ -190,6 +190,14 @@ class c_emitter {
   // CC_LDF_<NAME>: the attention kernels' loads. Exact by default; a dialect may use its hardware
   // f16 conversion (subnormal halves may flush) and skip the f32 flush (tolerance-checked math).
   virtual std::string load_fast(const kernel_plan& kp, const stage& st, int p, const std::string& idx) { return load_expr(kp, st, p, idx); }
+  // CC_LDV8_<NAME>(x, f): elements 8x .. 8x + 7 into float f[8], converted as CC_LDF_ does; defined
+  // only where a custom stage uses it. A dialect may load them in one 16-byte access; vec8_decl
+  // gives the global declarations that access needs, vec8_prelude the helpers (once per stage).
+  virtual std::string load_vec8(const kernel_plan& kp, const stage& st, int p, const std::string& x, const std::string& f) {
+    return "for (uint cc_u = 0u; cc_u < 8u; ++cc_u) " + f + "[cc_u] = " + load_fast(kp, st, p, "8u * " + x + " + cc_u") + ";";
+  }
+  virtual std::string vec8_decl(const kernel_plan&, const stage&, int) { return ""; }
+  virtual std::string vec8_prelude() { return ""; }
   // A reduction stage's per-element code in parts: the accumulator, the index lines computed from
   // `i` (each `uint jN = ...;`), the loop over r in [r0, r1) and what follows it (epilogue, store).
   struct reduction_parts {
@@ -371,6 +379,7 @@ class c_emitter {
 
   std::string emit_custom(const kernel_plan& kp, const stage& st) {
     std::string defs, undefs;
+    bool vec8 = false;
     for (size_t k = 0; k < st.params.size(); ++k) {
       std::string nm = identifier(kp.buffers[st.params[k]].name);
       for (char& ch : nm) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
@@ -380,6 +389,12 @@ class c_emitter {
       if (is_float(kp.buffers[st.params[k]].type)) {
         defs += "#define CC_LDF_" + nm + "(x) " + load_fast(kp, st, static_cast<int>(k), "(x)") + "\n";
         undefs += "#undef CC_LDF_" + nm + "\n";
+        if (st.body.find("CC_LDV8_" + nm + "(") != std::string::npos) {
+          if (!vec8) defs = vec8_prelude() + defs;
+          vec8 = true;
+          defs += vec8_decl(kp, st, static_cast<int>(k)) + "#define CC_LDV8_" + nm + "(cc_vx, cc_vf) " + load_vec8(kp, st, static_cast<int>(k), "(cc_vx)", "(cc_vf)") + "\n";
+          undefs += "#undef CC_LDV8_" + nm + "\n";
+        }
       }
     }
     std::string fns;

@@ -85,6 +85,22 @@ class glsl_emitter : public c_emitter {
     if (t == dtype::f16 && storage16_) return "unpackHalf2x16(uint(" + element(kp, st, p, idx) + "))[0]";
     return c_emitter::load_fast(kp, st, p, idx);
   }
+  // One 16-byte load through a second view of the same binding (uvec4 of packed halves, or vec4).
+  std::string vec8_decl(const kernel_plan& kp, const stage& st, int p) override {
+    const bool h = kp.buffers[st.params[p]].type == dtype::f16;
+    const std::string k = std::to_string(p);
+    return "layout(std430, set = 0, binding = " + k + ") readonly buffer B" + k + "v { " + (h ? "uvec4" : "vec4") + " d[]; } p" + k + "v;\n";
+  }
+  std::string load_vec8(const kernel_plan& kp, const stage& st, int p, const std::string& x, const std::string& f) override {
+    const std::string v = "p" + std::to_string(p) + "v.d[";
+    if (kp.buffers[st.params[p]].type == dtype::f32)
+      return "{ vec4 cc_a = " + v + "2u * " + x + "]; vec4 cc_b = " + v + "2u * " + x + " + 1u]; " + f + "[0] = cc_a.x; " + f + "[1] = cc_a.y; " + f + "[2] = cc_a.z; " + f +
+             "[3] = cc_a.w; " + f + "[4] = cc_b.x; " + f + "[5] = cc_b.y; " + f + "[6] = cc_b.z; " + f + "[7] = cc_b.w; }";
+    std::string s = "{ uvec4 cc_w = " + v + x + "]; vec2 cc_a;";
+    for (int c = 0; c < 4; ++c)
+      s += std::string(" cc_a = unpackHalf2x16(cc_w.") + "xyzw"[c] + "); " + f + "[" + std::to_string(2 * c) + "] = cc_a.x; " + f + "[" + std::to_string(2 * c + 1) + "] = cc_a.y;";
+    return s + " }";
+  }
   std::string store_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) override {
     if (storage16_) return c_emitter::store_f16(kp, st, p, idx, v);
     const std::string w = "p" + std::to_string(p) + ".d[(" + idx + ") >> 1]", sh = "(((" + idx + ") & 1u) * 16u)";
