@@ -4,6 +4,7 @@
 #   phase "bench": concord benchmarks on Vulkan and HIP, and the PyTorch peers
 #   phase "decode": attention + conformance on both, the decode benchmarks, and the PyTorch peers
 #   phase "perf":   the Vulkan memory probe, attention on both, every attention benchmark, the peers
+#   phase "ab":     attention + conformance, then the benches of several builds (BINS) alternately
 #   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
 # Binaries are built on the CI-like machine (scripts/gpu-prepare.sh) and carried in gpu-carry/;
 # the HIP kernels are compiled on the GPU machine by nvcc at run time. Results go to $OUT.
@@ -42,6 +43,22 @@ elif [ "$phase" = decode ]; then
   fi
   (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
+elif [ "$phase" = ab ]; then
+  # Same-call A/B of bench builds: BINS lists folders holding bench and bench_hip (the candidate's
+  # suites run first); each bench runs the cases matching ONLY, twice in alternating order.
+  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
+  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  wait
+  for round in $(seq "${ROUNDS:-2}"); do
+    for b in ${BINS:-gpu-carry}; do
+      tag=$(basename "$b")_r$round
+      (timeout 100 "$b/bench_hip" --backend hip --only "${ONLY:-decode}" --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log")
+      (timeout 100 "$b/bench" --backend vulkan --only "${ONLY:-decode}" --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log")
+    done
+    BINS=$(echo ${BINS:-gpu-carry} | tr ' ' '\n' | tac | tr '\n' ' ')
+  done
+  [ "${PEERS:-1}" != 0 ] && (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
+  for f in "$out"/*verify.log "$out"/peers.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = perf ]; then
   (timeout 60 gpu-carry/vk_probe > "$out/vk_probe.log" 2>&1; echo "exit $?" >> "$out/vk_probe.log")
   (timeout 120 gpu-carry/test_vulkan -r compact "[attention]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &

@@ -422,6 +422,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.count = (H / GQ) * c.q_len * S;
     const bool wide = dev.wide_loads && detail::coop_decode_wide(GQ, D, KT, W);
     const int64_t KG = wide ? W / (D / 8) : 1, ACCN = wide ? 8 : DPT;
+    const bool early = wide && c.kv_type == dtype::f16 && detail::coop_v_early_fits(GQ, (KT + KG - 1) / KG);
     attend.shared = {{"cq", GQ * D}, {"ks", KT * (D + 1)}, {"part", GQ * KT * P}, {"ss", GQ * KT}, {"pr", GQ * KT}};
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
@@ -432,7 +433,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::coop_tile_walk},
                                                                        {"KSTAGE", wide ? detail::coop_stage_wide : detail::coop_stage_scalar},
                                                                        {"PVINIT", wide ? "  uint dc = lane % @D8N@u; uint kg = lane / @D8N@u;\n" : ""},
-                                                                       {"PV", wide ? detail::coop_pv_wide : detail::coop_pv_scalar},
+                                                                       {"VEARLY", early ? detail::coop_v_early : ""},
+                                                                       {"PV", early ? detail::coop_pv_early : wide ? detail::coop_pv_wide : detail::coop_pv_scalar},
                                                                        {"FINISH", wide ? detail::coop_finish_wide : ""},
                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                        {"BUF", "K"}, {"LAST", "qpos"}, {"TILE", "ks"}, {"ACC", wide ? "fin" : "acc"},
@@ -453,7 +455,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"D8N", std::to_string(D / 8)}, {"KV8", std::to_string((t.kt * (D / 8) + W - 1) / W)}});
     const char* stage_text = dev.wide_loads && D % 8 == 0 ? detail::coop_stage_wide : detail::coop_stage_scalar;
     const std::string kstage = detail::fill(stage_text, {{"BUF", "K"}}), vstage = detail::fill(stage_text, {{"BUF", "V"}});
-    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WALK", detail::coop_tile_walk}, {"KSTAGE", kstage}, {"VSTAGE", vstage},
+    attend.body = detail::fill(detail::fill(detail::coop_prefill_body, {{"WALK", detail::coop_tile_walk}, {"VEARLY", ""}, {"KSTAGE", kstage}, {"VSTAGE", vstage},
                                                                         {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                         {"LAST", "qlast"}, {"TILE", "kv"}, {"ACC", "acc"},
                                                                         {"M", "rm[lr]"}, {"L", "rl[lr]"}, {"DIM0", "odim"}, {"DSTEP", "@NDG@"}, {"NPT", "@OD@"}, {"AI", "a * @OD@u"}}), tv);

@@ -7,7 +7,8 @@
 //      (identical in all threads, so no broadcast is needed) and one thread per score writes p
 //   4. P.V: thread `lane` owns dims lane, lane + WG, ...; V is read coalesced, once per group, straight
 //      from global memory (staging it in shared memory too was slower on the H100: run 9)
-// Four barriers per sub-tile. Output and split partials are written exactly as the portable kernels do.
+// Four barriers per sub-tile; marks the loops over per-thread arrays (fixed trip counts).
+// Output and split partials are written exactly as the portable kernels do.
 //
 // The cooperative GPU prefill kernel (route `prefill_coop`). One workgroup of WG threads serves BQ
 // query rows of one head inside one query block (they share the block's key list), for one split.
@@ -47,7 +48,7 @@ inline constexpr const char* coop_tile_walk = R"(  for (uint e = e0; e < e1; ++e
     for (uint k0 = kbeg; k0 < kend; k0 += @KT@u) {
       uint n = kend - k0 < @KT@u ? kend - k0 : @KT@u;
       uint kbase = (kvh * @NK@u + k0) * @D@u;
-@KSTAGE@      CC_BARRIER();
+@VEARLY@@KSTAGE@      CC_BARRIER();
 )";
 
 // Staging one KT x D sub-tile of buffer @BUF@ into @TILE@ (padded rows of @D1@ floats): one element
@@ -136,6 +137,31 @@ inline constexpr const char* coop_pv_wide = R"(      if (kg < @KG@u) {
           uint j = kg + jj * @KG@u;
           if (j < n) {
             float f[8]; CC_LDV8_V(kbase / 8u + j * @D8N@u + dc, f);
+            for (uint g = 0u; g < @GQ@u; ++g) {
+              float p = pr[g * @KT@u + j];
+              for (uint u = 0u; u < 8u; ++u) acc[g * 8u + u] = acc[g * 8u + u] + p * f[u];
+            }
+          }
+        }
+      }
+)";
+// With f16 V the wide P.V issues its V loads with the K sub-tile's (raw, 4 registers per key) and
+// converts them only in P.V, so they are in flight during Q.K and the softmax. Only where the
+// accumulators and those registers stay within 32 floats: H100 run 22 measured MHA (8 + 16) 32K
+// decode 0.0684 -> 0.0662 ms on HIP and 748 -> 919 GB/s on Vulkan, but GQA 4:1 (32 + 16; 72
+// registers, 7 workgroups per SM, so 32K's 1024 workgroups took two waves) 0.1065 -> 0.1278 ms.
+inline bool coop_v_early_fits(int64_t GQ, int64_t keys_per_group) { return GQ * 8 + 4 * keys_per_group <= 32; }
+inline constexpr const char* coop_v_early = R"(      CC_RAW8 vw[@KPG@];
+      for (uint jj = 0u; jj < @KPG@u; ++jj) {
+        uint j = kg + jj * @KG@u;
+        if (kg < @KG@u && j < n) vw[jj] = CC_LDR8_V(kbase / 8u + j * @D8N@u + dc);
+      }
+)";
+inline constexpr const char* coop_pv_early = R"(      if (kg < @KG@u) {
+        for (uint jj = 0u; jj < @KPG@u; ++jj) {
+          uint j = kg + jj * @KG@u;
+          if (j < n) {
+            float f[8]; CC_CVT8(vw[jj], f);
             for (uint g = 0u; g < @GQ@u; ++g) {
               float p = pr[g * @KT@u + j];
               for (uint u = 0u; u < 8u; ++u) acc[g * 8u + u] = acc[g * 8u + u] + p * f[u];

@@ -197,6 +197,12 @@ class c_emitter {
     return "for (uint cc_u = 0u; cc_u < 8u; ++cc_u) " + f + "[cc_u] = " + load_fast(kp, st, p, "8u * " + x + " + cc_u") + ";";
   }
   virtual std::string vec8_decl(const kernel_plan&, const stage&, int) { return ""; }
+  // CC_LDR8_<NAME>(x) (f16 buffers): the 8 halves 8x .. 8x + 7 as one CC_RAW8 value, unconverted;
+  // CC_CVT8(w, f) converts them into float f[8] later (a load issued early costs 4 registers).
+  // Dialects with cooperative stages define these in vec8_prelude.
+  virtual std::string load_raw8(const kernel_plan&, const stage& st, int, const std::string&) {
+    throw shape_error("concord: the " + name() + " dialect has no raw 16-byte loads (stage " + st.name + ")");
+  }
   virtual std::string vec8_prelude() { return ""; }
   // A reduction stage's per-element code in parts: the accumulator, the index lines computed from
   // `i` (each `uint jN = ...;`), the loop over r in [r0, r1) and what follows it (epilogue, store).
@@ -389,12 +395,12 @@ class c_emitter {
       if (is_float(kp.buffers[st.params[k]].type)) {
         defs += "#define CC_LDF_" + nm + "(x) " + load_fast(kp, st, static_cast<int>(k), "(x)") + "\n";
         undefs += "#undef CC_LDF_" + nm + "\n";
-        if (st.body.find("CC_LDV8_" + nm + "(") != std::string::npos) {
-          if (!vec8) defs = vec8_prelude() + defs;
-          vec8 = true;
-          defs += vec8_decl(kp, st, static_cast<int>(k)) + "#define CC_LDV8_" + nm + "(cc_vx, cc_vf) " + load_vec8(kp, st, static_cast<int>(k), "(cc_vx)", "(cc_vf)") + "\n";
-          undefs += "#undef CC_LDV8_" + nm + "\n";
-        }
+        const bool v8 = st.body.find("CC_LDV8_" + nm + "(") != std::string::npos, r8 = st.body.find("CC_LDR8_" + nm + "(") != std::string::npos;
+        if (r8 && kp.buffers[st.params[k]].type != dtype::f16) throw shape_error("concord: CC_LDR8_" + nm + " needs an f16 buffer");
+        if ((v8 || r8) && !vec8) defs = vec8_prelude() + defs, vec8 = true;
+        if (v8 || r8) defs += vec8_decl(kp, st, static_cast<int>(k));
+        if (v8) defs += "#define CC_LDV8_" + nm + "(cc_vx, cc_vf) " + load_vec8(kp, st, static_cast<int>(k), "(cc_vx)", "(cc_vf)") + "\n", undefs += "#undef CC_LDV8_" + nm + "\n";
+        if (r8) defs += "#define CC_LDR8_" + nm + "(cc_vx) " + load_raw8(kp, st, static_cast<int>(k), "(cc_vx)") + "\n", undefs += "#undef CC_LDR8_" + nm + "\n";
       }
     }
     std::string fns;

@@ -85,6 +85,13 @@ class glsl_emitter : public c_emitter {
     if (t == dtype::f16 && storage16_) return "unpackHalf2x16(uint(" + element(kp, st, p, idx) + "))[0]";
     return c_emitter::load_fast(kp, st, p, idx);
   }
+  std::string vec8_prelude() override {
+    std::string s = "#define CC_RAW8 uvec4\n#define CC_CVT8(cc_w, cc_f) { vec2 cc_a;";
+    for (int c = 0; c < 4; ++c)
+      s += std::string(" cc_a = unpackHalf2x16((cc_w).") + "xyzw"[c] + "); (cc_f)[" + std::to_string(2 * c) + "] = cc_a.x; (cc_f)[" + std::to_string(2 * c + 1) + "] = cc_a.y;";
+    return s + " }\n";
+  }
+  std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "p" + std::to_string(p) + "v.d[" + x + "]"; }
   // One 16-byte load through a second view of the same binding (uvec4 of packed halves, or vec4).
   std::string vec8_decl(const kernel_plan& kp, const stage& st, int p) override {
     const bool h = kp.buffers[st.params[p]].type == dtype::f16;
@@ -96,10 +103,7 @@ class glsl_emitter : public c_emitter {
     if (kp.buffers[st.params[p]].type == dtype::f32)
       return "{ vec4 cc_a = " + v + "2u * " + x + "]; vec4 cc_b = " + v + "2u * " + x + " + 1u]; " + f + "[0] = cc_a.x; " + f + "[1] = cc_a.y; " + f + "[2] = cc_a.z; " + f +
              "[3] = cc_a.w; " + f + "[4] = cc_b.x; " + f + "[5] = cc_b.y; " + f + "[6] = cc_b.z; " + f + "[7] = cc_b.w; }";
-    std::string s = "{ uvec4 cc_w = " + v + x + "]; vec2 cc_a;";
-    for (int c = 0; c < 4; ++c)
-      s += std::string(" cc_a = unpackHalf2x16(cc_w.") + "xyzw"[c] + "); " + f + "[" + std::to_string(2 * c) + "] = cc_a.x; " + f + "[" + std::to_string(2 * c + 1) + "] = cc_a.y;";
-    return s + " }";
+    return "{ uvec4 cc_w = " + v + x + "]; CC_CVT8(cc_w, " + f + "); }";
   }
   std::string store_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) override {
     if (storage16_) return c_emitter::store_f16(kp, st, p, idx, v);

@@ -62,20 +62,27 @@ class hip_emitter : public c_emitter {
   }
   // One 16-byte load when the buffer is 16-byte aligned (a uniform test), eight 2-byte loads otherwise.
   std::string vec8_prelude() override {
-    return "CC_FN void cc_ldv8(const uint16_t* p, uint x, float* f) {\n"
-           "  if ((reinterpret_cast<uintptr_t>(p) & 15u) == 0u) {\n"
-           "    uint4 w = reinterpret_cast<const uint4*>(p)[x]; uint u[4] = {w.x, w.y, w.z, w.w};\n"
-           "    for (int k = 0; k < 4; ++k) {\n"
-           "      f[2 * k] = __half2float(__ushort_as_half(static_cast<unsigned short>(u[k] & 0xffffu)));\n"
-           "      f[2 * k + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(u[k] >> 16)));\n"
-           "    }\n"
-           "  } else for (int k = 0; k < 8; ++k) f[k] = __half2float(__ushort_as_half(p[8u * x + k]));\n}\n"
+    return "#ifndef CC_VEC8_HELPERS\n#define CC_VEC8_HELPERS\n#define CC_RAW8 uint4\n"
+           "CC_FN uint4 cc_ldr8(const uint16_t* p, uint x) {\n"
+           "  if ((reinterpret_cast<uintptr_t>(p) & 15u) == 0u) return reinterpret_cast<const uint4*>(p)[x];\n"
+           "  uint u[4];\n"
+           "  for (int k = 0; k < 4; ++k) u[k] = uint(p[8u * x + 2 * k]) | (uint(p[8u * x + 2 * k + 1]) << 16);\n"
+           "  return make_uint4(u[0], u[1], u[2], u[3]);\n}\n"
+           "CC_FN void cc_cvt8(uint4 w, float* f) {\n"
+           "  uint u[4] = {w.x, w.y, w.z, w.w};\n"
+           "  for (int k = 0; k < 4; ++k) {\n"
+           "    f[2 * k] = __half2float(__ushort_as_half(static_cast<unsigned short>(u[k] & 0xffffu)));\n"
+           "    f[2 * k + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(u[k] >> 16)));\n"
+           "  }\n}\n"
+           "#define CC_CVT8(cc_w, cc_f) cc_cvt8((cc_w), (cc_f))\n"
+           "CC_FN void cc_ldv8(const uint16_t* p, uint x, float* f) { cc_cvt8(cc_ldr8(p, x), f); }\n"
            "CC_FN void cc_ldv8(const float* p, uint x, float* f) {\n"
            "  if ((reinterpret_cast<uintptr_t>(p) & 15u) == 0u) {\n"
            "    float4 a = reinterpret_cast<const float4*>(p)[2u * x]; float4 b = reinterpret_cast<const float4*>(p)[2u * x + 1u];\n"
            "    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;\n"
-           "  } else for (int k = 0; k < 8; ++k) f[k] = p[8u * x + k];\n}\n";
+           "  } else for (int k = 0; k < 8; ++k) f[k] = p[8u * x + k];\n}\n#endif\n";
   }
+  std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
   std::string load_vec8(const kernel_plan&, const stage&, int p, const std::string& x, const std::string& f) override {
     return "cc_ldv8(p" + std::to_string(p) + ", " + x + ", " + f + ")";
   }
