@@ -5,10 +5,10 @@
 //   2. Q.K: P threads per (head, key) pair each sum D/P products; the partials meet in shared memory
 //   3. scores get the modifiers and masks of attention.hpp; every thread reads the tile's maxima
 //      (identical in all threads, so no broadcast is needed) and one thread per score writes p
-//   4. P.V: thread `lane` owns dims lane, lane + WG, ...; V is read coalesced, once per group, straight
-//      from global memory (staging it in shared memory too was slower on the H100: run 9)
-// Four barriers per sub-tile; marks the loops over per-thread arrays (fixed trip counts).
-// Output and split partials are written exactly as the portable kernels do.
+//   4. P.V: V is read coalesced, once per group, straight from global memory (staging it in shared
+//      memory too was slower on the H100: run 9); per thread either one dim per key or, when
+//      D % 8 == 0, 8 dims per 16-byte load (coop_pv_wide below)
+// Four barriers per sub-tile. Output and split partials are written exactly as the portable kernels do.
 //
 // The cooperative GPU prefill kernel (route `prefill_coop`). One workgroup of WG threads serves BQ
 // query rows of one head inside one query block (they share the block's key list), for one split.
@@ -190,8 +190,8 @@ inline bool coop_decode_wide(int64_t GQ, int64_t D, int64_t KT, int64_t WG) {
 }
 
 // How a cooperative kernel writes one row: the output (no split) or its split partials. Thread
-// dims are @DIM0@ + y * @DSTEP@ for y < @NPT@ with accumulators acc[@AI@ + y]; @M@ and @L@ are the
-// row's running max and sum; @ACC@ is the accumulator array.
+// dims are @DIM0@ + y * @DSTEP@ for y < @NPT@ with accumulators @ACC@[@AI@ + y]; @M@ and @L@ are
+// the row's running max and sum.
 inline constexpr const char* coop_write_direct = R"(    float inv = @L@ > 0.0f ? 1.0f / @L@ : 0.0f;
     for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_OUT(r * @D@u + d) = @ACC@[@AI@ + y] * inv; }
 )";
