@@ -122,7 +122,8 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
 // P.V of the decode kernel. Scalar: thread `lane` owns dims lane, lane + WG, ... and reads V one
 // element per key. Wide (D % 8 == 0): thread `lane` owns the 8 dims of chunk dc = lane % (D / 8)
 // for the keys j = kg, kg + KG, ... (kg = lane / (D / 8), KG = WG / (D / 8)); each key is one
-// 16-byte load, and at the end of the split the KG partial sums of a dim are added in kg order.
+// 16-byte load (@VLOAD@: here, or converted from the early loads below), and at the end of the
+// split the KG partial sums of a dim are added in kg order.
 inline constexpr const char* coop_pv_scalar = R"(      for (uint y = 0u; y < @DPT@u; ++y) {
         uint d = lane + y * @WG@u;
         if (d >= @D@u) continue;
@@ -136,7 +137,7 @@ inline constexpr const char* coop_pv_wide = R"(      if (kg < @KG@u) {
         for (uint jj = 0u; jj < @KPG@u; ++jj) {
           uint j = kg + jj * @KG@u;
           if (j < n) {
-            float f[8]; CC_LDV8_V(kbase / 8u + j * @D8N@u + dc, f);
+            float f[8]; @VLOAD@
             for (uint g = 0u; g < @GQ@u; ++g) {
               float p = pr[g * @KT@u + j];
               for (uint u = 0u; u < 8u; ++u) acc[g * 8u + u] = acc[g * 8u + u] + p * f[u];
@@ -155,19 +156,6 @@ inline constexpr const char* coop_v_early = R"(      CC_RAW8 vw[@KPG@];
       for (uint jj = 0u; jj < @KPG@u; ++jj) {
         uint j = kg + jj * @KG@u;
         if (kg < @KG@u && j < n) vw[jj] = CC_LDR8_V(kbase / 8u + j * @D8N@u + dc);
-      }
-)";
-inline constexpr const char* coop_pv_early = R"(      if (kg < @KG@u) {
-        for (uint jj = 0u; jj < @KPG@u; ++jj) {
-          uint j = kg + jj * @KG@u;
-          if (j < n) {
-            float f[8]; CC_CVT8(vw[jj], f);
-            for (uint g = 0u; g < @GQ@u; ++g) {
-              float p = pr[g * @KT@u + j];
-              for (uint u = 0u; u < 8u; ++u) acc[g * 8u + u] = acc[g * 8u + u] + p * f[u];
-            }
-          }
-        }
       }
 )";
 inline constexpr const char* coop_finish_wide = R"(  float fin[@GQDPT@];
