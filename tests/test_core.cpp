@@ -316,3 +316,18 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   c.head_dim = 64, c.q_len = 800;
   REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("q_len 800 > kv_len 700"));
 }
+
+TEST_CASE("attention build: a buffer beyond the device's largest binding is refused by name, not at dispatch", "[core][attention][route]") {
+  attention::config c;  // lavapipe's loop limit splits this prefill 32 ways: 2 GiB of partial sums
+  c.heads = 16, c.kv_heads = 16, c.q_len = 8192, c.kv_len = 8192, c.head_dim = 128, c.block = 64, c.kv_type = dtype::f16;
+  attention::device_caps dev;
+  dev.backend = "vulkan", dev.dialect = "glsl", dev.parallelism = 64, dev.shared_bytes = 32768, dev.max_loop_iterations = 65535;
+  REQUIRE(attention::build(c, dev).chosen.splits == 32);
+  dev.max_buffer_bytes = int64_t{1} << 27;
+  REQUIRE_THROWS_WITH(attention::build(c, dev), Catch::Contains("buffer part_acc needs 2147483648 bytes > the device's largest buffer 134217728") &&
+                                                    Catch::Contains("q_len 8192") && Catch::Contains("prefill_coop with 32 splits"));
+  c.q_len = c.kv_len = 2048;
+  CHECK(attention::build(c, dev).chosen.splits == 8);  // 128 MiB: fits exactly
+  c.q_len = c.kv_len = 8192, c.heads = c.kv_heads = 1, dev.max_buffer_bytes = 1 << 20;
+  REQUIRE_THROWS_WITH(attention::build(c, dev), Catch::Contains("buffer q needs 4194304 bytes"));
+}

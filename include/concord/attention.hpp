@@ -93,6 +93,7 @@ struct device_caps {
   std::string dialect = "any";     // cpp | glsl | hip: the one dialect the plan is for; any: portable kernels only
   int64_t shared_bytes = 0;        // workgroup shared memory a cooperative kernel may use (GPU dialects)
   bool wide_loads = true;          // cooperative kernels read K/V 8 elements per 16-byte load (D % 8 == 0)
+  int64_t max_buffer_bytes = 0;    // the largest buffer one kernel may bind (Vulkan maxStorageBufferRange); 0: no limit
 };
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
@@ -375,6 +376,19 @@ struct pipeline {
   codegen::kernel_plan plan;  // inputs q, k, v; outputs keep, [mask_add], out, tiles
 };
 
+namespace detail {
+// A buffer larger than the device can bind is a clear error at build time, not a failed dispatch.
+inline void check_buffer_sizes(const config& c, const route& r, const device_caps& dev, const codegen::kernel_plan& kp) {
+  if (dev.max_buffer_bytes <= 0) return;
+  for (const auto& b : kp.buffers)
+    if (const int64_t bytes = numel(b.shape) * static_cast<int64_t>(dtype_bytes(b.type)); bytes > dev.max_buffer_bytes)
+      throw backend_error("concord attention: buffer " + b.name + " needs " + std::to_string(bytes) + " bytes > the device's largest buffer " +
+                          std::to_string(dev.max_buffer_bytes) + " (heads " + std::to_string(c.heads) + ", q_len " + std::to_string(c.q_len) + ", kv_len " +
+                          std::to_string(c.kv_len) + ", head_dim " + std::to_string(c.head_dim) + ", route " + r.variant + " with " +
+                          std::to_string(r.splits) + " splits)");
+}
+}  // namespace detail
+
 // Builds the whole pipeline (selection graph stages, compaction, attention, split combine) as one
 // kernel plan that any backend runs end to end on its device.
 inline pipeline build(const config& c, const device_caps& dev = {}) {
@@ -491,6 +505,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.params = {q, k, v, count, index, tiles, out};
     kp.stages.push_back(attend);
   }
+  detail::check_buffer_sizes(c, p.chosen, dev, kp);
   return p;
 }
 

@@ -64,6 +64,7 @@ inline attention::device_caps caps() {
   d.max_loop_iterations = loop_limit(di);
   d.dialect = "glsl";
   d.shared_bytes = di.max_group_size_x >= 128 ? di.max_shared_bytes : 0;
+  d.max_buffer_bytes = static_cast<int64_t>(di.max_storage_range);
   d.notes = di.describe();
   return d;
 }

@@ -78,6 +78,7 @@ struct device_info {
   uint32_t max_shared_bytes = 0;  // maxComputeSharedMemorySize
   uint32_t max_group_size_x = 0;
   uint32_t max_push_constants = 0;
+  uint64_t max_storage_range = 0;  // maxStorageBufferRange
   uint32_t subgroup_size = 0;
   double timestamp_period_ns = 0;
   bool timestamps = false;
@@ -221,6 +222,7 @@ inline device_query query_device(const instance_state& is, VkPhysicalDevice pd, 
   d.max_push_constants = base.limits.maxPushConstantsSize;
   d.timestamp_period_ns = base.limits.timestampPeriod;
   q.max_storage_buffer_range = base.limits.maxStorageBufferRange;
+  d.max_storage_range = base.limits.maxStorageBufferRange;
 
   const uint32_t effective = std::min(is.api_version, base.apiVersion);
   if (effective >= VK_API_VERSION_1_1) {
