@@ -26,6 +26,7 @@ namespace {
 bool quick = false;
 int64_t force_splits = 0;  // --splits N: every attention case uses N key splits (0: the planner decides)
 bool narrow_loads = false;  // --narrow-loads: cooperative GPU kernels read K/V one element per load (A/B)
+bool separate_combine = false;  // --separate-combine: the split combine as its own stage (A/B)
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text
 
 double median(std::vector<double> v) {
@@ -303,6 +304,7 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     if (force_splits > 0) fc.c.splits = force_splits;
     attention::device_caps caps = r.caps();
     if (narrow_loads) caps.wide_loads = false;
+    if (separate_combine) caps.fused_combine = false;
     attention::pipeline p = attention::build(fc.c, caps);
     auto in = testing::attention_inputs(fc.c, 11);
     r.load(p.plan, in);
@@ -324,7 +326,7 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
                         " Nq=" + std::to_string(fc.c.q_len) + " Nk=" + std::to_string(fc.c.kv_len) + " B=" + std::to_string(fc.c.block);
     char comb[64];
     std::snprintf(comb, sizeof comb, " (combine %.4f ms)", t.combine_ms);
-    const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits) + (p.chosen.splits > 1 ? comb : "");
+    const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits) + (p.chosen.fused_combine ? " (combine fused)" : p.chosen.splits > 1 ? comb : "");
     if (fc.bench == "selection") {
       rec.add(r.name(), "selection", shape, t.select_ms, "ms", t.select_ms, 0, frac, tiles, "attention " + std::to_string(t.attend_ms) + " ms; " + route);
     } else if (fc.c.q_len == 1) {
@@ -362,10 +364,11 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only_case = argv[++i];
     else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) force_splits = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--narrow-loads")) narrow_loads = true;
+    else if (!std::strcmp(argv[i], "--separate-combine")) separate_combine = true;
     else {
       const bool help = !std::strcmp(argv[i], "--help");
       if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[i]);
-      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads]\n");
+      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine]\n");
       return help ? 0 : 2;
     }
   }

@@ -4,7 +4,8 @@
 #   phase "bench": concord benchmarks on Vulkan and HIP, and the PyTorch peers
 #   phase "decode": attention + conformance on both, the decode benchmarks, and the PyTorch peers
 #   phase "perf":   the Vulkan memory probe, attention on both, every attention benchmark, the peers
-#   phase "ab":     attention + conformance, then the benches of several builds (BINS) alternately
+#   phase "ab":     attention + conformance, then the benches of several builds (BINS) alternately,
+#                   each also with the bench flags ABFLAGS when set
 #   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
 # Binaries are built on the CI-like machine (scripts/gpu-prepare.sh) and carried in gpu-carry/;
 # the HIP kernels are compiled on the GPU machine by nvcc at run time. Results go to $OUT.
@@ -51,9 +52,12 @@ elif [ "$phase" = ab ]; then
   wait
   for round in $(seq "${ROUNDS:-2}"); do
     for b in ${BINS:-gpu-carry}; do
-      tag=$(basename "$b")_r$round
-      (timeout 100 "$b/bench_hip" --backend hip --only "${ONLY:-decode}" --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log")
-      (timeout 100 "$b/bench" --backend vulkan --only "${ONLY:-decode}" --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log")
+      for v in a ${ABFLAGS:+b}; do  # ABFLAGS: bench flags of a second variant of every build (tag _b)
+        flags=; [ "$v" = b ] && flags=$ABFLAGS
+        tag=$(basename "$b")${flags:+_b}_r$round
+        (timeout 100 "$b/bench_hip" --backend hip --only "${ONLY:-decode}" $flags --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log")
+        (timeout 100 "$b/bench" --backend vulkan --only "${ONLY:-decode}" $flags --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log")
+      done
     done
     BINS=$(echo ${BINS:-gpu-carry} | tr ' ' '\n' | tac | tr '\n' ' ')
   done

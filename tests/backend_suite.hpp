@@ -1,6 +1,7 @@
 // The Catch2 test cases every backend runs. A backend's test file defines `backend_runner()`
 // (and a skip rule in its main) and includes this header once.
 #pragma once
+#include <optional>
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -64,10 +65,11 @@ TEST_CASE("random graphs: seeded differential test against the interpreter", "[r
 namespace {
 
 void run_attention_case(const std::string& label, const concord::attention::config& c, int64_t needle = -1, uint64_t seed = 7,
-                        const std::function<void(std::vector<concord::tensor>&)>& tweak = {}) {
+                        const std::function<void(std::vector<concord::tensor>&)>& tweak = {},
+                        const std::optional<concord::attention::device_caps>& caps = std::nullopt) {
   auto in = concord::testing::attention_inputs(c, seed, needle);
   if (tweak) tweak(in);
-  auto r = concord::testing::check_attention(backend_plan_runner(), c, backend_caps(), in);
+  auto r = concord::testing::check_attention(backend_plan_runner(), c, caps ? *caps : backend_caps(), in);
   INFO(backend_name() << " attention " << label << " via " << r.route << ": keep mismatches " << r.keep_mismatches << ", output mismatches "
                       << r.out_mismatches << " (max err " << r.max_err << "), tiles read " << r.tiles_read << " of expected "
                       << r.tiles_expected << ", kept blocks " << r.kept_blocks << "; " << r.first);
@@ -128,6 +130,34 @@ TEST_CASE("attention: decode with split-KV, per group and per head", "[attention
   c = base_config();
   c.heads = 4, c.kv_heads = 2, c.q_len = 1, c.kv_len = 5000, c.block = 8, c.head_dim = 40, c.kv_type = concord::dtype::f16, c.per_group = true, c.splits = 300;
   run_attention_case("decode with 300 forced splits, some empty (combine over > 256 partials)", c);
+}
+
+TEST_CASE("attention: decode splits combined by the last workgroup of a row, or by a separate stage", "[attention][decode][fused]") {
+  auto c = base_config();
+  c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 1000, c.head_dim = 128, c.block = 64, c.kv_type = concord::dtype::f16;
+  std::vector<std::pair<std::string, concord::attention::config>> cases;
+  c.per_group = true, c.splits = 12;
+  cases.push_back({"GQA 4:1 per group D=128, 12 splits (one workgroup per group: separate stage)", c});
+  c.per_group = false;
+  cases.push_back({"GQA 4:1 per head D=128, 12 splits", c});
+  c.per_group = false, c.q_len = 3, c.head_dim = 64, c.splits = 7;
+  cases.push_back({"per head q_len=3 D=64, 7 splits", c});
+  c = base_config();
+  c.heads = 4, c.kv_heads = 4, c.q_len = 1, c.kv_len = 5000, c.block = 8, c.head_dim = 64, c.kv_type = concord::dtype::f16, c.splits = 300;
+  cases.push_back({"300 splits over 625 blocks of 8, some empty (more splits than threads)", c});
+  c.threshold = std::numeric_limits<double>::infinity(), c.window = 3, c.sinks = 1, c.splits = 40;
+  cases.push_back({"window + sink only: 40 splits, most of them empty", c});
+  const auto base = backend_caps();
+  const bool gpu = base.dialect == "glsl" || base.dialect == "hip";
+  for (const auto& [label, cfg] : cases)
+    for (bool fused : {true, false}) {
+      auto caps = base;
+      caps.fused_combine = fused;
+      const auto route = concord::attention::build(cfg, caps).chosen;
+      INFO(label << (fused ? " (fused allowed)" : " (separate stage)") << " via " << route.variant << " splits " << route.splits);
+      if (gpu && route.variant == "decode_coop") CHECK(route.fused_combine == (fused && route.group == 1));
+      run_attention_case(label, cfg, -1, 7, {}, caps);
+    }
 }
 
 TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {

@@ -81,6 +81,7 @@ struct route {
   std::string variant;
   int64_t splits = 1, group = 1;
   int64_t rows = 1;  // query rows of one block per invocation (cpu_tile)
+  bool fused_combine = false;  // set by build(): the split combine runs inside the attention stage
   std::vector<std::pair<std::string, std::string>> rejected;
 };
 
@@ -93,6 +94,7 @@ struct device_caps {
   std::string dialect = "any";     // cpp | glsl | hip: the one dialect the plan is for; any: portable kernels only
   int64_t shared_bytes = 0;        // workgroup shared memory a cooperative kernel may use (GPU dialects)
   bool wide_loads = true;          // cooperative kernels read K/V 8 elements per 16-byte load (D % 8 == 0)
+  bool fused_combine = true;       // wide cooperative decode: the last split of a row combines (no separate stage)
   int64_t max_buffer_bytes = 0;    // the largest buffer one kernel may bind (Vulkan maxStorageBufferRange); 0: no limit
 };
 
@@ -211,7 +213,7 @@ inline std::string describe(const config& c, const route& r, const device_caps& 
      << ", k/v " << dtype_name(c.kv_type) << "[" << c.kv_heads << "," << c.kv_len << "," << D << "] strides [" << c.kv_len * D << "," << D << ",1]"
      << ", mask bool[" << c.list_heads() << "," << c.q_blocks() << "," << c.kv_blocks() << "] (" << (c.per_group ? "per group" : "per head")
      << ", block " << c.block << (c.dense ? ", dense" : "") << (c.causal ? ", causal" : "") << ")"
-     << " -> " << r.variant << " (group " << r.group << ", splits " << r.splits << ")";
+     << " -> " << r.variant << " (group " << r.group << ", splits " << r.splits << (r.fused_combine ? ", combine fused" : "") << ")";
   for (auto& [v, why] : r.rejected) os << "\n  rejected " << v << ": " << why;
   if (!dev.notes.empty()) os << "\n  device: " << dev.notes;
   return os.str();
@@ -283,6 +285,10 @@ inline constexpr const char* compact_body = R"(  uint c = 0u;
     if (CC_LD_KEEP(i * @KB@u + j)) { CC_ST_KV_INDEX(i * @KB@u + c) = j; c += 1u; }
   }
   CC_ST_KV_COUNT(i) = c;
+)";
+
+// Fused combine: invocation i = (list head, query block) zeroes the done counters of its block's rows.
+inline constexpr const char* compact_zero_done = R"(  for (uint q = (i % @QB@u) * @B@u; q < @NQ@u && q < (i % @QB@u + 1u) * @B@u; ++q) CC_ST_DONE((i / @QB@u) * @NQ@u + q) = 0u;
 )";
 
 inline constexpr const char* attend_body = R"(@PREAMBLE@  float qv[@GQD@]; float acc[@GQD@]; float mx[@GQ@]; float sm[@GQ@];
@@ -395,7 +401,6 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   pipeline p;
   p.cfg = c;
   p.chosen = fit_loop_limit(c, dev, plan_route(c, dev));
-  if (const char* e = std::getenv("CONCORD_LOG_ROUTE"); e && *e == '1') std::cerr << describe(c, p.chosen, dev) << "\n";
   codegen::kernel_plan& kp = p.plan;
   kp = codegen::make_plan(detail::selection_program(c));
   const int64_t H = c.heads, D = c.head_dim, QB = c.q_blocks(), KB = c.kv_blocks(), LH = c.list_heads();
@@ -437,6 +442,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool wide = dev.wide_loads && detail::coop_decode_wide(GQ, D, KT, W);
     const int64_t KG = wide ? W / (D / 8) : 1, ACCN = wide ? 8 : DPT;
     const bool early = wide && c.kv_type == dtype::f16 && detail::coop_v_early_fits(GQ, (KT + KG - 1) / KG);
+    p.chosen.fused_combine = wide && S > 1 && GQ == 1 && dev.fused_combine && detail::coop_fused_combine_floats(S, D, W) <= KT * (D + 1);
     attend.shared = {{"cq", GQ * D}, {"ks", KT * (D + 1)}, {"part", GQ * KT * P}, {"ss", GQ * KT}, {"pr", GQ * KT}};
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
@@ -454,6 +460,12 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                        {"BUF", "K"}, {"LAST", "qpos"}, {"TILE", "ks"}, {"ACC", wide ? "fin" : "acc"},
                                                                        {"M", "mx[g]"}, {"L", "sm[g]"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"}, {"NPT", "@DPT@"}, {"AI", "g * @DPT@u"}}), tv);
+    if (p.chosen.fused_combine) {
+      const int64_t SL = W / (D / 8);
+      attend.body += detail::fill(detail::coop_combine_fused, {{"SLAST", std::to_string(S - 1) + ".0f"}, {"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)},
+                                                               {"CR", std::to_string(SL * D + S)}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
+                                                               {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(c.q_len)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}});
+    }
   }
   if (p.chosen.variant == "prefill_coop") {
     const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);
@@ -484,7 +496,18 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"OUTS", S > 1 ? "nullptr, &CC_ST_PART_MAX(0), &CC_ST_PART_SUM(0), &CC_ST_PART_ACC(0)" : "&CC_ST_OUT(0), nullptr, nullptr, nullptr"}});
     attend.body = detail::fill(detail::cpu_tile_body, tv);
   }
-  if (S > 1) {
+  if (S > 1 && p.chosen.fused_combine) {
+    const int32_t pm = kp.add_buffer("part_max", dtype::f32, {H * c.q_len * S}, buffer_role::temp);
+    const int32_t ps = kp.add_buffer("part_sum", dtype::f32, {H * c.q_len * S}, buffer_role::temp);
+    const int32_t pa = kp.add_buffer("part_acc", dtype::f32, {H * c.q_len * S * D}, buffer_role::temp);
+    if (LH != H / GQ) throw error("concord attention: fused combine needs one key list per head group (" + std::to_string(LH) + " lists, " + std::to_string(H / GQ) + " groups)");
+    const int32_t done = kp.add_buffer("done", dtype::u32, {H / GQ * c.q_len}, buffer_role::temp);
+    codegen::stage& cs = kp.stages[kp.stages.size() - 1];
+    cs.params.push_back(done);
+    cs.body += detail::fill(detail::compact_zero_done, vals);
+    attend.params = {q, k, v, count, index, tiles, pm, ps, pa, out, done};
+    kp.stages.push_back(attend);
+  } else if (S > 1) {
     const int32_t pm = kp.add_buffer("part_max", dtype::f32, {H * c.q_len * S}, buffer_role::temp);
     const int32_t ps = kp.add_buffer("part_sum", dtype::f32, {H * c.q_len * S}, buffer_role::temp);
     const int32_t pa = kp.add_buffer("part_acc", dtype::f32, {H * c.q_len * S * D}, buffer_role::temp);
@@ -506,6 +529,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     kp.stages.push_back(attend);
   }
   detail::check_buffer_sizes(c, p.chosen, dev, kp);
+  if (const char* e = std::getenv("CONCORD_LOG_ROUTE"); e && *e == '1') std::cerr << describe(c, p.chosen, dev) << "\n";
   return p;
 }
 

@@ -349,4 +349,71 @@ inline constexpr const char* coop_combine_body = R"(  uint row = i / @DC@u; uint
   }
 )";
 
+// The split combine fused into wide decode (route decode_coop, S > 1): after writing its partials
+// a workgroup fences and counts itself done on its row group's counter (zeroed by the compaction
+// stage); the last one fences again and combines every split as coop_combine_body does: the row's
+// largest max (a tree), weights exp(max_s - max) and their total (a tree), then thread (slice sl,
+// chunk c8) adds weight_s * acc_s over splits sl, sl + SL, ... with 8-wide loads and the SL slices
+// meet in `ks`. The arithmetic does not depend on which workgroup is last, so output is deterministic.
+// Shared floats used in `ks`: SL * D slice sums, S weights, WG for the trees. One head per
+// workgroup only: in the GQA 4:1 kernel the combine took ptxas from 56 to 72 registers (67 with no
+// unrolling), 7 workgroups per SM instead of 9, so 32K's 1024 workgroups would run as two waves.
+inline int64_t coop_fused_combine_floats(int64_t S, int64_t D, int64_t WG) { return WG / (D / 8) * D + S + WG; }
+inline constexpr const char* coop_combine_fused = R"(  CC_FENCE();
+  CC_BARRIER();
+  if (lane == 0u) ss[0] = float(CC_ATOMIC_ADD_DONE(hg * @NQ@u + qi, 1u));
+  CC_BARRIER();
+  if (ss[0] == @SLAST@) {
+    CC_FENCE();
+    uint c8 = lane % @D8N@u; uint sl = lane / @D8N@u;
+    for (uint g = 0u; g < @GQ@u; ++g) {
+      uint r = (h0 + g) * @NQ@u + qi;
+      float m = ninf;
+      for (uint s = lane; s < @S@u; s += @WG@u) {
+        float ms = CC_LD_PART_MAX(r * @S@u + s);
+        if (CC_LD_PART_SUM(r * @S@u + s) > 0.0f && ms > m) m = ms;
+      }
+      ks[@CR@u + lane] = m;
+      CC_BARRIER();
+      for (uint h = @WG@u / 2u; h > 0u; h = h / 2u) {
+        if (lane < h && ks[@CR@u + lane + h] > ks[@CR@u + lane]) ks[@CR@u + lane] = ks[@CR@u + lane + h];
+        CC_BARRIER();
+      }
+      m = ks[@CR@u];
+      float l = 0.0f;
+      for (uint s = lane; s < @S@u; s += @WG@u) {
+        float ls = CC_LD_PART_SUM(r * @S@u + s);
+        float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * @S@u + s) - m) : 0.0f;
+        ks[@CW@u + s] = w; l = l + ls * w;
+      }
+      CC_BARRIER();
+      ks[@CR@u + lane] = l;
+      CC_BARRIER();
+      for (uint h = @WG@u / 2u; h > 0u; h = h / 2u) {
+        if (lane < h) ks[@CR@u + lane] = ks[@CR@u + lane] + ks[@CR@u + lane + h];
+        CC_BARRIER();
+      }
+      float total = ks[@CR@u];
+      float o[8];
+      for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
+      if (sl < @SL@u) {
+        for (uint s = sl; s < @S@u; s += @SL@u) {
+          float f[8]; CC_LDV8_PART_ACC((r * @S@u + s) * @D8N@u + c8, f);
+          float w = ks[@CW@u + s];
+          for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
+        }
+        for (uint u = 0u; u < 8u; ++u) ks[sl * @D@u + c8 * 8u + u] = o[u];
+      }
+      CC_BARRIER();
+      float inv = total > 0.0f ? 1.0f / total : 0.0f;
+      for (uint d = lane; d < @D@u; d += @WG@u) {
+        float a = 0.0f;
+        for (uint k = 0u; k < @SL@u; ++k) a = a + ks[k * @D@u + d];
+        CC_ST_OUT(r * @D@u + d) = a * inv;
+      }
+      CC_BARRIER();
+    }
+  }
+)";
+
 }  // namespace concord::attention::detail

@@ -204,6 +204,22 @@ class c_emitter {
     throw shape_error("concord: the " + name() + " dialect has no raw 16-byte loads (stage " + st.name + ")");
   }
   virtual std::string vec8_prelude() { return ""; }
+  // CC_ATOMIC_ADD_<NAME>(x, v) (u32 buffers): adds v to element x at device scope and gives the old
+  // value. CC_FENCE(): orders this thread's earlier buffer writes before its later accesses for
+  // every workgroup (writes, fence, counter; counter, fence, reads). Defined where a stage uses them.
+  virtual std::string atomic_add(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) {
+    return "__atomic_fetch_add(&" + element(kp, st, p, idx) + ", " + v + ", __ATOMIC_ACQ_REL)";
+  }
+  virtual std::string fence() const { return "__atomic_thread_fence(__ATOMIC_SEQ_CST)"; }
+  // A buffer that a stage using CC_FENCE writes: other workgroups may read it in the same dispatch.
+  static bool shared_across_groups(const kernel_plan& kp, const stage& st, int p) {
+    return st.body.find("CC_FENCE()") != std::string::npos && st.body.find("CC_ST_" + upper_name(kp, st, p) + "(") != std::string::npos;
+  }
+  static std::string upper_name(const kernel_plan& kp, const stage& st, int p) {
+    std::string nm = identifier(kp.buffers[st.params[p]].name);
+    for (char& ch : nm) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return nm;
+  }
   // A reduction stage's per-element code in parts: the accumulator, the index lines computed from
   // `i` (each `uint jN = ...;`), the loop over r in [r0, r1) and what follows it (epilogue, store).
   struct reduction_parts {
@@ -386,9 +402,11 @@ class c_emitter {
   std::string emit_custom(const kernel_plan& kp, const stage& st) {
     std::string defs, undefs;
     bool vec8 = false;
+    if (st.body.find("CC_FENCE()") != std::string::npos) defs += "#define CC_FENCE() " + fence() + "\n", undefs += "#undef CC_FENCE\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      std::string nm = identifier(kp.buffers[st.params[k]].name);
-      for (char& ch : nm) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      const std::string nm = upper_name(kp, st, static_cast<int>(k));
+      if (kp.buffers[st.params[k]].type == dtype::u32 && st.body.find("CC_ATOMIC_ADD_" + nm + "(") != std::string::npos)
+        defs += "#define CC_ATOMIC_ADD_" + nm + "(cc_x, cc_v) " + atomic_add(kp, st, static_cast<int>(k), "(cc_x)", "(cc_v)") + "\n", undefs += "#undef CC_ATOMIC_ADD_" + nm + "\n";
       defs += "#define CC_LD_" + nm + "(x) " + load_expr(kp, st, static_cast<int>(k), "(x)") + "\n";
       defs += "#define CC_ST_" + nm + "(x) " + element(kp, st, static_cast<int>(k), "(x)") + "\n";
       undefs += "#undef CC_LD_" + nm + "\n#undef CC_ST_" + nm + "\n";

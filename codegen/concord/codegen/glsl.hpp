@@ -57,7 +57,8 @@ class glsl_emitter : public c_emitter {
       const bool out = k + 1 == st.params.size() || st.custom();
       const dtype t = kp.buffers[st.params[k]].type;
       std::string et = t == dtype::f32 ? "float" : t == dtype::i32 ? "int" : (t == dtype::f16 && storage16_) ? "uint16_t" : "uint";
-      s += "layout(std430, set = 0, binding = " + std::to_string(k) + ") " + (out ? "" : "readonly ") + "buffer B" + std::to_string(k) + " { " + et + " d[]; } p" + std::to_string(k) + ";\n";
+      const std::string coherent = shared_across_groups(kp, st, static_cast<int>(k)) ? "coherent " : "";
+      s += "layout(std430, set = 0, binding = " + std::to_string(k) + ") " + coherent + (out ? "" : "readonly ") + "buffer B" + std::to_string(k) + " { " + et + " d[]; } p" + std::to_string(k) + ";\n";
     }
     if (st.group > 0)
       return s + "#define CC_BARRIER() memoryBarrierShared(); barrier()\nvoid main() {\n  uint i = gl_WorkGroupID.x + gl_WorkGroupID.y * pc.row;\n"
@@ -96,7 +97,8 @@ class glsl_emitter : public c_emitter {
   std::string vec8_decl(const kernel_plan& kp, const stage& st, int p) override {
     const bool h = kp.buffers[st.params[p]].type == dtype::f16;
     const std::string k = std::to_string(p);
-    return "layout(std430, set = 0, binding = " + k + ") readonly buffer B" + k + "v { " + (h ? "uvec4" : "vec4") + " d[]; } p" + k + "v;\n";
+    const std::string coherent = shared_across_groups(kp, st, p) ? "coherent " : "";
+    return "layout(std430, set = 0, binding = " + k + ") " + coherent + "readonly buffer B" + k + "v { " + (h ? "uvec4" : "vec4") + " d[]; } p" + k + "v;\n";
   }
   std::string load_vec8(const kernel_plan& kp, const stage& st, int p, const std::string& x, const std::string& f) override {
     const std::string v = "p" + std::to_string(p) + "v.d[";
@@ -105,6 +107,10 @@ class glsl_emitter : public c_emitter {
              "[3] = cc_a.w; " + f + "[4] = cc_b.x; " + f + "[5] = cc_b.y; " + f + "[6] = cc_b.z; " + f + "[7] = cc_b.w; }";
     return "{ uvec4 cc_w = " + v + x + "]; CC_CVT8(cc_w, " + f + "); }";
   }
+  std::string atomic_add(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) override {
+    return "atomicAdd(" + element(kp, st, p, idx) + ", " + v + ")";
+  }
+  std::string fence() const override { return "memoryBarrierBuffer()"; }
   std::string store_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) override {
     if (storage16_) return c_emitter::store_f16(kp, st, p, idx, v);
     const std::string w = "p" + std::to_string(p) + ".d[(" + idx + ") >> 1]", sh = "(((" + idx + ") & 1u) * 16u)";

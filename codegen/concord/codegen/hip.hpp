@@ -82,6 +82,10 @@ class hip_emitter : public c_emitter {
            "    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;\n"
            "  } else for (int k = 0; k < 8; ++k) f[k] = p[8u * x + k];\n}\n#endif\n";
   }
+  std::string atomic_add(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) override {
+    return "atomicAdd(&" + element(kp, st, p, idx) + ", " + v + ")";
+  }
+  std::string fence() const override { return "__threadfence()"; }
   std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
   std::string load_vec8(const kernel_plan&, const stage&, int p, const std::string& x, const std::string& f) override {
     return "cc_ldv8(p" + std::to_string(p) + ", " + x + ", " + f + ")";
