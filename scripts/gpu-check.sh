@@ -7,14 +7,23 @@
 #   phase "ab":     attention + conformance, then the benches of several builds (BINS) alternately,
 #                   each also with the bench flags ABFLAGS when set
 #   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
+#   phase "full":   attention + conformance on both, every benchmark on both, the peers, then (AB set)
+#                   the decode benches again with the bench flags AB; step times in steps.log
 # Binaries are built on the CI-like machine (scripts/gpu-prepare.sh) and carried in gpu-carry/;
 # the HIP kernels are compiled on the GPU machine by nvcc at run time. Results go to $OUT.
 set -uo pipefail
 phase=${1:-test}
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
+# The device tool returns at most 8 files: everything travels as one archive, all.tgz. A run stopped
+# by an outer `timeout` leaves its files unpacked: `gpu-check.sh pack` then packs them.
+pack() {
+  [ "$(ls -A "$out")" = all.tgz ] && return
+  (cd "$out" && tar czf /tmp/gpu-out.tgz . && find . -mindepth 1 -delete && mv /tmp/gpu-out.tgz all.tgz)
+}
+trap pack EXIT
+step() { echo "$(date -u +%H:%M:%S) $*" >> "$out/steps.log"; }
+if [ "$phase" != pack ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
 export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
 if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
@@ -27,7 +36,9 @@ export PATH=/usr/local/cuda/bin:$PATH
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   nvcc --version | tail -2 | head -1
 } > "$out/device.txt" 2>&1
-if [ "$phase" = verify ]; then
+if [ "$phase" = pack ]; then
+  :
+elif [ "$phase" = verify ]; then
   (timeout 150 gpu-carry/test_vulkan -r compact "[attention]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
   (timeout 200 gpu-carry/test_hip -r compact "[attention]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
   wait
@@ -77,6 +88,24 @@ elif [ "$phase" = probe ]; then
   (CONCORD_VK_NO_STORAGE16=1 timeout 60 gpu-carry/vk_probe > "$out/vk_probe_no16.log" 2>&1; echo "exit $?" >> "$out/vk_probe_no16.log")
   (timeout 60 gpu-carry/bench --backend vulkan --only "decode_dense H=8/8 N=32768" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
   (CONCORD_VK_NO_STORAGE16=1 timeout 60 gpu-carry/bench --backend vulkan --only "decode_dense H=8/8 N=32768" --out "$out/bench_vulkan_no16.json" > "$out/bench_vulkan_no16.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan_no16.log")
+elif [ "$phase" = full ]; then
+  step verify
+  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
+  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  wait
+  step bench_hip
+  (timeout 200 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  step bench_vulkan
+  (timeout 200 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  step peers
+  (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
+  if [ -n "${AB:-}" ]; then
+    step ab
+    (timeout 60 gpu-carry/bench_hip --backend hip --only decode $AB --out "$out/bench_hip_b.json" > "$out/bench_hip_b.log" 2>&1; echo "exit $?" >> "$out/bench_hip_b.log")
+    (timeout 60 gpu-carry/bench --backend vulkan --only decode $AB --out "$out/bench_vulkan_b.json" > "$out/bench_vulkan_b.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan_b.log")
+  fi
+  step done
+  for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = all ]; then
   (CONCORD_RANDOM_GRAPHS=${VK_GRAPHS:-100} timeout 150 gpu-carry/test_vulkan -r compact > "$out/vulkan.log" 2>&1; echo "exit $?" >> "$out/vulkan.log") &
   (CONCORD_RANDOM_GRAPHS=${HIP_GRAPHS:-15} timeout 220 gpu-carry/test_hip -r compact > "$out/hip.log" 2>&1; echo "exit $?" >> "$out/hip.log")
@@ -96,5 +125,3 @@ else
   (timeout 170 gpu-carry/bench_hip --backend hip --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
   (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
 fi
-# The device tool returns at most 8 files: everything travels as one archive, all.tgz.
-(cd "$out" && tar czf /tmp/gpu-out.tgz . && find . -mindepth 1 -delete && mv /tmp/gpu-out.tgz all.tgz)
