@@ -181,7 +181,7 @@ inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
   auto iterations = [&](int64_t s) {
     const int64_t blocks = (c.kv_blocks() + s - 1) / s, D = c.head_dim, GQ = r.group;
     if (r.variant == "decode_coop") {
-      const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
+      const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = detail::coop_qk_parts(KT), DPT = (D + W - 1) / W;
       const int64_t sub = (KT * D + W - 1) / W + (GQ * KT * P + W - 1) / W * ((D + P - 1) / P + 1) + (GQ * KT + W - 1) / W * (P + 2) + 2 * GQ * KT + DPT * KT * (GQ + 1);
       return blocks * ((c.block + KT - 1) / KT) * sub + (GQ * D + W - 1) / W + 2 * GQ * DPT;
     }
@@ -436,7 +436,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   std::string write = S > 1 ? detail::write_partial : detail::write_direct;
   attend.body = detail::fill(detail::fill(detail::attend_body, {{"PREAMBLE", detail::split_preamble}, {"WRITE", write}}), vals);
   if (p.chosen.variant == "decode_coop") {
-    const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = std::max<int64_t>(1, W / (GQ * KT)), DPT = (D + W - 1) / W;
+    const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = detail::coop_qk_parts(KT), DPT = (D + W - 1) / W;
     attend.group = W;
     attend.count = (H / GQ) * c.q_len * S;
     const bool wide = dev.wide_loads && detail::coop_decode_wide(GQ, D, KT, W);
@@ -444,10 +444,12 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool early = wide && c.kv_type == dtype::f16 && detail::coop_v_early_fits(GQ, (KT + KG - 1) / KG);
     p.chosen.fused_combine = wide && S > 1 && GQ == 1 && dev.fused_combine && detail::coop_fused_combine_floats(S, D, W) <= KT * (D + 1);
     attend.shared = {{"cq", GQ * D}, {"ks", KT * (D + 1)}, {"part", GQ * KT * P}, {"ss", GQ * KT}, {"pr", GQ * KT}};
+    attend.shared_u32 = {{"tm", GQ}};
+    attend.helpers += detail::coop_order_helpers;
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"KT", std::to_string(KT)}, {"P", std::to_string(P)}, {"DP", std::to_string((D + P - 1) / P)},
                          {"DPT", std::to_string(DPT)}, {"GQDPT", std::to_string(GQ * DPT)}, {"D1", std::to_string(D + 1)},
-                         {"GQKT", std::to_string(GQ * KT)}, {"GQKTP", std::to_string(GQ * KT * P)}, {"ACCN", std::to_string(ACCN)},
+                         {"GQKT", std::to_string(GQ * KT)}, {"KTP", std::to_string(KT * P)}, {"NSL", std::to_string((GQ * KT + W - 1) / W)}, {"ACCN", std::to_string(ACCN)},
                          {"GQACC", std::to_string(GQ * ACCN)}, {"D8N", std::to_string(D / 8)}, {"KV8", std::to_string((KT * (D / 8) + W - 1) / W)},
                          {"KG", std::to_string(KG)}, {"KPG", std::to_string((KT + KG - 1) / KG)}});
     attend.body = detail::fill(detail::fill(detail::coop_decode_body, {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::coop_tile_walk},

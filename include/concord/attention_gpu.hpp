@@ -2,9 +2,12 @@
 // threads serves one (head group, query row, key split): the GQ heads that share a key list.
 // Each kept block is walked in sub-tiles of KT keys:
 //   1. the workgroup stages the KT x D key tile in shared memory (coalesced loads, f32, padded row)
-//   2. Q.K: P threads per (head, key) pair each sum D/P products; the partials meet in shared memory
-//   3. scores get the modifiers and masks of attention.hpp; every thread reads the tile's maxima
-//      (identical in all threads, so no broadcast is needed) and one thread per score writes p
+//   2. Q.K: P = WG / KT threads per key, each summing D/P products for all GQ heads (one K load
+//      feeds GQ FMAs); the partials meet in shared memory
+//   3. one thread per (head, key) score applies the modifiers and masks of attention.hpp and raises
+//      the head's tile max atomically (CC_SHARED_MAX on an order-preserving u32 key); every thread
+//      reads the GQ maxima and one thread per score writes p and keeps that slot's running sum,
+//      rescaled with the row; the slots' sums are added once, at the end of the split
 //   4. P.V: V is read coalesced, once per group, straight from global memory (staging it in shared
 //      memory too was slower on the H100: run 9); per thread either one dim per key or, when
 //      D % 8 == 0, 8 dims per 16-byte load (coop_pv_wide below)
@@ -67,20 +70,26 @@ inline constexpr const char* coop_stage_wide = R"(      for (uint it = 0u; it < 
 
 inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
   for (uint x = lane; x < @GQD@u; x += @WG@u) cq[x] = CC_LDF_Q(((h0 + x / @D@u) * @NQ@u + qi) * @D@u + x % @D@u);
-  float acc[@GQACC@]; float mx[@GQ@]; float sm[@GQ@]; float mn[@GQ@];
+  float acc[@GQACC@]; float mx[@GQ@]; float sm[@GQ@]; float mn[@GQ@]; float lp[@NSL@];
   for (uint g = 0u; g < @GQ@u; ++g) {
     mx[g] = ninf; sm[g] = 0.0f;
     for (uint y = 0u; y < @ACCN@u; ++y) acc[g * @ACCN@u + y] = 0.0f;
   }
+  for (uint t = 0u; t < @NSL@u; ++t) lp[t] = 0.0f;
   uint tiles = 0u;
-@PVINIT@@WALK@      for (uint x = lane; x < @GQKTP@u; x += @WG@u) {
-        uint pp = x / @GQKT@u; uint y = x % @GQKT@u; uint g = y / @KT@u; uint j = y % @KT@u;
-        float s = 0.0f;
+@PVINIT@@WALK@      for (uint g = lane; g < @GQ@u; g += @WG@u) tm[g] = 0x007fffffu;
+      for (uint x = lane; x < @KTP@u; x += @WG@u) {
+        uint pp = x / @KT@u; uint j = x % @KT@u;
+        float s[@GQ@];
+        for (uint g = 0u; g < @GQ@u; ++g) s[g] = 0.0f;
         if (j < n) {
           uint d0 = pp * @DP@u; uint d1 = d0 + @DP@u < @D@u ? d0 + @DP@u : @D@u;
-          for (uint d = d0; d < d1; ++d) s = s + cq[g * @D@u + d] * ks[j * @D1@u + d];
+          for (uint d = d0; d < d1; ++d) {
+            float kd = ks[j * @D1@u + d];
+            for (uint g = 0u; g < @GQ@u; ++g) s[g] = s[g] + cq[g * @D@u + d] * kd;
+          }
         }
-        part[x] = s;
+        for (uint g = 0u; g < @GQ@u; ++g) part[(pp * @GQ@u + g) * @KT@u + j] = s[g];
       }
       CC_BARRIER();
       for (uint y = lane; y < @GQKT@u; y += @WG@u) {
@@ -90,28 +99,38 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
         float sc = cc_score_mod(dot * @SCALE@, int(qpos), int(k0 + j), int(h0 + g));
         bool live = j < n && cc_mask_mod(int(qpos), int(k0 + j), int(h0 + g)) && sc > ninf;
         ss[y] = live ? sc : ninf;
+        if (live) CC_SHARED_MAX(tm[g], cc_order(sc));
       }
       CC_BARRIER();
+      float cr[@GQ@];
       for (uint g = 0u; g < @GQ@u; ++g) {
-        float tmax = ninf;
-        for (uint j = 0u; j < n; ++j) tmax = ss[g * @KT@u + j] > tmax ? ss[g * @KT@u + j] : tmax;
+        float tmax = cc_unorder(tm[g]);
         mn[g] = tmax > mx[g] ? tmax : mx[g];
+        cr[g] = mn[g] > ninf ? cc_exp(mx[g] - mn[g]) : 1.0f;
       }
-      for (uint y = lane; y < @GQKT@u; y += @WG@u) {
-        uint g = y / @KT@u;
-        pr[y] = ss[y] > ninf ? cc_exp(ss[y] - mn[g]) : 0.0f;
+      for (uint t = 0u; t < @NSL@u; ++t) {
+        uint y = lane + t * @WG@u;
+        if (y < @GQKT@u) {
+          float m = mn[0]; float c = cr[0];
+          for (uint g = 1u; g < @GQ@u; ++g) if (y / @KT@u == g) { m = mn[g]; c = cr[g]; }
+          float p = ss[y] > ninf ? cc_exp(ss[y] - m) : 0.0f;
+          pr[y] = p; lp[t] = lp[t] * c + p;
+        }
       }
       CC_BARRIER();
       for (uint g = 0u; g < @GQ@u; ++g) {
-        if (!(mn[g] > ninf)) continue;
-        float corr = cc_exp(mx[g] - mn[g]);
-        float psum = 0.0f;
-        for (uint j = 0u; j < n; ++j) psum = psum + pr[g * @KT@u + j];
-        sm[g] = sm[g] * corr + psum;
-        for (uint y = 0u; y < @ACCN@u; ++y) acc[g * @ACCN@u + y] = acc[g * @ACCN@u + y] * corr;
+        for (uint y = 0u; y < @ACCN@u; ++y) acc[g * @ACCN@u + y] = acc[g * @ACCN@u + y] * cr[g];
         mx[g] = mn[g];
       }
 @PV@    }
+  }
+  CC_BARRIER();
+  for (uint t = 0u; t < @NSL@u; ++t) if (lane + t * @WG@u < @GQKT@u) pr[lane + t * @WG@u] = lp[t];
+  CC_BARRIER();
+  for (uint g = 0u; g < @GQ@u; ++g) {
+    float l = 0.0f;
+    for (uint j = 0u; j < @KT@u; ++j) l = l + pr[g * @KT@u + j];
+    sm[g] = l;
   }
 @FINISH@  if (lane == 0u && qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
   for (uint g = 0u; g < @GQ@u; ++g) {
@@ -188,11 +207,18 @@ inline constexpr const char* coop_write_partial = R"(    uint pr_ = r * @S@u + s
     for (uint y = 0u; y < @NPT@u; ++y) { uint d = @DIM0@ + y * @DSTEP@u; if (d < @D@u) CC_ST_PART_ACC(pr_ * @D@u + d) = @ACC@[@AI@ + y]; }
 )";
 
-// Shared floats the kernel needs: q, the key tile, the Q.K partials, scores, probabilities.
+// Q.K splits each key's D products into P ranges, one thread per (range, key) for all GQ heads.
+inline int64_t coop_qk_parts(int64_t KT) { return std::max<int64_t>(1, coop_threads / KT); }
+// Shared floats the kernel needs: q, the key tile, the Q.K partials, scores, probabilities (plus
+// GQ u32 tile maxima).
 inline int64_t coop_shared_floats(int64_t GQ, int64_t D, int64_t KT) {
-  const int64_t P = std::max<int64_t>(1, coop_threads / (GQ * KT));
-  return GQ * D + KT * (D + 1) + GQ * KT * P + 2 * GQ * KT;
+  return GQ * D + KT * (D + 1) + GQ * KT * coop_qk_parts(KT) + 2 * GQ * KT + GQ;
 }
+
+// Scores as u32 keys whose unsigned order is the float order (for the tile max by CC_SHARED_MAX).
+inline constexpr const char* coop_order_helpers = R"(CC_FN uint cc_order(float x) { uint u = cc_bits(x); return (u & 0x80000000u) != 0u ? ~u : (u | 0x80000000u); }
+CC_FN float cc_unorder(uint k) { return cc_float((k & 0x80000000u) != 0u ? (k & 0x7fffffffu) : ~k); }
+)";
 
 // Keys per sub-tile: the largest of 32, 16, 8 whose workgroup memory fits; 0 if none does.
 inline int64_t coop_key_tile(int64_t GQ, int64_t D, int64_t shared_bytes) {

@@ -47,8 +47,8 @@ CC_FN float cc_h2f(uint h) {
 CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 
 layout(local_size_x = 256) in;
-layout(std430, set = 0, binding = 0) readonly buffer B0 { float d[]; } p0;
-layout(std430, set = 0, binding = 1) readonly buffer B1 { uint d[]; } p1;
+layout(std430, set = 0, binding = 0) readonly restrict buffer B0 { float d[]; } p0;
+layout(std430, set = 0, binding = 1) readonly restrict buffer B1 { uint d[]; } p1;
 layout(std430, set = 0, binding = 2) buffer B2 { float d[]; } p2;
 void main() {
   uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * pc.row;

@@ -211,6 +211,15 @@ class c_emitter {
     return "__atomic_fetch_add(&" + element(kp, st, p, idx) + ", " + v + ", __ATOMIC_ACQ_REL)";
   }
   virtual std::string fence() const { return "__atomic_thread_fence(__ATOMIC_SEQ_CST)"; }
+  // CC_SHARED_MAX(a, v): atomic max of the u32 workgroup-memory element a and v (cooperative stages).
+  virtual std::string shared_max() const { throw shape_error("concord: the " + name() + " dialect has no workgroup memory (CC_SHARED_MAX)"); }
+  // Whether the stage writes parameter p: a DSL stage writes its last; a hand-written one the buffers
+  // its body stores to (CC_ST_<NAME>, CC_ATOMIC_ADD_<NAME>). The others are read-only and restrict.
+  static bool written(const kernel_plan& kp, const stage& st, int p) {
+    if (!st.custom()) return static_cast<size_t>(p) + 1 == st.params.size();
+    const std::string nm = upper_name(kp, st, p);
+    return st.body.find("CC_ST_" + nm + "(") != std::string::npos || st.body.find("CC_ATOMIC_ADD_" + nm + "(") != std::string::npos;
+  }
   // A buffer that a stage using CC_FENCE writes: other workgroups may read it in the same dispatch.
   static bool shared_across_groups(const kernel_plan& kp, const stage& st, int p) {
     return st.body.find("CC_FENCE()") != std::string::npos && st.body.find("CC_ST_" + upper_name(kp, st, p) + "(") != std::string::npos;
@@ -403,6 +412,7 @@ class c_emitter {
     std::string defs, undefs;
     bool vec8 = false;
     if (st.body.find("CC_FENCE()") != std::string::npos) defs += "#define CC_FENCE() " + fence() + "\n", undefs += "#undef CC_FENCE\n";
+    if (st.body.find("CC_SHARED_MAX(") != std::string::npos) defs += "#define CC_SHARED_MAX(cc_a, cc_v) " + shared_max() + "\n", undefs += "#undef CC_SHARED_MAX\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const std::string nm = upper_name(kp, st, static_cast<int>(k));
       if (kp.buffers[st.params[k]].type == dtype::u32 && st.body.find("CC_ATOMIC_ADD_" + nm + "(") != std::string::npos)

@@ -41,7 +41,7 @@ class cpp_emitter : public c_emitter {
     if (st.group > 0) throw error("concord codegen: stage " + st.name + " is cooperative (workgroup threads and barriers): GPU dialects only");
     std::string s = "extern \"C\" void " + st.name + "(void* const* params, uint begin, uint end) {\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size() || st.custom();
+      const bool out = written(kp, st, static_cast<int>(k));
       const std::string t = storage_type(kp.buffers[st.params[k]].type);
       s += "  " + std::string(out ? "" : "const ") + t + "* __restrict p" + std::to_string(k) + " = static_cast<" + (out ? "" : "const ") + t + "*>(params[" + std::to_string(k) + "]);\n";
     }

@@ -53,12 +53,13 @@ class glsl_emitter : public c_emitter {
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
     std::string s = "layout(local_size_x = " + std::to_string(st.group > 0 ? st.group : glsl_local_size) + ") in;\n";
     for (const auto& [nm, n] : st.shared) s += "shared float " + nm + "[" + std::to_string(n) + "];\n";
+    for (const auto& [nm, n] : st.shared_u32) s += "shared uint " + nm + "[" + std::to_string(n) + "];\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size() || st.custom();
+      const bool out = written(kp, st, static_cast<int>(k));
       const dtype t = kp.buffers[st.params[k]].type;
       std::string et = t == dtype::f32 ? "float" : t == dtype::i32 ? "int" : (t == dtype::f16 && storage16_) ? "uint16_t" : "uint";
       const std::string coherent = shared_across_groups(kp, st, static_cast<int>(k)) ? "coherent " : "";
-      s += "layout(std430, set = 0, binding = " + std::to_string(k) + ") " + coherent + (out ? "" : "readonly ") + "buffer B" + std::to_string(k) + " { " + et + " d[]; } p" + std::to_string(k) + ";\n";
+      s += "layout(std430, set = 0, binding = " + std::to_string(k) + ") " + coherent + (out ? "" : "readonly restrict ") + "buffer B" + std::to_string(k) + " { " + et + " d[]; } p" + std::to_string(k) + ";\n";
     }
     if (st.group > 0)
       return s + "#define CC_BARRIER() memoryBarrierShared(); barrier()\nvoid main() {\n  uint i = gl_WorkGroupID.x + gl_WorkGroupID.y * pc.row;\n"
@@ -98,7 +99,8 @@ class glsl_emitter : public c_emitter {
     const bool h = kp.buffers[st.params[p]].type == dtype::f16;
     const std::string k = std::to_string(p);
     const std::string coherent = shared_across_groups(kp, st, p) ? "coherent " : "";
-    return "layout(std430, set = 0, binding = " + k + ") " + coherent + "readonly buffer B" + k + "v { " + (h ? "uvec4" : "vec4") + " d[]; } p" + k + "v;\n";
+    const std::string restrict_ = written(kp, st, p) ? "" : "restrict ";
+    return "layout(std430, set = 0, binding = " + k + ") " + coherent + "readonly " + restrict_ + "buffer B" + k + "v { " + (h ? "uvec4" : "vec4") + " d[]; } p" + k + "v;\n";
   }
   std::string load_vec8(const kernel_plan& kp, const stage& st, int p, const std::string& x, const std::string& f) override {
     const std::string v = "p" + std::to_string(p) + "v.d[";
@@ -111,6 +113,7 @@ class glsl_emitter : public c_emitter {
     return "atomicAdd(" + element(kp, st, p, idx) + ", " + v + ")";
   }
   std::string fence() const override { return "memoryBarrierBuffer()"; }
+  std::string shared_max() const override { return "atomicMax(cc_a, cc_v)"; }
   std::string store_f16(const kernel_plan& kp, const stage& st, int p, const std::string& idx, const std::string& v) override {
     if (storage16_) return c_emitter::store_f16(kp, st, p, idx, v);
     const std::string w = "p" + std::to_string(p) + ".d[(" + idx + ") >> 1]", sh = "(((" + idx + ") & 1u) * 16u)";

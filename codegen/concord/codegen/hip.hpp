@@ -31,12 +31,13 @@ class hip_emitter : public c_emitter {
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
     std::string s = "extern \"C\" __global__ void __launch_bounds__(" + std::to_string(block(st)) + ") " + st.name + "(";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size() || st.custom();
+      const bool out = written(kp, st, static_cast<int>(k));
       s += std::string(out ? "" : "const ") + storage_type(kp.buffers[st.params[k]].type) + "* __restrict__ p" + std::to_string(k) + ", ";
     }
     if (st.group > 0) {
       s += "uint count) {\n  uint i = blockIdx.x; uint lane = threadIdx.x;\n";
       for (const auto& [nm, n] : st.shared) s += "  __shared__ float " + nm + "[" + std::to_string(n) + "];\n";
+      for (const auto& [nm, n] : st.shared_u32) s += "  __shared__ uint " + nm + "[" + std::to_string(n) + "];\n";
       return s + "  if (i >= count) return;\n";
     }
     return s + "uint count) {\n  uint i = blockIdx.x * " + std::to_string(hip_block_size) + "u + threadIdx.x;\n  if (i >= count) return;\n";
@@ -46,7 +47,7 @@ class hip_emitter : public c_emitter {
     const std::string grid = st.group > 0 ? std::string("count") : "(count + " + std::to_string(hip_block_size - 1) + "u) / " + std::to_string(hip_block_size) + "u";
     s += "  hipLaunchKernelGGL(" + st.name + ", dim3(" + grid + "), dim3(" + std::to_string(block(st)) + "), 0, (hipStream_t)stream";
     for (size_t k = 0; k < st.params.size(); ++k) {
-      const bool out = k + 1 == st.params.size() || st.custom();
+      const bool out = written(kp, st, static_cast<int>(k));
       s += ", static_cast<" + std::string(out ? "" : "const ") + storage_type(kp.buffers[st.params[k]].type) + "*>(params[" + std::to_string(k) + "])";
     }
     return s + ", count);\n  return static_cast<int>(hipGetLastError());\n}\n";
@@ -86,6 +87,7 @@ class hip_emitter : public c_emitter {
     return "atomicAdd(&" + element(kp, st, p, idx) + ", " + v + ")";
   }
   std::string fence() const override { return "__threadfence()"; }
+  std::string shared_max() const override { return "atomicMax(&(cc_a), (cc_v))"; }
   std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
   std::string load_vec8(const kernel_plan&, const stage&, int p, const std::string& x, const std::string& f) override {
     return "cc_ldv8(p" + std::to_string(p) + ", " + x + ", " + f + ")";

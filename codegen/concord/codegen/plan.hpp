@@ -31,10 +31,11 @@ struct stage {
   std::string helpers;
   std::vector<std::pair<std::string, program>> functions;  // DSL modifiers emitted as inline functions
   // Cooperative stages (GPU dialects only): `group` threads run the body together for each i in
-  // [0, count) with `lane` in [0, group); `shared` float arrays are visible to the whole group and
-  // CC_BARRIER() synchronizes it (every thread must reach it). 0: one invocation per element.
+  // [0, count) with `lane` in [0, group); `shared` float arrays (and `shared_u32` ones, which
+  // CC_SHARED_MAX(a[x], v) raises atomically) are visible to the whole group and CC_BARRIER()
+  // synchronizes it (every thread must reach it). 0: one invocation per element.
   int64_t group = 0;
-  std::vector<std::pair<std::string, int64_t>> shared;
+  std::vector<std::pair<std::string, int64_t>> shared, shared_u32;
   bool custom() const { return !body.empty(); }
 };
 
