@@ -8,7 +8,8 @@
 #                   each also with the bench flags ABFLAGS when set
 #   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
 #   phase "full":   attention + conformance on both, every benchmark on both, the peers, then (AB set)
-#                   the decode benches again with the bench flags AB; step times in steps.log
+#                   the decode benches again with the bench flags AB, and (ALT set) the HIP decode
+#                   benches of the build in folder ALT; step times in steps.log
 # Binaries are built on the CI-like machine (scripts/gpu-prepare.sh) and carried in gpu-carry/;
 # the HIP kernels are compiled on the GPU machine by nvcc at run time. Results go to $OUT.
 set -uo pipefail
@@ -31,7 +32,7 @@ if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
 fi
 export CONCORD_CACHE_DIR=/tmp/concord-cache CONCORD_HIP_COMPAT_DIR=$PWD/backends/hip_compat CONCORD_HIP_PLATFORM=nvidia
 export PATH=/usr/local/cuda/bin:$PATH
-{
+[ "$phase" = pack ] || {
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   nvcc --version | tail -2 | head -1
@@ -101,8 +102,12 @@ elif [ "$phase" = full ]; then
   (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   if [ -n "${AB:-}" ]; then
     step ab
-    (timeout 60 gpu-carry/bench_hip --backend hip --only decode $AB --out "$out/bench_hip_b.json" > "$out/bench_hip_b.log" 2>&1; echo "exit $?" >> "$out/bench_hip_b.log")
-    (timeout 60 gpu-carry/bench --backend vulkan --only decode $AB --out "$out/bench_vulkan_b.json" > "$out/bench_vulkan_b.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan_b.log")
+    (timeout 100 gpu-carry/bench_hip --backend hip --only decode $AB --out "$out/bench_hip_b.json" > "$out/bench_hip_b.log" 2>&1; echo "exit $?" >> "$out/bench_hip_b.log")
+    (timeout 100 gpu-carry/bench --backend vulkan --only decode $AB --out "$out/bench_vulkan_b.json" > "$out/bench_vulkan_b.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan_b.log")
+  fi
+  if [ -n "${ALT:-}" ]; then  # a second build's HIP decode benches (ALT: a folder holding bench_hip)
+    step alt
+    (timeout 100 "$ALT/bench_hip" --backend hip --only decode --out "$out/bench_hip_alt.json" > "$out/bench_hip_alt.log" 2>&1; echo "exit $?" >> "$out/bench_hip_alt.log")
   fi
   step done
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done

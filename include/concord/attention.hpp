@@ -438,6 +438,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   if (p.chosen.variant == "decode_coop") {
     const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = detail::coop_qk_parts(KT), DPT = (D + W - 1) / W;
     attend.group = W;
+    attend.resident = detail::coop_decode_resident;
     attend.count = (H / GQ) * c.q_len * S;
     const bool wide = dev.wide_loads && detail::coop_decode_wide(GQ, D, KT, W);
     const int64_t KG = wide ? W / (D / 8) : 1, ACCN = wide ? 8 : DPT;

@@ -31,6 +31,10 @@
 namespace concord::attention::detail {
 
 inline constexpr int64_t coop_threads = 128;
+// HIP builds decode for 8 resident workgroups per multiprocessor (<= 64 registers on NVIDIA): ptxas
+// gave MHA decode 72 registers, so 32K's 1024 workgroups no longer ran as one wave on 132 SMs
+// (H200 run 26: 0.0563 -> 0.0675 ms, while 16K and 128K got faster).
+inline constexpr int64_t coop_decode_resident = 8;
 
 // Invocation i -> (head group, query row, key split) and that split's range [e0, e1) of the key list.
 inline constexpr const char* split_preamble = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
@@ -70,7 +74,7 @@ inline constexpr const char* coop_stage_wide = R"(      for (uint it = 0u; it < 
 
 inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
   for (uint x = lane; x < @GQD@u; x += @WG@u) cq[x] = CC_LDF_Q(((h0 + x / @D@u) * @NQ@u + qi) * @D@u + x % @D@u);
-  float acc[@GQACC@]; float mx[@GQ@]; float sm[@GQ@]; float mn[@GQ@]; float lp[@NSL@];
+  float acc[@GQACC@]; float mx[@GQ@]; float sm[@GQ@]; float lp[@NSL@];
   for (uint g = 0u; g < @GQ@u; ++g) {
     mx[g] = ninf; sm[g] = 0.0f;
     for (uint y = 0u; y < @ACCN@u; ++y) acc[g * @ACCN@u + y] = 0.0f;
@@ -105,23 +109,22 @@ inline constexpr const char* coop_decode_body = R"(@PREAMBLE@  float ninf = cc_f
       float cr[@GQ@];
       for (uint g = 0u; g < @GQ@u; ++g) {
         float tmax = cc_unorder(tm[g]);
-        mn[g] = tmax > mx[g] ? tmax : mx[g];
-        cr[g] = mn[g] > ninf ? cc_exp(mx[g] - mn[g]) : 1.0f;
+        float mn = tmax > mx[g] ? tmax : mx[g];
+        cr[g] = mn > ninf ? cc_exp(mx[g] - mn) : 1.0f;
+        mx[g] = mn;
       }
       for (uint t = 0u; t < @NSL@u; ++t) {
         uint y = lane + t * @WG@u;
         if (y < @GQKT@u) {
-          float m = mn[0]; float c = cr[0];
-          for (uint g = 1u; g < @GQ@u; ++g) if (y / @KT@u == g) { m = mn[g]; c = cr[g]; }
+          float m = mx[0]; float c = cr[0];
+          for (uint g = 1u; g < @GQ@u; ++g) if (y / @KT@u == g) { m = mx[g]; c = cr[g]; }
           float p = ss[y] > ninf ? cc_exp(ss[y] - m) : 0.0f;
           pr[y] = p; lp[t] = lp[t] * c + p;
         }
       }
       CC_BARRIER();
-      for (uint g = 0u; g < @GQ@u; ++g) {
+      for (uint g = 0u; g < @GQ@u; ++g)
         for (uint y = 0u; y < @ACCN@u; ++y) acc[g * @ACCN@u + y] = acc[g * @ACCN@u + y] * cr[g];
-        mx[g] = mn[g];
-      }
 @PV@    }
   }
   CC_BARRIER();

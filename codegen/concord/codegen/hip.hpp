@@ -29,7 +29,8 @@ class hip_emitter : public c_emitter {
            "CC_FN float cc_tanh(float x) { return tanhf(x); }\n";
   }
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
-    std::string s = "extern \"C\" __global__ void __launch_bounds__(" + std::to_string(block(st)) + ") " + st.name + "(";
+    const std::string bounds = std::to_string(block(st)) + (st.resident > 0 ? ", " + std::to_string(st.resident) : std::string());
+    std::string s = "extern \"C\" __global__ void __launch_bounds__(" + bounds + ") " + st.name + "(";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const bool out = written(kp, st, static_cast<int>(k));
       s += std::string(out ? "" : "const ") + storage_type(kp.buffers[st.params[k]].type) + "* __restrict__ p" + std::to_string(k) + ", ";

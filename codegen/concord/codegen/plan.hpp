@@ -35,6 +35,7 @@ struct stage {
   // CC_SHARED_MAX(a[x], v) raises atomically) are visible to the whole group and CC_BARRIER()
   // synchronizes it (every thread must reach it). 0: one invocation per element.
   int64_t group = 0;
+  int64_t resident = 0;  // workgroups per multiprocessor the HIP build keeps room for (__launch_bounds__); 0: compiler's choice
   std::vector<std::pair<std::string, int64_t>> shared, shared_u32;
   bool custom() const { return !body.empty(); }
 };
