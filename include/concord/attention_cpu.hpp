@@ -3,9 +3,12 @@
 // kept tile is read straight from the K/V cache (f16 converted in registers) once per invocation
 // and used by all RN rows: scores as a register-blocked Q.K^T (RB rows x 2-4 keys per step),
 // softmax per row, then P.V with the accumulators of RB rows x 64-128 dims held in registers.
-// Vectors are 16 floats with AVX-512 (8 if CC_NO512 is defined), 8 with AVX2, else plain arrays. Only the first lines of the
-// next tile are prefetched (to start the hardware prefetcher on a jump): prefetching whole tiles
-// measured 20-30% slower on decode (interleaved A/B, docs/benchmarks.md).
+// Vectors are 16 floats with AVX-512 (8 if CC_NO512 is defined), 8 with AVX2, else plain arrays.
+// Prefetch (CC_PREFETCH, default 2) runs one phase ahead and is spread over the loops, never a burst:
+// the first lines of the next kept tile at the start of a tile (1), then each key row of the tile's
+// V while Q.K^T reads its K, and each row of the next tile's K while P.V reads V (2), so memory stays
+// busy through the softmax. Interleaved A/B (docs/benchmarks.md): decode 16K MHA 1.36 -> 1.24 ms,
+// GQA 1.90 -> 1.41 ms; prefetching whole tiles at once was 20-30% slower, a whole tile ahead slower too.
 // Arithmetic: float32 with fused multiply-add (the attention output is checked against the float64
 // reference with a tolerance, not bit for bit); masking, causality and the all-masked row rule are
 // the ones of attention.hpp.
@@ -56,7 +59,7 @@ static inline cc_vf cc_vf_fma(cc_vf a, cc_vf b, cc_vf c) { cc_vf r; for (int l =
 static inline float cc_vf_sum(cc_vf v) { return ((v.x[0] + v.x[4]) + (v.x[2] + v.x[6])) + ((v.x[1] + v.x[5]) + (v.x[3] + v.x[7])); }
 #endif
 #ifndef CC_PREFETCH
-#define CC_PREFETCH 1
+#define CC_PREFETCH 2
 #endif
 #if defined(__GNUC__)
 #define cc_prefetch(p) __builtin_prefetch((p), 0, 3)
@@ -98,14 +101,19 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
     const uint n = k1 - k0;
     const KT* kt = k + (size_t(kvh) * NK + k0) * D;
     const KT* vt = v + (size_t(kvh) * NK + k0) * D;
+    const KT* knext = nullptr;
     if (CC_PREFETCH && e + 1u < e1) {
       size_t nx = (size_t(kvh) * NK + size_t(index[lrow * KB + e + 1u]) * B) * D;
       const char* pk = reinterpret_cast<const char*>(k + nx); const char* pv = reinterpret_cast<const char*>(v + nx);
       for (uint x = 0u; x < 4u; ++x) { cc_prefetch(pk + 64u * x); cc_prefetch(pv + 64u * x); }
+      knext = k + nx;
     }
     for (uint j = 0u; j < n; j += KJ) {
       const KT* kr[KJ];
       for (uint x = 0u; x < KJ; ++x) kr[x] = kt + size_t(j + x < n ? j + x : j) * D;
+      if (CC_PREFETCH >= 2)
+        for (uint x = 0u; x < KJ && j + x < n; ++x)
+          for (uint l = 0u; l < D * sizeof(KT); l += 64u) cc_prefetch(reinterpret_cast<const char*>(vt + size_t(j + x) * D) + l);
       for (uint r0 = 0u; r0 < RNP; r0 += RB) {
         cc_vf pa[KJ][RB];
         for (uint x = 0u; x < KJ; ++x)
@@ -155,7 +163,10 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
       if (corr != 1.0f) for (uint d = 0u; d < D; ++d) acc[r][d] *= corr;
       mx[r] = mn;
     }
-    for (uint jb = 0u; jb < n; jb += 16u)
+    for (uint jb = 0u; jb < n; jb += 16u) {
+    if (CC_PREFETCH >= 2 && knext)
+      for (uint j = jb; j < jb + 16u && j < B; ++j)
+        for (uint l = 0u; l < D * sizeof(KT); l += 64u) cc_prefetch(reinterpret_cast<const char*>(knext + size_t(j) * D) + l);
     for (uint r0 = 0u; r0 < RNP; r0 += RB) {
       const uint jn = jb + 16u < n ? jb + 16u : n;
       uint dc = 0u;
@@ -186,6 +197,7 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
       for (uint rr = 0u; rr < RB; ++rr)
         for (uint d = DW; d < D; ++d)
           for (uint j = jb; j < jn; ++j) acc[r0 + rr][d] += st[r0 + rr][j] * cc_h2f_any(vt[size_t(j) * D + d]);
+    }
     }
   }
   if (ch == 0u) tiles[(hg * QB + qb) * S + sp] = ntiles;
