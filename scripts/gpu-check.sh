@@ -99,7 +99,7 @@ elif [ "$phase" = full ]; then
   step bench_vulkan
   (timeout 200 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
   step peers
-  (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
+  (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   if [ -n "${AB:-}" ]; then
     step ab
     (timeout 100 gpu-carry/bench_hip --backend hip --only decode $AB --out "$out/bench_hip_b.json" > "$out/bench_hip_b.log" 2>&1; echo "exit $?" >> "$out/bench_hip_b.log")
