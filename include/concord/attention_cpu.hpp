@@ -164,40 +164,40 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
       mx[r] = mn;
     }
     for (uint jb = 0u; jb < n; jb += 16u) {
-    if (CC_PREFETCH >= 2 && knext)
-      for (uint j = jb; j < jb + 16u && j < B; ++j)
-        for (uint l = 0u; l < D * sizeof(KT); l += 64u) cc_prefetch(reinterpret_cast<const char*>(knext + size_t(j) * D) + l);
-    for (uint r0 = 0u; r0 < RNP; r0 += RB) {
-      const uint jn = jb + 16u < n ? jb + 16u : n;
-      uint dc = 0u;
-      for (; dc + CC_W * VD <= DW; dc += CC_W * VD) {
-        cc_vf a[RB][VD];
-        for (uint rr = 0u; rr < RB; ++rr)
-          for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_vf_ld(&acc[r0 + rr][dc + CC_W * y]);
-        for (uint j = jb; j < jn; ++j) {
-          cc_vf xv[VD];
-          for (uint y = 0u; y < VD; ++y) xv[y] = cc_vf_ld(vt + size_t(j) * D + dc + CC_W * y);
-          for (uint rr = 0u; rr < RB; ++rr) {
-            cc_vf p = cc_vf_set1(st[r0 + rr][j]);
-            for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_vf_fma(p, xv[y], a[rr][y]);
+      if (CC_PREFETCH >= 2 && knext)
+        for (uint j = jb; j < jb + 16u && j < B; ++j)
+          for (uint l = 0u; l < D * sizeof(KT); l += 64u) cc_prefetch(reinterpret_cast<const char*>(knext + size_t(j) * D) + l);
+      for (uint r0 = 0u; r0 < RNP; r0 += RB) {
+        const uint jn = jb + 16u < n ? jb + 16u : n;
+        uint dc = 0u;
+        for (; dc + CC_W * VD <= DW; dc += CC_W * VD) {
+          cc_vf a[RB][VD];
+          for (uint rr = 0u; rr < RB; ++rr)
+            for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_vf_ld(&acc[r0 + rr][dc + CC_W * y]);
+          for (uint j = jb; j < jn; ++j) {
+            cc_vf xv[VD];
+            for (uint y = 0u; y < VD; ++y) xv[y] = cc_vf_ld(vt + size_t(j) * D + dc + CC_W * y);
+            for (uint rr = 0u; rr < RB; ++rr) {
+              cc_vf p = cc_vf_set1(st[r0 + rr][j]);
+              for (uint y = 0u; y < VD; ++y) a[rr][y] = cc_vf_fma(p, xv[y], a[rr][y]);
+            }
           }
+          for (uint rr = 0u; rr < RB; ++rr)
+            for (uint y = 0u; y < VD; ++y) cc_vf_st(&acc[r0 + rr][dc + CC_W * y], a[rr][y]);
+        }
+        for (; dc < DW; dc += CC_W) {
+          cc_vf a[RB];
+          for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_vf_ld(&acc[r0 + rr][dc]);
+          for (uint j = jb; j < jn; ++j) {
+            cc_vf x0 = cc_vf_ld(vt + size_t(j) * D + dc);
+            for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_vf_fma(cc_vf_set1(st[r0 + rr][j]), x0, a[rr]);
+          }
+          for (uint rr = 0u; rr < RB; ++rr) cc_vf_st(&acc[r0 + rr][dc], a[rr]);
         }
         for (uint rr = 0u; rr < RB; ++rr)
-          for (uint y = 0u; y < VD; ++y) cc_vf_st(&acc[r0 + rr][dc + CC_W * y], a[rr][y]);
+          for (uint d = DW; d < D; ++d)
+            for (uint j = jb; j < jn; ++j) acc[r0 + rr][d] += st[r0 + rr][j] * cc_h2f_any(vt[size_t(j) * D + d]);
       }
-      for (; dc < DW; dc += CC_W) {
-        cc_vf a[RB];
-        for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_vf_ld(&acc[r0 + rr][dc]);
-        for (uint j = jb; j < jn; ++j) {
-          cc_vf x0 = cc_vf_ld(vt + size_t(j) * D + dc);
-          for (uint rr = 0u; rr < RB; ++rr) a[rr] = cc_vf_fma(cc_vf_set1(st[r0 + rr][j]), x0, a[rr]);
-        }
-        for (uint rr = 0u; rr < RB; ++rr) cc_vf_st(&acc[r0 + rr][dc], a[rr]);
-      }
-      for (uint rr = 0u; rr < RB; ++rr)
-        for (uint d = DW; d < D; ++d)
-          for (uint j = jb; j < jn; ++j) acc[r0 + rr][d] += st[r0 + rr][j] * cc_h2f_any(vt[size_t(j) * D + d]);
-    }
     }
   }
   if (ch == 0u) tiles[(hg * QB + qb) * S + sp] = ntiles;
