@@ -182,7 +182,9 @@ inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
     const int64_t blocks = (c.kv_blocks() + s - 1) / s, D = c.head_dim, GQ = r.group;
     if (r.variant == "decode_coop") {
       const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = detail::coop_qk_parts(KT), DPT = (D + W - 1) / W;
-      const int64_t sub = (KT * D + W - 1) / W + (GQ * KT * P + W - 1) / W * ((D + P - 1) / P + 1) + (GQ * KT + W - 1) / W * (P + 2) + 2 * GQ * KT + DPT * KT * (GQ + 1);
+      const int64_t DP = (D + P - 1) / P, NSL = (GQ * KT + W - 1) / W;  // stage K; Q.K; scores; maxima; slots; rescale; P.V
+      const int64_t sub = (KT * D + W - 1) / W + 1 + (KT * P + W - 1) / W * (2 * GQ + DP * (GQ + 1)) + NSL * (P + 1) + GQ + NSL * GQ + GQ * 8 +
+                          DPT * KT * (GQ + 1);
       return blocks * ((c.block + KT - 1) / KT) * sub + (GQ * D + W - 1) / W + 2 * GQ * DPT;
     }
     if (r.variant == "prefill_coop") {
