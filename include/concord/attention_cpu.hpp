@@ -101,9 +101,11 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
     const uint n = k1 - k0;
     const KT* kt = k + (size_t(kvh) * NK + k0) * D;
     const KT* vt = v + (size_t(kvh) * NK + k0) * D;
-    const KT* knext = nullptr;
+    const KT* knext = nullptr; uint knn = 0u;
     if (CC_PREFETCH && e + 1u < e1) {
-      size_t nx = (size_t(kvh) * NK + size_t(index[lrow * KB + e + 1u]) * B) * D;
+      uint kbn = index[lrow * KB + e + 1u];
+      size_t nx = (size_t(kvh) * NK + size_t(kbn) * B) * D;
+      knn = NK - kbn * B < B ? NK - kbn * B : B;
       const char* pk = reinterpret_cast<const char*>(k + nx); const char* pv = reinterpret_cast<const char*>(v + nx);
       for (uint x = 0u; x < 4u; ++x) { cc_prefetch(pk + 64u * x); cc_prefetch(pv + 64u * x); }
       knext = k + nx;
@@ -165,7 +167,7 @@ static void cc_cpu_tile(uint i, const float* q, const KT* k, const KT* v, const 
     }
     for (uint jb = 0u; jb < n; jb += 16u) {
       if (CC_PREFETCH >= 2 && knext)
-        for (uint j = jb; j < jb + 16u && j < B; ++j)
+        for (uint j = jb; j < jb + 16u && j < knn; ++j)
           for (uint l = 0u; l < D * sizeof(KT); l += 64u) cc_prefetch(reinterpret_cast<const char*>(knext + size_t(j) * D) + l);
       for (uint r0 = 0u; r0 < RNP; r0 += RB) {
         const uint jn = jb + 16u < n ? jb + 16u : n;

@@ -6,6 +6,11 @@ typedef unsigned int uint;
 #define CC_FN static __device__ __forceinline__
 #define CC_CPU 0
 #define CC_BARRIER() __syncthreads()
+#ifdef __HIP_PLATFORM_AMD__
+#define CC_RESIDENT(n)
+#else
+#define CC_RESIDENT(n) , n
+#endif
 CC_FN uint cc_bits(float x) { return __float_as_uint(x); }
 CC_FN float cc_float(uint u) { return __uint_as_float(u); }
 CC_FN float cc_div(float a, float b) { return a / b; }
