@@ -160,6 +160,24 @@ TEST_CASE("attention: decode splits combined by the last workgroup of a row, or 
     }
 }
 
+TEST_CASE("attention: scores in the thousands, where only the true running max keeps exp finite", "[attention][edges]") {
+  // q x 1000 puts scores at about +-700 (sd ~330): exp(s - m) overflows unless m is each tile's
+  // and row's true maximum, so a max that is merely close (a lost atomic, a stale tile) fails here.
+  auto big_q = [](std::vector<concord::tensor>& in) {
+    float* q = in[0].as<float>();
+    for (int64_t i = 0; i < in[0].size(); ++i) q[i] *= 1000.0f;
+  };
+  auto c = base_config();
+  c.dense = true, c.q_len = 1, c.kv_len = 1000, c.heads = 8, c.kv_heads = 2, c.head_dim = 128, c.block = 64, c.kv_type = concord::dtype::f16;
+  c.per_group = true;
+  run_attention_case("decode GQA 4:1 per group, scores ~ +-700", c, -1, 21, big_q);
+  c.per_group = false, c.splits = 5;
+  run_attention_case("decode per head, 5 splits, scores ~ +-700", c, -1, 22, big_q);
+  c = base_config();
+  c.dense = true, c.kv_type = concord::dtype::f16;
+  run_attention_case("prefill, scores ~ +-700", c, -1, 23, big_q);
+}
+
 TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {
   auto c = base_config();
   c.threshold = std::numeric_limits<double>::infinity(), c.window = 0, c.sinks = 0;
