@@ -7,6 +7,7 @@
 #   phase "ab":     attention + conformance, then the benches of several builds (BINS) alternately,
 #                   each also with the bench flags ABFLAGS when set
 #   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
+#   phase "mma":    attention + conformance on both, the HIP prefill benches with and without tensor cores
 #   phase "full":   attention + conformance on both, every benchmark on both, the peers, then (AB set)
 #                   the decode benches again with the bench flags AB, and (ALT set) the HIP decode
 #                   benches of the build in folder ALT; step times in steps.log
@@ -109,6 +110,19 @@ elif [ "$phase" = full ]; then
     step alt
     (timeout 100 "$ALT/bench_hip" --backend hip --only decode --out "$out/bench_hip_alt.json" > "$out/bench_hip_alt.log" 2>&1; echo "exit $?" >> "$out/bench_hip_alt.log")
   fi
+  step done
+  for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
+elif [ "$phase" = mma ]; then
+  # The tensor-core prefill: both suites, then the HIP prefill benches with it and without
+  # (CONCORD_HIP_MMA=0: prefill_coop) in the same call.
+  step verify
+  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
+  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  wait
+  step bench_mma
+  (timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_mma.json" > "$out/bench_hip_mma.log" 2>&1; echo "exit $?" >> "$out/bench_hip_mma.log")
+  step bench_coop
+  (CONCORD_HIP_MMA=0 timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_coop.json" > "$out/bench_hip_coop.log" 2>&1; echo "exit $?" >> "$out/bench_hip_coop.log")
   step done
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = all ]; then

@@ -178,6 +178,28 @@ TEST_CASE("attention: scores in the thousands, where only the true running max k
   run_attention_case("prefill, scores ~ +-700", c, -1, 23, big_q);
 }
 
+TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend runs them)", "[attention][mma]") {
+  // On HIP for NVIDIA these take prefill_mma: 64-row tiles inside blocks of 16 and 128 (rows past
+  // the block, two tiles per block), D = 16 and 128, GQA, a chunk aligned to the end of the keys,
+  // splits, modifiers, and rows of q scaled from 2^-24 to 2^16, past the f16 range, which only the
+  // per-row scaling of q keeps finite. Same tolerance as every route.
+  auto c = base_config();
+  c.kv_type = concord::dtype::f16, c.heads = 4, c.kv_heads = 1, c.q_len = 300, c.kv_len = 420, c.head_dim = 128, c.block = 128;
+  run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys", c, 2);
+  c.head_dim = 16, c.block = 16, c.heads = 2, c.kv_heads = 2, c.q_len = c.kv_len = 150;
+  run_attention_case("D=16 B=16 (one 64-row tile covers a block of 16)", c);
+  c = base_config();
+  c.kv_type = concord::dtype::f16, c.dense = true, c.splits = 3, c.causal = false;
+  run_attention_case("D=64 non-causal dense, 3 key splits", c);
+  auto wide_rows = [&](std::vector<concord::tensor>& in) {
+    float* q = in[0].as<float>();
+    for (int64_t i = 0; i < in[0].size(); ++i) q[i] = std::ldexp(q[i], static_cast<int>((i / c.head_dim) % 5) * 10 - 24);
+  };
+  c = base_config();
+  c.kv_type = concord::dtype::f16, c.dense = true, c.head_dim = 128, c.block = 64;
+  run_attention_case("rows of q scaled 2^-24 .. 2^16", c, -1, 31, wide_rows);
+}
+
 TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {
   auto c = base_config();
   c.threshold = std::numeric_limits<double>::infinity(), c.window = 0, c.sinks = 0;

@@ -261,13 +261,13 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   dev.backend = "test", dev.max_accumulator = 1024;
   auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
   CHECK(r.variant == "row");
-  REQUIRE(r.rejected.size() == 6);
+  REQUIRE(r.rejected.size() == 7);
   const std::string log = attention::describe(c, r, dev);
   INFO(log);
   for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
                            "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head",
                            "rejected cpu_tile: C++ dialect only", "rejected decode_coop: GPU dialects only",
-                           "rejected prefill_coop: GPU dialects only"})
+                           "rejected prefill_coop: GPU dialects only", "rejected prefill_mma: HIP only"})
     CHECK(log.find(want) != std::string::npos);
   dev.dialect = "hip", dev.shared_bytes = 48 * 1024;
   r = attention::plan_route(c, dev);
@@ -277,6 +277,22 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   r = attention::plan_route(c, dev);  // 8 rows x 1000 dims exceed both workgroup memory and accumulators
   CHECK(r.variant == "row");
   CHECK(attention::describe(c, r, dev).find("rejected prefill_coop: no query tile of 8+ rows fits") != std::string::npos);
+  c.head_dim = 128;
+  CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected prefill_mma: no f16 tensor cores") != std::string::npos);
+  dev.mma_f16 = true;
+  r = attention::plan_route(c, dev);
+  CHECK(r.variant == "prefill_mma");
+  CHECK(r.rows == 64);
+  for (auto [d, kv, want] : {std::tuple{int64_t{256}, dtype::f16, "head_dim 256 is not a multiple of 16 up to 128"}, {int64_t{72}, dtype::f16, "head_dim 72"},
+                             {int64_t{128}, dtype::f32, "K/V f32: tensor cores take f16"}}) {
+    c.head_dim = d, c.kv_type = kv;
+    r = attention::plan_route(c, dev);
+    CHECK(r.variant == "prefill_coop");
+    CHECK(attention::describe(c, r, dev).find(std::string("rejected prefill_mma: ") + want) != std::string::npos);
+  }
+  c.kv_type = dtype::f16, c.head_dim = 128, c.q_len = 2;
+  CHECK(attention::plan_route(c, dev).variant == "decode_coop");
+  c.q_len = 300, dev.mma_f16 = false;
   c.head_dim = 7, dev.dialect = "any", dev.shared_bytes = 0;
   c.q_len = 1, c.per_group = true, c.head_dim = 256;
   r = attention::plan_route(c, dev);

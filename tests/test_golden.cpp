@@ -149,3 +149,31 @@ TEST_CASE("HIP source of every golden graph and attention pipeline compiles for 
   }
   std::printf("hip compile-only: %d sources x targets compiled\n", compiled);
 }
+
+TEST_CASE("the tensor-core prefill compiles for sm_90 and stops AMD builds with a clear error", "[golden][hip-compile]") {
+  attention::device_caps dev;
+  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.mma_f16 = true;
+  attention::config c;
+  c.heads = 8, c.kv_heads = 2, c.q_len = 1000, c.kv_len = 1200, c.head_dim = 128, c.block = 128, c.kv_type = dtype::f16;
+  for (int64_t splits : {1, 3}) {
+    c.splits = splits;
+    const auto p = attention::build(c, dev);
+    REQUIRE(p.chosen.variant == "prefill_mma");
+    const std::string src = codegen::hip_emitter().emit(p.plan);
+    INFO("splits " << splits);
+    for (const char* target : {"sm_90", "gfx90a"}) {
+      INFO("target " << target);
+      try {
+        const std::string warnings = hip::compile_only(src, target);
+        CHECK(std::string(target) == "sm_90");
+        CHECK(warnings.empty());
+      } catch (const backend_unavailable& e) {
+        if (!allow_missing()) FAIL("HIP compiler missing (set CONCORD_ALLOW_MISSING_HIPCC=1 to allow): " << e.what());
+        WARN("skipped: " << e.what());
+      } catch (const backend_error& e) {
+        CHECK(std::string(target) == "gfx90a");
+        CHECK(std::string(e.what()).find("concord prefill_mma is built on nvcuda::wmma") != std::string::npos);
+      }
+    }
+  }
+}

@@ -21,6 +21,7 @@
 #pragma once
 #include <concord/attention_cpu.hpp>
 #include <concord/attention_gpu.hpp>
+#include <concord/attention_mma.hpp>
 #include <concord/codegen/plan.hpp>
 
 #include <cmath>
@@ -96,6 +97,7 @@ struct device_caps {
   bool wide_loads = true;          // cooperative kernels read K/V 8 elements per 16-byte load (D % 8 == 0)
   bool fused_combine = true;       // wide cooperative decode: the last split of a row combines (no separate stage)
   int64_t max_buffer_bytes = 0;    // the largest buffer one kernel may bind (Vulkan maxStorageBufferRange); 0: no limit
+  bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
 };
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
@@ -139,6 +141,17 @@ inline route plan_route(const config& c, const device_caps& dev) {
     reject("decode_coop", "G * ceil(D / " + std::to_string(detail::coop_threads) + ") = " + std::to_string(GQ * ((D + detail::coop_threads - 1) / detail::coop_threads)) + " accumulators per thread > 64");
   else {
     r.variant = "decode_coop", r.group = GQ, r.splits = splits_for(c.heads / GQ * c.q_len * detail::coop_threads);
+    return r;
+  }
+  if (dev.dialect != "hip" || !dev.mma_f16) reject("prefill_mma", dev.dialect != "hip" ? "HIP only (this plan is for " + dev.dialect + ")" : "no f16 tensor cores (NVIDIA sm_70+ only; AMD builds have none here)");
+  else if (decode) reject("prefill_mma", "q_len " + std::to_string(c.q_len) + " <= 4: a decode shape");
+  else if (c.kv_type != dtype::f16) reject("prefill_mma", "K/V f32: tensor cores take f16 (prefill_coop keeps f32 K/V exact)");
+  else if (D % 16 != 0 || D > 128) reject("prefill_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
+  else if (detail::mma_shared_bytes(D) > dev.shared_bytes)
+    reject("prefill_mma", std::to_string(detail::mma_shared_bytes(D)) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
+  else {
+    r.variant = "prefill_mma", r.group = 1, r.rows = detail::mma_rows;
+    r.splits = splits_for(c.heads * c.q_blocks() * ((std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows) * detail::mma_threads * 4, 1);
     return r;
   }
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("prefill_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
@@ -491,6 +504,19 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                         {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                         {"LAST", "qlast"}, {"TILE", "kv"}, {"ACC", "acc"},
                                                                         {"M", "rm[lr]"}, {"L", "rl[lr]"}, {"DIM0", "odim"}, {"DSTEP", "@NDG@"}, {"NPT", "@OD@"}, {"AI", "a * @OD@u"}}), tv);
+  }
+  if (p.chosen.variant == "prefill_mma") {
+    const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
+    attend.group = detail::mma_threads;
+    attend.count = H * QB * CH * S;
+    attend.helpers += detail::mma_helpers;
+    auto tv = vals;
+    tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(detail::mma_keys)}, {"LDK", std::to_string(D + 8)},
+                         {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
+                         {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}});
+    attend.body = detail::fill(detail::fill(detail::mma_prefill_body, {{"WALK", detail::coop_tile_walk}, {"VEARLY", ""}, {"KSTAGE", detail::mma_stage}, {"LAST", "qlast"},
+                                                                       {"HEAD", S > 1 ? detail::mma_head_partial : detail::mma_head_direct},
+                                                                       {"STORE", S > 1 ? detail::mma_store_partial : detail::mma_store_direct}}), tv);
   }
   if (p.chosen.variant == "cpu_tile") {
     const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;

@@ -7,6 +7,8 @@
 #include <concord/hip/jit.hpp>
 #include <concord/hip/runtime.hpp>
 
+#include <cstdlib>
+
 namespace concord::hip {
 
 using launch_fn = int (*)(void* const*, unsigned, void*);
@@ -35,6 +37,11 @@ inline attention::device_caps caps() {
   d.max_accumulator = 1024;
   d.dialect = "hip", d.shared_bytes = 48 * 1024;  // static __shared__ limit
   d.notes = di.describe() + "; flags: " + std::string(select_platform() == platform::nvidia ? nvcc_flags : hipcc_flags);
+  // Tensor cores (prefill_mma) on NVIDIA sm_70+; CONCORD_HIP_MMA=0 keeps prefill on CUDA cores (A/B runs).
+  const char* mma = std::getenv("CONCORD_HIP_MMA");
+  const bool sm70 = di.arch.rfind("sm_", 0) == 0 && std::atoi(di.arch.c_str() + 3) >= 70;
+  d.mma_f16 = select_platform() == platform::nvidia && sm70 && !(mma && *mma == '0');
+  if (d.mma_f16) d.notes += "; f16 tensor cores (nvcuda::wmma)";
   return d;
 }
 

@@ -1,0 +1,163 @@
+// The tensor-core prefill kernel (route `prefill_mma`, HIP built for NVIDIA: nvcuda::wmma 16x16x16,
+// f16 inputs, f32 accumulation). One workgroup of 4 warps serves 64 query rows of one head inside
+// one query block (warp w owns rows 16w..16w+15), for one key split. Per K/V sub-tile of 32 keys:
+//   1. the workgroup stages K and V (f16, 16-byte loads, rows past the tile zeroed) in shared memory
+//   2. S = Q.K^T on tensor cores, stored to the warp's f32 scratch
+//   3. two lanes per row apply scale, causal, mask_mod and score_mod, take the tile max, rescale
+//      the row and write p in f16 pieces; the O fragments are rescaled in registers (a fragment
+//      loaded from a matrix of row numbers tells each element its row, whatever the layout)
+//   4. O += P.V on tensor cores
+// Two barriers per sub-tile. Numerics stay those of the f32 kernels, to the same tolerance:
+//   * Q (f32) is split per row as q * 2^e = hi + lo, both f16, where 2^e brings the row's largest
+//     finite |q| just under 2^14 (no f16 overflow, small rows keep their bits); hi + lo carries
+//     22 bits, K is exact in f16, products are exact in the f32 accumulator; the score is
+//     (s * 2^-e) * scale with 2^-e applied in two exact halves. A non-finite q keeps hi (inf, NaN)
+//     and lo = 0, so inf * 0 and inf - inf give NaN as in f32.
+//   * p in [0, 1] is split as p * 2^12 = hi + lo (2^12 keeps tiny p out of f16 underflow); the
+//     row sum uses the unrounded f32 p; O is scaled by 2^-12 on the way out.
+// Rows past the block or the queries are computed as fully masked and never stored; tiles are
+// counted per listed block, as in every other variant.
+#pragma once
+#include <cstdint>
+
+namespace concord::attention::detail {
+
+inline constexpr int64_t mma_threads = 128, mma_rows = 64, mma_keys = 32;
+// Shared bytes: K and V tiles (rows of D + 8 halves), per warp an f32 score scratch (16 x 36) and
+// two f16 p pieces (16 x 40), 64 row corrections.
+inline int64_t mma_shared_bytes(int64_t D) { return 2 * 2 * mma_keys * (D + 8) + 4 * (16 * (mma_keys + 4) * 4 + 2 * 16 * (mma_keys + 8) * 2) + 4 * mma_rows; }
+
+inline constexpr const char* mma_helpers = R"(#ifdef __HIP_PLATFORM_AMD__
+#error "concord prefill_mma is built on nvcuda::wmma (NVIDIA); plan AMD targets with device_caps::mma_f16 = false"
+#endif
+#include <mma.h>
+namespace cc_wmma = nvcuda::wmma;
+typedef cc_wmma::fragment<cc_wmma::matrix_a, 16, 16, 16, __half, cc_wmma::row_major> cc_frag_a;
+typedef cc_wmma::fragment<cc_wmma::matrix_b, 16, 16, 16, __half, cc_wmma::col_major> cc_frag_bt;
+typedef cc_wmma::fragment<cc_wmma::matrix_b, 16, 16, 16, __half, cc_wmma::row_major> cc_frag_b;
+typedef cc_wmma::fragment<cc_wmma::accumulator, 16, 16, 16, float> cc_frag_c;
+)";
+
+inline constexpr const char* mma_stage = R"(      for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
+        uint j = x / @D8N@u; uint c8 = x % @D8N@u;
+        uint4 kw = make_uint4(0u, 0u, 0u, 0u); uint4 vw = kw;
+        if (j < n) { kw = CC_LDR8_K(kbase / 8u + x); vw = CC_LDR8_V(kbase / 8u + x); }
+        *reinterpret_cast<uint4*>(ks + j * @LDK@u + c8 * 8u) = kw;
+        *reinterpret_cast<uint4*>(vs + j * @LDK@u + c8 * 8u) = vw;
+      }
+)";
+
+inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint ch = t0 % @CH@u; uint t1 = t0 / @CH@u;
+  uint qb = t1 % @QB@u; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
+  uint r0 = qb * @B@u + ch * 64u;
+  uint rend = qb * @B@u + @B@u < @NQ@u ? qb * @B@u + @B@u : @NQ@u;
+  uint nr = r0 < rend ? (rend - r0 < 64u ? rend - r0 : 64u) : 0u;
+  if (nr == 0u) return;
+  uint lrow = @LHEAD@ * @QB@u + qb;
+  uint cnt = CC_LD_KV_COUNT(lrow);
+  uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
+  __shared__ __align__(32) __half ks[@KT@ * @LDK@];
+  __shared__ __align__(32) __half vs[@KT@ * @LDK@];
+  __shared__ __align__(32) float sw[4 * 16 * @LDS@];
+  __shared__ __align__(32) __half phw[4 * 16 * @LDP@];
+  __shared__ __align__(32) __half plw[4 * 16 * @LDP@];
+  __shared__ float rcorr[64];
+  uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / 2u; uint hf = wl % 2u;
+  float* sc_w = sw + w * 16u * @LDS@u; __half* ph = phw + w * 16u * @LDP@u; __half* pl = plw + w * 16u * @LDP@u;
+  uint lr = w * 16u + rr; bool rowok = lr < nr; uint qrow = r0 + lr; uint qpos = qrow + @OFF@u;
+  uint qbase = (h0 * @NQ@u + qrow) * @D@u;
+  float amax = 0.0f;
+  if (rowok) for (uint d = hf; d < @D@u; d += 2u) { float x = fabsf(CC_LDF_Q(qbase + d)); amax = x < pinf && x > amax ? x : amax; }
+  float am2 = __shfl_xor_sync(0xffffffffu, amax, 1); amax = am2 > amax ? am2 : amax;
+  int ex = 0;
+  if (amax > 0.0f) frexpf(amax, &ex);
+  int e = amax > 0.0f ? 14 - ex : 0;
+  float un1 = ldexpf(1.0f, -(e / 2)); float un2 = ldexpf(1.0f, (e / 2) - e);
+  cc_frag_a qh[@DK@]; cc_frag_a ql[@DK@];
+  for (uint kk = 0u; kk < @DK@u; ++kk) {
+    for (uint c = hf * 8u; c < hf * 8u + 8u; ++c) {
+      float xs = rowok ? ldexpf(CC_LDF_Q(qbase + kk * 16u + c), e) : 0.0f;
+      __half hi = __float2half_rn(xs); float hv = __half2float(hi);
+      ph[rr * @LDP@u + c] = hi; pl[rr * @LDP@u + c] = __float2half_rn(fabsf(hv) < pinf ? xs - hv : 0.0f);
+    }
+    __syncwarp();
+    cc_wmma::load_matrix_sync(qh[kk], ph, @LDP@); cc_wmma::load_matrix_sync(ql[kk], pl, @LDP@);
+    __syncwarp();
+  }
+  cc_frag_c rid; cc_frag_c sf; cc_frag_c of[@DK@];
+  for (uint x = wl; x < 256u; x += 32u) sc_w[(x / 16u) * @LDS@u + x % 16u] = float(x / 16u);
+  __syncwarp();
+  cc_wmma::load_matrix_sync(rid, sc_w, @LDS@, cc_wmma::mem_row_major);
+  for (uint f = 0u; f < @DK@u; ++f) cc_wmma::fill_fragment(of[f], 0.0f);
+  float m = ninf; float l = 0.0f;
+  uint qlast = r0 + nr - 1u + @OFF@u;
+  uint tiles = 0u;
+  CC_BARRIER();
+@WALK@      for (uint c = 0u; c < @KT@u / 16u; ++c) {
+        cc_wmma::fill_fragment(sf, 0.0f);
+        for (uint kk = 0u; kk < @DK@u; ++kk) {
+          cc_frag_bt kf;
+          cc_wmma::load_matrix_sync(kf, ks + c * 16u * @LDK@u + kk * 16u, @LDK@);
+          cc_wmma::mma_sync(sf, qh[kk], kf, sf);
+          cc_wmma::mma_sync(sf, ql[kk], kf, sf);
+        }
+        cc_wmma::store_matrix_sync(sc_w + c * 16u, sf, @LDS@, cc_wmma::mem_row_major);
+      }
+      __syncwarp();
+      float sv[16]; float tmax = ninf;
+      for (uint u = 0u; u < 16u; ++u) {
+        uint j = hf * 16u + u; uint kpos = k0 + j;
+        float sc = cc_score_mod(((sc_w[rr * @LDS@u + j] * un1) * un2) * @SCALE@, int(qpos), int(kpos), int(h0));
+        bool live = rowok && j < n && (!@CAUSAL@ || kpos <= qpos) && cc_mask_mod(int(qpos), int(kpos), int(h0)) && sc > ninf;
+        sv[u] = live ? sc : ninf;
+        tmax = sv[u] > tmax ? sv[u] : tmax;
+      }
+      float t2 = __shfl_xor_sync(0xffffffffu, tmax, 1); tmax = t2 > tmax ? t2 : tmax;
+      float mn = tmax > m ? tmax : m;
+      float corr = mn > ninf ? cc_exp(m - mn) : 1.0f;
+      float ps = 0.0f;
+      for (uint u = 0u; u < 16u; ++u) {
+        float p = sv[u] > ninf ? cc_exp(sv[u] - mn) : 0.0f;
+        ps = ps + p;
+        float p12 = p * 4096.0f; __half hi = __float2half_rn(p12);
+        ph[rr * @LDP@u + hf * 16u + u] = hi; pl[rr * @LDP@u + hf * 16u + u] = __float2half_rn(p12 - __half2float(hi));
+      }
+      ps = ps + __shfl_xor_sync(0xffffffffu, ps, 1);
+      l = l * corr + ps; m = mn;
+      if (hf == 0u) rcorr[lr] = corr;
+      __syncwarp();
+      for (uint f = 0u; f < @DK@u; ++f)
+        for (int t = 0; t < of[f].num_elements; ++t) of[f].x[t] = of[f].x[t] * rcorr[w * 16u + uint(rid.x[t])];
+      for (uint kk = 0u; kk < @KT@u / 16u; ++kk) {
+        cc_frag_a pa; cc_frag_a pb;
+        cc_wmma::load_matrix_sync(pa, ph + kk * 16u, @LDP@); cc_wmma::load_matrix_sync(pb, pl + kk * 16u, @LDP@);
+        for (uint f = 0u; f < @DK@u; ++f) {
+          cc_frag_b vf;
+          cc_wmma::load_matrix_sync(vf, vs + kk * 16u * @LDK@u + f * 16u, @LDK@);
+          cc_wmma::mma_sync(of[f], pa, vf, of[f]);
+          cc_wmma::mma_sync(of[f], pb, vf, of[f]);
+        }
+      }
+      CC_BARRIER();
+    }
+  }
+  if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+  uint r = h0 * @NQ@u + qrow;
+@HEAD@  for (uint f = 0u; f < @DK@u; ++f) {
+    __syncwarp();
+    cc_wmma::store_matrix_sync(sc_w, of[f], @LDS@, cc_wmma::mem_row_major);
+    __syncwarp();
+    if (rowok)
+      for (uint u = 0u; u < 8u; ++u) {
+        uint d = f * 16u + hf * 8u + u; float a = sc_w[rr * @LDS@u + hf * 8u + u] * 0.000244140625f;
+@STORE@      }
+  }
+)";
+
+inline constexpr const char* mma_head_direct = "  float inv = l > 0.0f ? 1.0f / l : 0.0f;\n";
+inline constexpr const char* mma_store_direct = "        CC_ST_OUT(r * @D@u + d) = a * inv;\n";
+inline constexpr const char* mma_head_partial = "  if (rowok && hf == 0u) { CC_ST_PART_MAX(r * @S@u + sp) = m; CC_ST_PART_SUM(r * @S@u + sp) = l; }\n";
+inline constexpr const char* mma_store_partial = "        CC_ST_PART_ACC((r * @S@u + sp) * @D@u + d) = a;\n";
+
+}  // namespace concord::attention::detail
