@@ -121,8 +121,13 @@ elif [ "$phase" = mma ]; then
   wait
   step bench_mma
   (timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_mma.json" > "$out/bench_hip_mma.log" 2>&1; echo "exit $?" >> "$out/bench_hip_mma.log")
-  step bench_coop
-  (CONCORD_HIP_MMA=0 timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_coop.json" > "$out/bench_hip_coop.log" 2>&1; echo "exit $?" >> "$out/bench_hip_coop.log")
+  if [ -n "${ALT:-}" ]; then  # another build's benches (ALT: a folder holding bench_hip) instead of prefill_coop
+    step bench_alt
+    (timeout 120 "$ALT/bench_hip" --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_alt.json" > "$out/bench_hip_alt.log" 2>&1; echo "exit $?" >> "$out/bench_hip_alt.log")
+  else
+    step bench_coop
+    (CONCORD_HIP_MMA=0 timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_coop.json" > "$out/bench_hip_coop.log" 2>&1; echo "exit $?" >> "$out/bench_hip_coop.log")
+  fi
   step done
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = all ]; then

@@ -513,9 +513,9 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(detail::mma_keys)}, {"LDK", std::to_string(D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
-                         {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}});
-    attend.body = detail::fill(detail::fill(detail::mma_prefill_body, {{"WALK", detail::coop_tile_walk}, {"VEARLY", ""}, {"KSTAGE", detail::mma_stage}, {"LAST", "qlast"},
-                                                                       {"HEAD", S > 1 ? detail::mma_head_partial : detail::mma_head_direct},
+                         {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)},
+                         {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)}});
+    attend.body = detail::fill(detail::fill(detail::mma_prefill_body, {{"HEAD", S > 1 ? detail::mma_head_partial : detail::mma_head_direct},
                                                                        {"STORE", S > 1 ? detail::mma_store_partial : detail::mma_store_direct}}), tv);
   }
   if (p.chosen.variant == "cpu_tile") {

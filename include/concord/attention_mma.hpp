@@ -1,13 +1,15 @@
 // The tensor-core prefill kernel (route `prefill_mma`, HIP built for NVIDIA: nvcuda::wmma 16x16x16,
 // f16 inputs, f32 accumulation). One workgroup of 4 warps serves 64 query rows of one head inside
 // one query block (warp w owns rows 16w..16w+15), for one key split. Per K/V sub-tile of 32 keys:
-//   1. the workgroup stages K and V (f16, 16-byte loads, rows past the tile zeroed) in shared memory
+//   1. the copies of the next sub-tile's K and V (f16) into the other shared buffer start
+//      (cp.async through cuda_pipeline.h); this one's are waited for
 //   2. S = Q.K^T on tensor cores, stored to the warp's f32 scratch
 //   3. two lanes per row apply scale, causal, mask_mod and score_mod, take the tile max, rescale
 //      the row and write p in f16 pieces; the O fragments are rescaled in registers (a fragment
 //      loaded from a matrix of row numbers tells each element its row, whatever the layout)
 //   4. O += P.V on tensor cores
-// Two barriers per sub-tile. Numerics stay those of the f32 kernels, to the same tolerance:
+// Two barriers per sub-tile; the sub-tiles of a split are walked as one flat sequence, so the
+// copies run one sub-tile ahead across key blocks. Numerics stay those of the f32 kernels, to the same tolerance:
 //   * Q (f32) is split per row as q * 2^e = hi + lo, both f16, where 2^e brings the row's largest
 //     finite |q| just under 2^14 (no f16 overflow, small rows keep their bits); hi + lo carries
 //     22 bits, K is exact in f16, products are exact in the f32 accumulator; the score is
@@ -23,14 +25,16 @@
 namespace concord::attention::detail {
 
 inline constexpr int64_t mma_threads = 128, mma_rows = 64, mma_keys = 32;
-// Shared bytes: K and V tiles (rows of D + 8 halves), per warp an f32 score scratch (16 x 36) and
-// two f16 p pieces (16 x 40), 64 row corrections.
-inline int64_t mma_shared_bytes(int64_t D) { return 2 * 2 * mma_keys * (D + 8) + 4 * (16 * (mma_keys + 4) * 4 + 2 * 16 * (mma_keys + 8) * 2) + 4 * mma_rows; }
+// Shared bytes: two buffers of K and V tiles (rows of D + 8 halves); per warp one scratch that holds
+// the f32 scores (16 x 36) and then, once they are read, the two f16 p pieces (2 x 16 x 40); 64 row
+// corrections.
+inline int64_t mma_shared_bytes(int64_t D) { return 2 * 2 * 2 * mma_keys * (D + 8) + 4 * (2 * 16 * (mma_keys + 8) * 2) + 4 * mma_rows; }
 
 inline constexpr const char* mma_helpers = R"(#ifdef __HIP_PLATFORM_AMD__
 #error "concord prefill_mma is built on nvcuda::wmma (NVIDIA); plan AMD targets with device_caps::mma_f16 = false"
 #endif
 #include <mma.h>
+#include <cuda_pipeline.h>
 namespace cc_wmma = nvcuda::wmma;
 typedef cc_wmma::fragment<cc_wmma::matrix_a, 16, 16, 16, __half, cc_wmma::row_major> cc_frag_a;
 typedef cc_wmma::fragment<cc_wmma::matrix_b, 16, 16, 16, __half, cc_wmma::col_major> cc_frag_bt;
@@ -38,15 +42,9 @@ typedef cc_wmma::fragment<cc_wmma::matrix_b, 16, 16, 16, __half, cc_wmma::row_ma
 typedef cc_wmma::fragment<cc_wmma::accumulator, 16, 16, 16, float> cc_frag_c;
 )";
 
-inline constexpr const char* mma_stage = R"(      for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
-        uint j = x / @D8N@u; uint c8 = x % @D8N@u;
-        uint4 kw = make_uint4(0u, 0u, 0u, 0u); uint4 vw = kw;
-        if (j < n) { kw = CC_LDR8_K(kbase / 8u + x); vw = CC_LDR8_V(kbase / 8u + x); }
-        *reinterpret_cast<uint4*>(ks + j * @LDK@u + c8 * 8u) = kw;
-        *reinterpret_cast<uint4*>(vs + j * @LDK@u + c8 * 8u) = vw;
-      }
-)";
-
+// Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end).
+// issue(s) starts its K and V copies into buffer s % 2 (asynchronous 16-byte copies when both bases
+// are 16-byte aligned, plain loads otherwise; rows past n are zeroed) and commits them as one batch.
 inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint ch = t0 % @CH@u; uint t1 = t0 / @CH@u;
   uint qb = t1 % @QB@u; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
   uint r0 = qb * @B@u + ch * 64u;
@@ -57,15 +55,40 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
   uint cnt = CC_LD_KV_COUNT(lrow);
   uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
-  __shared__ __align__(32) __half ks[@KT@ * @LDK@];
-  __shared__ __align__(32) __half vs[@KT@ * @LDK@];
-  __shared__ __align__(32) float sw[4 * 16 * @LDS@];
-  __shared__ __align__(32) __half phw[4 * 16 * @LDP@];
-  __shared__ __align__(32) __half plw[4 * 16 * @LDP@];
+  __shared__ __align__(32) __half kvs[4 * @KT@ * @LDK@];
+  __shared__ __align__(32) float sw[4 * 16 * @LDP@];
   __shared__ float rcorr[64];
   uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / 2u; uint hf = wl % 2u;
-  float* sc_w = sw + w * 16u * @LDS@u; __half* ph = phw + w * 16u * @LDP@u; __half* pl = plw + w * 16u * @LDP@u;
+  float* sc_w = sw + w * 16u * @LDP@u; __half* ph = reinterpret_cast<__half*>(sc_w); __half* pl = ph + 16u * @LDP@u;
   uint lr = w * 16u + rr; bool rowok = lr < nr; uint qrow = r0 + lr; uint qpos = qrow + @OFF@u;
+  uint qlast = r0 + nr - 1u + @OFF@u;
+  uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
+  uint tiles = e1 > e0 ? e1 - e0 : 0u;
+  bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
+  auto sub = [&](uint s, uint& k0, uint& n) {
+    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e0 + s / @NSUB@u);
+    uint kend = kb * @B@u + @B@u < @NK@u ? kb * @B@u + @B@u : @NK@u;
+    if (@CAUSAL@ && kend > qlast + 1u) kend = qlast + 1u;
+    k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
+    n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
+  };
+  auto issue = [&](uint s) {
+    uint k0; uint n; sub(s, k0, n);
+    __half* kd = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
+    uint kbase = (kvh * @NK@u + k0) * @D@u;
+    for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
+      uint j = x / @D8N@u; uint o = j * @LDK@u + (x % @D8N@u) * 8u;
+      if (j >= n) {
+        *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
+      } else if (async16) {
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
+      } else {
+        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + x); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + x);
+      }
+    }
+    __pipeline_commit();
+  };
+  if (nsub > 0u) issue(0u);
   uint qbase = (h0 * @NQ@u + qrow) * @D@u;
   float amax = 0.0f;
   if (rowok) for (uint d = hf; d < @D@u; d += 2u) { float x = fabsf(CC_LDF_Q(qbase + d)); amax = x < pinf && x > amax ? x : amax; }
@@ -89,12 +112,16 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
   for (uint x = wl; x < 256u; x += 32u) sc_w[(x / 16u) * @LDS@u + x % 16u] = float(x / 16u);
   __syncwarp();
   cc_wmma::load_matrix_sync(rid, sc_w, @LDS@, cc_wmma::mem_row_major);
+  __syncwarp();
   for (uint f = 0u; f < @DK@u; ++f) cc_wmma::fill_fragment(of[f], 0.0f);
   float m = ninf; float l = 0.0f;
-  uint qlast = r0 + nr - 1u + @OFF@u;
-  uint tiles = 0u;
-  CC_BARRIER();
-@WALK@      for (uint c = 0u; c < @KT@u / 16u; ++c) {
+  for (uint s = 0u; s < nsub; ++s) {
+    if (s + 1u < nsub) { issue(s + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
+    CC_BARRIER();
+    uint k0; uint n; sub(s, k0, n);
+    if (n > 0u) {
+      const __half* ks = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; const __half* vs = ks + @KT@u * @LDK@u;
+      for (uint c = 0u; c < @KT@u / 16u; ++c) {
         cc_wmma::fill_fragment(sf, 0.0f);
         for (uint kk = 0u; kk < @DK@u; ++kk) {
           cc_frag_bt kf;
@@ -113,6 +140,7 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
         sv[u] = live ? sc : ninf;
         tmax = sv[u] > tmax ? sv[u] : tmax;
       }
+      __syncwarp();
       float t2 = __shfl_xor_sync(0xffffffffu, tmax, 1); tmax = t2 > tmax ? t2 : tmax;
       float mn = tmax > m ? tmax : m;
       float corr = mn > ninf ? cc_exp(m - mn) : 1.0f;
@@ -139,8 +167,8 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
           cc_wmma::mma_sync(of[f], pb, vf, of[f]);
         }
       }
-      CC_BARRIER();
     }
+    CC_BARRIER();
   }
   if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
   uint r = h0 * @NQ@u + qrow;

@@ -204,6 +204,10 @@ class c_emitter {
     throw shape_error("concord: the " + name() + " dialect has no raw 16-byte loads (stage " + st.name + ")");
   }
   virtual std::string vec8_prelude() { return ""; }
+  // CC_PTR_<NAME>: the buffer's base pointer (dialects with pointers; for asynchronous copies).
+  virtual std::string pointer(const kernel_plan&, const stage& st, int) {
+    throw shape_error("concord: the " + name() + " dialect has no buffer pointers (stage " + st.name + ")");
+  }
   // CC_ATOMIC_ADD_<NAME>(x, v) (u32 buffers): adds v to element x at device scope and gives the old
   // value. CC_FENCE(): orders this thread's earlier buffer writes before its later accesses for
   // every workgroup (writes, fence, counter; counter, fence, reads). Defined where a stage uses them.
@@ -420,6 +424,7 @@ class c_emitter {
       defs += "#define CC_LD_" + nm + "(x) " + load_expr(kp, st, static_cast<int>(k), "(x)") + "\n";
       defs += "#define CC_ST_" + nm + "(x) " + element(kp, st, static_cast<int>(k), "(x)") + "\n";
       undefs += "#undef CC_LD_" + nm + "\n#undef CC_ST_" + nm + "\n";
+      if (st.body.find("CC_PTR_" + nm) != std::string::npos) defs += "#define CC_PTR_" + nm + " " + pointer(kp, st, static_cast<int>(k)) + "\n", undefs += "#undef CC_PTR_" + nm + "\n";
       if (is_float(kp.buffers[st.params[k]].type)) {
         defs += "#define CC_LDF_" + nm + "(x) " + load_fast(kp, st, static_cast<int>(k), "(x)") + "\n";
         undefs += "#undef CC_LDF_" + nm + "\n";

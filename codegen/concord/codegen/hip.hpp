@@ -91,6 +91,7 @@ class hip_emitter : public c_emitter {
   }
   std::string fence() const override { return "__threadfence()"; }
   std::string shared_max() const override { return "atomicMax(&(cc_a), (cc_v))"; }
+  std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
   std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
   std::string load_vec8(const kernel_plan&, const stage&, int p, const std::string& x, const std::string& f) override {
     return "cc_ldv8(p" + std::to_string(p) + ", " + x + ", " + f + ")";
