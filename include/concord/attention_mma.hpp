@@ -96,7 +96,7 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
   int ex = 0;
   if (amax > 0.0f) frexpf(amax, &ex);
   int e = amax > 0.0f ? 14 - ex : 0;
-  float un1 = ldexpf(1.0f, -(e / 2)); float un2 = ldexpf(1.0f, (e / 2) - e);
+  float un1 = ldexpf(1.0f, -(e / 2)); float un2s = ldexpf(1.0f, (e / 2) - e) * @SCALE@;
   cc_frag_a qh[@DK@]; cc_frag_a ql[@DK@];
   for (uint kk = 0u; kk < @DK@u; ++kk) {
     for (uint c = hf * 8u; c < hf * 8u + 8u; ++c) {
@@ -108,7 +108,7 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
     cc_wmma::load_matrix_sync(qh[kk], ph, @LDP@); cc_wmma::load_matrix_sync(ql[kk], pl, @LDP@);
     __syncwarp();
   }
-  cc_frag_c rid; cc_frag_c sf; cc_frag_c of[@DK@];
+  cc_frag_c rid; cc_frag_c of[@DK@];
   for (uint x = wl; x < 256u; x += 32u) sc_w[(x / 16u) * @LDS@u + x % 16u] = float(x / 16u);
   __syncwarp();
   cc_wmma::load_matrix_sync(rid, sc_w, @LDS@, cc_wmma::mem_row_major);
@@ -121,21 +121,23 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
     uint k0; uint n; sub(s, k0, n);
     if (n > 0u) {
       const __half* ks = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; const __half* vs = ks + @KT@u * @LDK@u;
-      for (uint c = 0u; c < @KT@u / 16u; ++c) {
-        cc_wmma::fill_fragment(sf, 0.0f);
-        for (uint kk = 0u; kk < @DK@u; ++kk) {
-          cc_frag_bt kf;
-          cc_wmma::load_matrix_sync(kf, ks + c * 16u * @LDK@u + kk * 16u, @LDK@);
-          cc_wmma::mma_sync(sf, qh[kk], kf, sf);
-          cc_wmma::mma_sync(sf, ql[kk], kf, sf);
-        }
-        cc_wmma::store_matrix_sync(sc_w + c * 16u, sf, @LDS@, cc_wmma::mem_row_major);
+      cc_frag_c sh0; cc_frag_c sl0; cc_frag_c sh1; cc_frag_c sl1;
+      cc_wmma::fill_fragment(sh0, 0.0f); cc_wmma::fill_fragment(sl0, 0.0f); cc_wmma::fill_fragment(sh1, 0.0f); cc_wmma::fill_fragment(sl1, 0.0f);
+      for (uint kk = 0u; kk < @DK@u; ++kk) {
+        cc_frag_bt k0f; cc_frag_bt k1f;
+        cc_wmma::load_matrix_sync(k0f, ks + kk * 16u, @LDK@);
+        cc_wmma::load_matrix_sync(k1f, ks + 16u * @LDK@u + kk * 16u, @LDK@);
+        cc_wmma::mma_sync(sh0, qh[kk], k0f, sh0); cc_wmma::mma_sync(sh1, qh[kk], k1f, sh1);
+        cc_wmma::mma_sync(sl0, ql[kk], k0f, sl0); cc_wmma::mma_sync(sl1, ql[kk], k1f, sl1);
       }
+      for (int t = 0; t < sh0.num_elements; ++t) { sh0.x[t] = sh0.x[t] + sl0.x[t]; sh1.x[t] = sh1.x[t] + sl1.x[t]; }
+      cc_wmma::store_matrix_sync(sc_w, sh0, @LDS@, cc_wmma::mem_row_major);
+      cc_wmma::store_matrix_sync(sc_w + 16u, sh1, @LDS@, cc_wmma::mem_row_major);
       __syncwarp();
       float sv[16]; float tmax = ninf;
       for (uint u = 0u; u < 16u; ++u) {
         uint j = hf * 16u + u; uint kpos = k0 + j;
-        float sc = cc_score_mod(((sc_w[rr * @LDS@u + j] * un1) * un2) * @SCALE@, int(qpos), int(kpos), int(h0));
+        float sc = cc_score_mod((sc_w[rr * @LDS@u + j] * un1) * un2s, int(qpos), int(kpos), int(h0));
         bool live = rowok && j < n && (!@CAUSAL@ || kpos <= qpos) && cc_mask_mod(int(qpos), int(kpos), int(h0)) && sc > ninf;
         sv[u] = live ? sc : ninf;
         tmax = sv[u] > tmax ? sv[u] : tmax;
@@ -155,8 +157,12 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
       l = l * corr + ps; m = mn;
       if (hf == 0u) rcorr[lr] = corr;
       __syncwarp();
-      for (uint f = 0u; f < @DK@u; ++f)
-        for (int t = 0; t < of[f].num_elements; ++t) of[f].x[t] = of[f].x[t] * rcorr[w * 16u + uint(rid.x[t])];
+      if (!__all_sync(0xffffffffu, corr == 1.0f)) {
+        float cr[cc_frag_c::num_elements];
+        for (int t = 0; t < cc_frag_c::num_elements; ++t) cr[t] = rcorr[w * 16u + uint(rid.x[t])];
+        for (uint f = 0u; f < @DK@u; ++f)
+          for (int t = 0; t < cc_frag_c::num_elements; ++t) of[f].x[t] = of[f].x[t] * cr[t];
+      }
       for (uint kk = 0u; kk < @KT@u / 16u; ++kk) {
         cc_frag_a pa; cc_frag_a pb;
         cc_wmma::load_matrix_sync(pa, ph + kk * 16u, @LDP@); cc_wmma::load_matrix_sync(pb, pl + kk * 16u, @LDP@);
