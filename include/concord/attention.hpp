@@ -508,6 +508,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   if (p.chosen.variant == "prefill_mma") {
     const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
     attend.group = detail::mma_threads;
+    attend.resident = detail::mma_resident(D);
     attend.count = H * QB * CH * S;
     attend.helpers += detail::mma_helpers;
     auto tv = vals;

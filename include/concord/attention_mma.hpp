@@ -25,6 +25,9 @@
 namespace concord::attention::detail {
 
 inline constexpr int64_t mma_threads = 128, mma_rows = 64, mma_keys = 32;
+// D > 64 is built for 3 resident workgroups (<= 168 registers; ptxas gives 211 unbounded, so 2 fit);
+// D <= 64 takes 128 registers unbounded (4 fit).
+inline int64_t mma_resident(int64_t D) { return D > 64 ? 3 : 0; }
 // Shared bytes: two buffers of K and V tiles (rows of D + 8 halves); per warp one scratch that holds
 // the f32 scores (16 x 36) and then, once they are read, the two f16 p pieces (2 x 16 x 40); 64 row
 // corrections.
