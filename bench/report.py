@@ -18,6 +18,8 @@ def load(paths):
 def main():
     png, paths = sys.argv[1], sys.argv[2:]
     rows = load(paths)
+    # GPU TFLOP/s against the fp16 matmul the PyTorch peers measure in the same device call
+    matmul = next((r["value"] for r in rows if r["bench"] == "matmul"), 0)
     print("| backend | bench | shape | median ms | rate | kept | note |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
@@ -25,6 +27,8 @@ def main():
         roof = r.get("roof_ratio", 0)
         if roof and r["metric"] == "GB/s":
             rate += f" ({roof * 100:.0f}% of copy)"
+        if r["metric"] == "TFLOP/s" and matmul and r["backend"] in ("hip", "vulkan", "torch") and r["bench"] != "matmul":
+            rate += f" ({r['value'] / matmul * 100:.0f}% of matmul)"
         print(f"| {r['backend']} | {r['bench']} | {r['shape']} | {r['median_ms']:.4g} | {rate} | {r.get('kept_fraction', 1):.3f} | {r.get('note', '')} |")
     try:
         import matplotlib
