@@ -263,6 +263,7 @@ void bench_backend(runner& r, recorder& rec) {
     c.heads = H, c.kv_heads = Hk, c.q_len = 1, c.kv_len = N, c.head_dim = D, c.block = slow ? 64 : 128, c.kv_type = dtype::f16, c.per_group = true;
     if (f >= 1) c.dense = true;
     else c.window = std::max<int64_t>(1, std::lround(f * c.kv_blocks()) - 1), c.sinks = 1, c.threshold = std::numeric_limits<double>::infinity();
+    c.cached_reps = f < 1;  // a decode step scores the cached block means (rep_append_plan) instead of pooling K
     cases.push_back({f >= 1 ? "decode_dense" : "decode_sparse", c, f});
   };
   std::vector<int64_t> prefill_lens = {slow ? (quick ? 512 : 2048) : (quick ? 2048 : 4096)};
@@ -311,7 +312,7 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     if (narrow_loads) caps.wide_loads = false;
     if (separate_combine) caps.fused_combine = false;
     attention::pipeline p = attention::build(fc.c, caps);
-    auto in = testing::attention_inputs(fc.c, 11);
+    auto in = testing::pipeline_inputs(fc.c, testing::attention_inputs(fc.c, 11));
     r.load(p.plan, in);
     // Decode runs take a millisecond or less: 31 repetitions (the CPU's median of 3 moved by 30%).
     const int reps = fc.c.q_len <= 4 ? (quick ? 9 : 31) : (quick || slow || fc.c.q_len >= 16384 ? 3 : 10);
@@ -331,6 +332,7 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     const double frac = static_cast<double>(kept) / static_cast<double>(causal);
     std::string shape = "H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " D=" + std::to_string(fc.c.head_dim) +
                         " Nq=" + std::to_string(fc.c.q_len) + " Nk=" + std::to_string(fc.c.kv_len) + " B=" + std::to_string(fc.c.block);
+    const std::string sel_note = fc.c.cached_reps ? " (cached reps)" : "";
     char comb[64];
     std::snprintf(comb, sizeof comb, " (combine %.4f ms)", t.combine_ms);
     const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits) + (p.chosen.fused_combine ? " (combine fused)" : p.chosen.splits > 1 ? comb : "");
@@ -339,7 +341,7 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     } else if (fc.c.q_len == 1) {
       const double kv_bytes = static_cast<double>(kept) * fc.c.block * fc.c.head_dim * 2 /*K,V*/ * 2 /*f16*/ * (fc.c.per_group ? 1 : 1.0 / fc.c.groups());
       const double gbs = kv_bytes / (t.attend_ms / 1e3) / 1e9;
-      rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
+      rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms" + sel_note + "; " + route);
     } else {
       const double flops = 4.0 * fc.c.heads * static_cast<double>(fc.c.q_len) * fc.c.kv_len * fc.c.head_dim / 2 * frac;
       const double tfs = flops / (t.attend_ms / 1e3) / 1e12;

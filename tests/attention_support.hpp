@@ -44,6 +44,25 @@ inline std::vector<tensor> attention_inputs(const attention::config& c, uint64_t
   return {q, k, v};
 }
 
+// The block representatives of k (f32 [Hkv, KB, D], in attention::rep_names order), pooled by the
+// interpreter as the selection graph pools them.
+inline std::vector<tensor> block_reps(const attention::config& c, const tensor& k) {
+  graph g("block_reps");
+  expr<f32> kx = c.kv_type == dtype::f16 ? cast<f32>(g.input<f16>("k", {c.kv_heads, c.kv_len, c.head_dim})) : expr<f32>(g.input<f32>("k", {c.kv_heads, c.kv_len, c.head_dim}));
+  for (const std::string& n : attention::rep_names(c))
+    g.output(n, n == "k_mean" ? pool_mean(kx, 1, c.block) : n == "k_min" ? pool_min(kx, 1, c.block) : pool_max(kx, 1, c.block));
+  return interpret(lower(g), {k});
+}
+
+// The pipeline's inputs for q, k, v: with cached_reps, q, the representatives, k, v.
+inline std::vector<tensor> pipeline_inputs(const attention::config& c, const std::vector<tensor>& qkv) {
+  if (!c.cached_reps) return qkv;
+  std::vector<tensor> in = {qkv[0]};
+  for (tensor& r : block_reps(c, qkv[1])) in.push_back(std::move(r));
+  in.push_back(qkv[1]), in.push_back(qkv[2]);
+  return in;
+}
+
 inline double eval_scalar(const program& p, const std::vector<std::pair<dtype, double>>& args) {
   std::vector<tensor> in;
   for (auto [t, v] : args) {
@@ -107,8 +126,10 @@ inline attention_check check_attention(const plan_runner& run, const attention::
   attention_check r;
   attention::pipeline p = attention::build(c, dev);
   r.route = p.chosen.variant + " (group " + std::to_string(p.chosen.group) + ", splits " + std::to_string(p.chosen.splits) + ")";
-  auto got = run(p.plan, in);
-  const program sel = attention::detail::selection_program(c);
+  auto got = run(p.plan, pipeline_inputs(c, in));
+  attention::config pooled = c;  // cached representatives must select exactly what pooling K selects
+  pooled.cached_reps = false;
+  const program sel = attention::detail::selection_program(pooled);
   auto want_sel = interpret(sel, {in[0], in[1]});
   const tensor& want_keep = want_sel[0];
   r.keep = want_keep;

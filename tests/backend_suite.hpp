@@ -279,6 +279,25 @@ TEST_CASE("attention keep rule: block scores exactly 0, -0, denormal and the thr
   run_case(0.5, {0.5f, 0.50000006f, 0.49999997f, -denorm}, {0, 1, 0, 0});  // a tie with the threshold is not salient
 }
 
+TEST_CASE("attention with cached block representatives selects exactly what pooling K selects", "[attention][cache]") {
+  using concord::attention::pool_kind;
+  auto c = base_config();
+  c.cached_reps = true, c.q_len = 1, c.kv_len = 1000, c.heads = 8, c.kv_heads = 2, c.head_dim = 128, c.block = 64, c.kv_type = concord::dtype::f16;
+  c.per_group = true, c.top_k = 3, c.window = 2;
+  run_attention_case("decode GQA 4:1 f16, mean reps, top-3", c, 9);
+  c.per_group = false, c.top_k = 0, c.threshold = 0.0, c.pooling = pool_kind::max;
+  run_attention_case("decode per head, max reps, threshold 0", c);
+  c.pooling = pool_kind::minmax, c.q_len = 3;
+  run_attention_case("speculative decode q_len=3, minmax reps", c, 11);
+  c = base_config();
+  c.cached_reps = true, c.pooling = pool_kind::minmax;
+  run_attention_case("prefill f32, minmax reps", c, 2);
+  CHECK(concord::attention::rep_names(c) == std::vector<std::string>{"k_min", "k_max"});
+  auto wrong = concord::testing::pipeline_inputs(c, concord::testing::attention_inputs(c, 7));
+  wrong.erase(wrong.begin() + 1);  // one representative missing: a clear error naming the input
+  REQUIRE_THROWS_WITH(backend_plan_runner()(concord::attention::build(c, backend_caps()).plan, wrong), Catch::Contains("k_max"));
+}
+
 TEST_CASE("decode block representatives: appending updates only touched blocks and equals full re-pooling", "[attention][cache]") {
   using namespace concord;
   const int64_t H = 2, D = 24, B = 16, N = 100;

@@ -56,6 +56,10 @@ struct config {
   std::optional<program> score_mod;  // (f32 s, i32 q_pos, i32 k, i32 h) -> f32
   std::optional<program> mask_mod;   // (i32 q_pos, i32 k, i32 h) -> bool
   int64_t splits = 0;                // 0: the planner decides
+  // Decode steps: selection reads block representatives f32 [Hkv, KB, D] given as inputs (rep_names:
+  // the mean; the max; or the min and max for minmax, as rep_append_plan keeps them) instead of
+  // pooling K each step. Plan inputs then: q, the representatives, k, v.
+  bool cached_reps = false;
 
   int64_t groups() const { return heads / kv_heads; }
   int64_t q_blocks() const { return (q_len + block - 1) / block; }
@@ -243,12 +247,29 @@ expr<f32> key_values(graph& g, const config& c) {
   else return cast<f32>(k);
 }
 
+}  // namespace detail
+
+// The block representatives a cached_reps pipeline takes, in input order.
+inline std::vector<std::string> rep_names(const config& c) {
+  if (c.pooling == pool_kind::minmax) return {"k_min", "k_max"};
+  return {c.pooling == pool_kind::max ? "k_max" : "k_mean"};
+}
+
+namespace detail {
+
 inline program selection_program(const config& c) {
   const int64_t H = c.heads, Hk = c.kv_heads, G = c.groups(), D = c.head_dim, B = c.block;
   const int64_t QB = c.q_blocks(), KB = c.kv_blocks(), LH = c.list_heads();
   graph g("sparse_select");
   auto q = g.input<f32>("q", {H, c.q_len, D});
-  expr<f32> k = c.kv_type == dtype::f16 ? key_values<f16>(g, c) : key_values<f32>(g, c);
+  std::optional<expr<f32>> k, cached[2];
+  if (!c.cached_reps) k = c.kv_type == dtype::f16 ? key_values<f16>(g, c) : key_values<f32>(g, c);
+  else
+    for (size_t r = 0; r < rep_names(c).size(); ++r) cached[r] = g.input<f32>(rep_names(c)[r], {Hk, KB, D});
+  auto rep = [&](int which) -> expr<f32> {  // 0 mean, 1 min, 2 max
+    if (c.cached_reps) return *cached[which == 1 || c.pooling != pool_kind::minmax ? 0 : 1];
+    return which == 0 ? pool_mean(*k, 1, B) : which == 1 ? pool_min(*k, 1, B) : pool_max(*k, 1, B);
+  };
   const shape_t s3 = {LH, QB, KB};
   auto qb = g.iota<i32>(s3, 1), kb = g.iota<i32>(s3, 2);
   auto kq = (min((qb + 1) * static_cast<double>(B), static_cast<double>(c.q_len)) - 1 + static_cast<double>(c.kv_len - c.q_len)) / static_cast<double>(B);
@@ -262,10 +283,10 @@ inline program selection_program(const config& c) {
     expr<f32> sc;
     if (c.pooling == pool_kind::minmax) {
       auto qe = expand(qrep, 2, KB);
-      auto lo = expand(pool_min(k, 1, B), 1, G * QB), hi = expand(pool_max(k, 1, B), 1, G * QB);
+      auto lo = expand(rep(1), 1, G * QB), hi = expand(rep(2), 1, G * QB);
       sc = sum(max(qe * lo, qe * hi), 3);
     } else {
-      sc = matmul(qrep, c.pooling == pool_kind::max ? pool_max(k, 1, B) : pool_mean(k, 1, B));
+      sc = matmul(qrep, rep(c.pooling == pool_kind::max ? 2 : 0));
     }
     score = c.per_group ? max_over(reshape(sc, {Hk, G, QB, KB}), 1) : reshape(sc, {H, QB, KB});
     if (c.top_k > 0) {
@@ -394,7 +415,7 @@ inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i
 struct pipeline {
   config cfg;
   route chosen;
-  codegen::kernel_plan plan;  // inputs q, k, v; outputs keep, [mask_add], out, tiles
+  codegen::kernel_plan plan;  // inputs q, k, v (cached_reps: q, reps, k, v); outputs keep, [mask_add], out, tiles
 };
 
 namespace detail {
@@ -421,6 +442,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   const int64_t H = c.heads, D = c.head_dim, QB = c.q_blocks(), KB = c.kv_blocks(), LH = c.list_heads();
   const int64_t S = p.chosen.splits, GQ = p.chosen.group;
   using codegen::buffer_role;
+  if (c.cached_reps) kp.add_buffer("k", c.kv_type, {c.kv_heads, c.kv_len, D}, buffer_role::input);
   const int32_t v = kp.add_buffer("v", c.kv_type, {c.kv_heads, c.kv_len, D}, buffer_role::input);
   const int32_t out = kp.add_buffer("out", dtype::f32, {H, c.q_len, D}, buffer_role::output);
   const int32_t tiles = kp.add_buffer("tiles", dtype::u32, {H / GQ, QB, S}, buffer_role::output);
