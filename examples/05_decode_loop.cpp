@@ -23,7 +23,8 @@ tensor prefix(const tensor& t, int64_t len) {
   const int64_t Hk = t.shape[0], N = t.shape[1], D = t.shape[2];
   tensor r(t.type, {Hk, len, D});
   const size_t e = dtype_bytes(t.type);
-  for (int64_t h = 0; h < Hk; ++h) std::memcpy(r.bytes.data() + h * len * D * e, t.bytes.data() + h * N * D * e, static_cast<size_t>(len * D) * e);
+  for (int64_t h = 0; h < Hk; ++h)
+    std::memcpy(r.bytes.data() + h * len * D * e, t.bytes.data() + h * N * D * e, static_cast<size_t>(len * D) * e);
   return r;
 }
 // Representatives [Hk, KB', D] of the previous step (or none) padded with poison to kb blocks.
@@ -32,7 +33,8 @@ tensor grow(const tensor* prev, int64_t Hk, int64_t kb, int64_t D) {
   r.poison();
   if (prev)
     for (int64_t h = 0; h < Hk; ++h)
-      std::memcpy(r.as<float>() + h * kb * D, prev->as<float>() + h * prev->shape[1] * D, static_cast<size_t>(std::min(kb, prev->shape[1]) * D) * 4);
+      std::memcpy(r.as<float>() + h * kb * D, prev->as<float>() + h * prev->shape[1] * D,
+                  static_cast<size_t>(std::min(kb, prev->shape[1]) * D) * 4);
   return r;
 }
 
@@ -75,9 +77,9 @@ bool decode_loop(const char* name, const attention::device_caps& dev, const plan
     for (int64_t i = 0; i < out[2].size(); ++i) tiles += out[2].as<uint32_t>()[i];
     const bool keep_ok = out[0].bytes == keep.bytes, step_ok = keep_ok && out_ok && tiles == kept;
     ok = ok && step_ok;
-    std::printf("  %-7s token %lld: kept %lld of %lld blocks (2 key lists), tiles read %lld, keep %s, max error %.2g -> %s\n", name, static_cast<long long>(len),
-                static_cast<long long>(kept), static_cast<long long>(kb * c.list_heads()), static_cast<long long>(tiles), keep_ok ? "exact" : "DIFFERS", err,
-                step_ok ? "agrees" : "DISAGREES");
+    std::printf("  %-7s token %lld: kept %lld of %lld blocks (2 key lists), tiles read %lld, keep %s, max error %.2g -> %s\n", name,
+                static_cast<long long>(len), static_cast<long long>(kept), static_cast<long long>(kb * c.list_heads()),
+                static_cast<long long>(tiles), keep_ok ? "exact" : "DIFFERS", err, step_ok ? "agrees" : "DISAGREES");
   }
   return ok;
 }
@@ -85,11 +87,15 @@ bool decode_loop(const char* name, const attention::device_caps& dev, const plan
 }  // namespace
 
 int main() {
-  std::printf("sparse decode loop, 8 heads over 2 KV heads, D=64, f16 cache, blocks of 32, top-1 + window + sink; reps updated per token:\n");
-  bool ok = decode_loop("cpu", cpu::caps(), [](const codegen::kernel_plan& p, const std::vector<tensor>& i) { return cpu::run(cpu::compile(p), i); });
+  std::printf(
+      "sparse decode loop, 8 heads over 2 KV heads, D=64, f16 cache, blocks of 32, top-1 + window + sink; reps updated per token:\n");
+  bool ok = decode_loop("cpu", cpu::caps(),
+                        [](const codegen::kernel_plan& p, const std::vector<tensor>& i) { return cpu::run(cpu::compile(p), i); });
 #if CONCORD_WITH_VULKAN
   try {
-    ok = decode_loop("vulkan", vk::caps(), [](const codegen::kernel_plan& p, const std::vector<tensor>& i) { return vk::run(vk::compile(p), i); }) && ok;
+    ok = decode_loop("vulkan", vk::caps(),
+                     [](const codegen::kernel_plan& p, const std::vector<tensor>& i) { return vk::run(vk::compile(p), i); }) &&
+         ok;
   } catch (const backend_unavailable& e) {
     std::printf("  vulkan  not present: %s\n", e.what());
   }

@@ -194,7 +194,8 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
 
 inline constexpr const char* mma_head_direct = "  float inv = l > 0.0f ? 1.0f / l : 0.0f;\n";
 inline constexpr const char* mma_store_direct = "        CC_ST_OUT(r * @D@u + d) = a * inv;\n";
-inline constexpr const char* mma_head_partial = "  if (rowok && hf == 0u) { CC_ST_PART_MAX(r * @S@u + sp) = m; CC_ST_PART_SUM(r * @S@u + sp) = l; }\n";
+inline constexpr const char* mma_head_partial =
+    "  if (rowok && hf == 0u) { CC_ST_PART_MAX(r * @S@u + sp) = m; CC_ST_PART_SUM(r * @S@u + sp) = l; }\n";
 inline constexpr const char* mma_store_partial = "        CC_ST_PART_ACC((r * @S@u + sp) * @D@u + d) = a;\n";
 
 }  // namespace concord::attention::detail
