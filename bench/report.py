@@ -19,7 +19,7 @@ def main():
     png, paths = sys.argv[1], sys.argv[2:]
     rows = load(paths)
     # GPU TFLOP/s against the fp16 matmul the PyTorch peers measure in the same device call
-    matmul = next((r["value"] for r in rows if r["bench"] == "matmul"), 0)
+    matmul = next((r["value"] for r in rows if r["bench"] == "matmul" and r["backend"] == "torch"), 0)
     print("| backend | bench | shape | median ms | rate | kept | note |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

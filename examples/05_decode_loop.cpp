@@ -41,7 +41,7 @@ tensor grow(const tensor* prev, int64_t Hk, int64_t kb, int64_t D) {
 bool decode_loop(const char* name, const attention::device_caps& dev, const plan_run& run) {
   attention::config c;
   c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.head_dim = 64, c.block = 32, c.kv_type = dtype::f16;
-  c.per_group = true, c.top_k = 1, c.window = 1, c.sinks = 1, c.cached_reps = true;
+  c.per_group = true, c.top_k = 2, c.window = 0, c.sinks = 1, c.cached_reps = true;  // no window: the block being appended to is kept only on its score
   const int64_t Hk = c.kv_heads, D = c.head_dim, B = c.block, len0 = 252, steps = 6;
   attention::config all = c;
   all.kv_len = len0 + steps;
@@ -88,7 +88,7 @@ bool decode_loop(const char* name, const attention::device_caps& dev, const plan
 
 int main() {
   std::printf(
-      "sparse decode loop, 8 heads over 2 KV heads, D=64, f16 cache, blocks of 32, top-1 + window + sink; reps updated per token:\n");
+      "sparse decode loop, 8 heads over 2 KV heads, D=64, f16 cache, blocks of 32, top-2 + sink (no window); reps updated per token:\n");
   bool ok = decode_loop("cpu", cpu::caps(),
                         [](const codegen::kernel_plan& p, const std::vector<tensor>& i) { return cpu::run(cpu::compile(p), i); });
 #if CONCORD_WITH_VULKAN

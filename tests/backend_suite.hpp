@@ -179,25 +179,56 @@ TEST_CASE("attention: scores in the thousands, where only the true running max k
 }
 
 TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend runs them)", "[attention][mma]") {
-  // On HIP for NVIDIA these take prefill_mma: 64-row tiles inside blocks of 16 and 128 (rows past
-  // the block, two tiles per block), D = 16 and 128, GQA, a chunk aligned to the end of the keys,
-  // splits, modifiers, and rows of q scaled from 2^-24 to 2^16, past the f16 range, which only the
-  // per-row scaling of q keeps finite. Same tolerance as every route.
+  // On HIP for NVIDIA these take prefill_mma: 64-row tiles inside blocks of 16, 48 and 128 (rows
+  // past the block, two tiles per block, sub-tiles cut by the block end), D = 16, 48 and 128, GQA per
+  // head and per group, a chunk aligned to the end of the keys, splits, modifiers, 16K keys, and
+  // rows of q the per-row scaling must handle: past the f16 range (2^16), and tiny rows (2^-20)
+  // whose logits are ordinary because the scale is large, where unscaled f16 pieces would lose
+  // their bits. Same tolerance as every route.
+  using namespace concord;
   auto c = base_config();
-  c.kv_type = concord::dtype::f16, c.heads = 4, c.kv_heads = 1, c.q_len = 300, c.kv_len = 420, c.head_dim = 128, c.block = 128;
+  c.kv_type = dtype::f16, c.heads = 4, c.kv_heads = 1, c.q_len = 300, c.kv_len = 420, c.head_dim = 128, c.block = 128;
   run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys", c, 2);
-  c.head_dim = 16, c.block = 16, c.heads = 2, c.kv_heads = 2, c.q_len = c.kv_len = 150;
+  c.head_dim = 48, c.block = 48, c.per_group = true, c.top_k = 2, c.splits = 2;
+  run_attention_case("D=48 B=48 GQA 4:1 per group, top-2, 2 splits", c);
+  c = base_config();
+  c.kv_type = dtype::f16, c.head_dim = 16, c.block = 16, c.heads = 2, c.kv_heads = 2, c.q_len = c.kv_len = 150;
   run_attention_case("D=16 B=16 (one 64-row tile covers a block of 16)", c);
   c = base_config();
-  c.kv_type = concord::dtype::f16, c.dense = true, c.splits = 3, c.causal = false;
+  c.kv_type = dtype::f16, c.dense = true, c.splits = 3, c.causal = false;
   run_attention_case("D=64 non-causal dense, 3 key splits", c);
-  auto wide_rows = [&](std::vector<concord::tensor>& in) {
+  {
+    graph sm("softcap");
+    auto sv = sm.input<f32>("s", {1});
+    sm.input<i32>("q", {1}), sm.input<i32>("k", {1}), sm.input<i32>("h", {1});
+    sm.output("s", tanh(sv * (1.0 / 2.0)) * 2.0);
+    graph mm("sliding");
+    auto qv = mm.input<i32>("q", {1});
+    auto kv = mm.input<i32>("k", {1});
+    mm.input<i32>("h", {1});
+    mm.output("m", (qv - kv) < 48);
+    c = base_config();
+    c.kv_type = dtype::f16, c.score_mod = lower(sm), c.mask_mod = lower(mm);
+    run_attention_case("softcap + sliding-window mask mod, f16", c);
+  }
+  c = base_config();
+  c.kv_type = dtype::f16, c.dense = true, c.heads = 2, c.kv_heads = 2, c.q_len = 64, c.kv_len = 16384, c.block = 128;
+  auto peaked = [](std::vector<tensor>& in) {
+    for (int64_t i = 0; i < in[0].size(); ++i) in[0].as<float>()[i] *= 3.0f;
+  };
+  run_attention_case("64 queries over 16K keys, scores x 3", c, -1, 41, peaked);
+  auto wide_rows = [&](std::vector<tensor>& in) {
     float* q = in[0].as<float>();
     for (int64_t i = 0; i < in[0].size(); ++i) q[i] = std::ldexp(q[i], static_cast<int>((i / c.head_dim) % 5) * 10 - 24);
   };
   c = base_config();
-  c.kv_type = concord::dtype::f16, c.dense = true, c.head_dim = 128, c.block = 64;
+  c.kv_type = dtype::f16, c.dense = true, c.head_dim = 128, c.block = 64;
   run_attention_case("rows of q scaled 2^-24 .. 2^16", c, -1, 31, wide_rows);
+  auto tiny_rows = [&](std::vector<tensor>& in) {
+    for (int64_t i = 0; i < in[0].size(); ++i) in[0].as<float>()[i] = std::ldexp(in[0].as<float>()[i], -20);
+  };
+  c.scale = std::ldexp(1.0, 20) / std::sqrt(128.0);
+  run_attention_case("rows of q at 2^-20 with scale 2^20 / sqrt(D)", c, -1, 32, tiny_rows);
 }
 
 TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {
@@ -293,9 +324,9 @@ TEST_CASE("attention with cached block representatives selects exactly what pool
   c.cached_reps = true, c.pooling = pool_kind::minmax;
   run_attention_case("prefill f32, minmax reps", c, 2);
   CHECK(concord::attention::rep_names(c) == std::vector<std::string>{"k_min", "k_max"});
-  auto wrong = concord::testing::pipeline_inputs(c, concord::testing::attention_inputs(c, 7));
-  wrong.erase(wrong.begin() + 1);  // one representative missing: a clear error naming the input
-  REQUIRE_THROWS_WITH(backend_plan_runner()(concord::attention::build(c, backend_caps()).plan, wrong), Catch::Contains("k_max"));
+  // q, k, v without the representatives: a clear error naming the first missing one
+  REQUIRE_THROWS_WITH(backend_plan_runner()(concord::attention::build(c, backend_caps()).plan, concord::testing::attention_inputs(c, 7)),
+                      Catch::Contains("'k_min'"));
 }
 
 TEST_CASE("decode block representatives: appending updates only touched blocks and equals full re-pooling", "[attention][cache]") {

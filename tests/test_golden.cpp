@@ -164,9 +164,8 @@ TEST_CASE("the tensor-core prefill compiles for sm_90 and stops AMD builds with 
     for (const char* target : {"sm_90", "gfx90a"}) {
       INFO("target " << target);
       try {
-        const std::string warnings = hip::compile_only(src, target);
+        hip::compile_only(src, target);  // throws backend_error with the compiler's output on failure
         CHECK(std::string(target) == "sm_90");
-        CHECK(warnings.empty());
       } catch (const backend_unavailable& e) {
         if (!allow_missing()) FAIL("HIP compiler missing (set CONCORD_ALLOW_MISSING_HIPCC=1 to allow): " << e.what());
         WARN("skipped: " << e.what());
