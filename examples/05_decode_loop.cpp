@@ -1,5 +1,5 @@
 // 05: a sparse decode loop. Each step appends one token to the K/V cache, updates only the touched
-// block's representatives on the device (rep_append_plan) and runs the pipeline on those cached
+// block's representatives on the device, in place (rep_update_plan), and runs the pipeline on those cached
 // representatives (config::cached_reps), instead of pooling the whole cache again. Every step is
 // checked against the float64 reference (keep mask exact, output within the tests' tolerance).
 #include <concord/cpu/runtime.hpp>
@@ -41,7 +41,8 @@ tensor grow(const tensor* prev, int64_t Hk, int64_t kb, int64_t D) {
 bool decode_loop(const char* name, const attention::device_caps& dev, const plan_run& run) {
   attention::config c;
   c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.head_dim = 64, c.block = 32, c.kv_type = dtype::f16;
-  c.per_group = true, c.top_k = 2, c.window = 0, c.sinks = 1, c.cached_reps = true;  // no window: the block being appended to is kept only on its score
+  c.per_group = true, c.top_k = 2, c.window = 0, c.sinks = 1,
+  c.cached_reps = true;  // no window: the block being appended to is kept only on its score
   const int64_t Hk = c.kv_heads, D = c.head_dim, B = c.block, len0 = 252, steps = 6;
   attention::config all = c;
   all.kv_len = len0 + steps;
@@ -51,9 +52,11 @@ bool decode_loop(const char* name, const attention::device_caps& dev, const plan
   for (int64_t s = 0, len = 0; s <= steps; ++s) {
     const int64_t next = s == 0 ? len0 : len + 1, kb = (next + B - 1) / B;
     const tensor k = prefix(qkv[1], next), v = prefix(qkv[2], next);
-    const auto up = attention::rep_append_plan(Hk, len, next, D, B, c.kv_type);
-    reps = run(up, {k, grow(reps.empty() ? nullptr : &reps[0], Hk, kb, D), grow(reps.empty() ? nullptr : &reps[1], Hk, kb, D),
-                    grow(reps.empty() ? nullptr : &reps[2], Hk, kb, D), attention::recip_table(B)});
+    const auto up = attention::rep_update_plan(Hk, len, next, D, B, c.kv_type);  // in place: only the touched block
+    std::vector<tensor> in = {k};
+    for (int r = 0; r < 4; ++r) in.push_back(grow(reps.empty() ? nullptr : &reps[r], Hk, kb, D));
+    in.push_back(attention::recip_table(B));
+    reps = run(up, in);
     len = next;
     if (s == 0) continue;  // the prompt: representatives only
     c.kv_len = len;

@@ -370,3 +370,46 @@ TEST_CASE("decode block representatives: appending updates only touched blocks a
   CHECK(mn.bytes == want[1].bytes);
   CHECK(mx.bytes == want[2].bytes);
 }
+
+TEST_CASE("decode block representatives updated in place: only touched blocks are read and written", "[attention][cache]") {
+  using namespace concord;
+  const int64_t H = 2, D = 24, B = 16, N = 100;
+  tensor full = testing::random_tensor(dtype::f16, {H, N, D}, 22);
+  graph g("full_pool");
+  auto kx = cast<f32>(g.input<f16>("k", {H, N, D}));
+  g.output("mean", pool_mean(kx, 1, B)), g.output("min", pool_min(kx, 1, B)), g.output("max", pool_max(kx, 1, B));
+  auto want = interpret(lower(g), {full});
+  std::vector<tensor> reps;  // sum, min, max, mean
+  int64_t len = 0;
+  for (int64_t step : {16, 1, 5, 10, 3, 37, 28}) {
+    const int64_t next = len + step, kb = (next + B - 1) / B;
+    tensor k(dtype::f16, {H, next, D});
+    for (int64_t h = 0; h < H; ++h)
+      std::memcpy(k.as<uint16_t>() + h * next * D, full.as<uint16_t>() + h * N * D, static_cast<size_t>(next * D) * 2);
+    std::vector<tensor> in = {k};
+    for (int r = 0; r < 4; ++r) {  // grown to kb blocks; the new blocks (and a stale copy of the old ones past len) poisoned
+      tensor t(dtype::f32, {H, kb, D});
+      t.poison();
+      if (!reps.empty())
+        for (int64_t h = 0; h < H; ++h)
+          std::memcpy(t.as<float>() + h * kb * D, reps[r].as<float>() + h * reps[r].shape[1] * D, static_cast<size_t>(reps[r].shape[1] * D) * 4);
+      in.push_back(std::move(t));
+    }
+    in.push_back(attention::recip_table(B));
+    const std::vector<tensor> before(in.begin() + 1, in.begin() + 5);
+    auto plan = attention::rep_update_plan(H, len, next, D, B, dtype::f16);
+    const int64_t first = len / B;
+    CHECK(plan.stages[0].count == H * (kb - first) * D);
+    reps = backend_plan_runner()(plan, in);
+    REQUIRE(reps.size() == 4);
+    for (int r = 0; r < 4; ++r)  // blocks before the first touched one come back untouched, bit for bit
+      for (int64_t h = 0; h < H; ++h)
+        CHECK(std::memcmp(reps[r].as<float>() + h * kb * D, before[r].as<float>() + h * kb * D, static_cast<size_t>(first * D) * 4) == 0);
+    len = next;
+  }
+  REQUIRE(len == N);
+  INFO(backend_name());
+  CHECK(reps[3].bytes == want[0].bytes);
+  CHECK(reps[1].bytes == want[1].bytes);
+  CHECK(reps[2].bytes == want[2].bytes);
+}

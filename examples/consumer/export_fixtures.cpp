@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
     std::vector<tensor> in;
     uint64_t seed = 5;
     for (const auto& b : plan.buffers) {
-      if (b.role != codegen::buffer_role::input) continue;
+      if (!codegen::is_given(b.role)) continue;
       in.push_back(b.type == dtype::boolean ? testing::make_input(b.type, b.shape, seed++) : testing::random_tensor(b.type, b.shape, seed++));
     }
     auto out = cpu::run(cpu::compile(plan), in);

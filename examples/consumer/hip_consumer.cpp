@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   for (int b = 0; b < nb; ++b) {
     if (hipMalloc(&dev[b], bufs[b].bytes + 4) != hipSuccess) return std::fprintf(stderr, "hipMalloc %zu failed\n", bufs[b].bytes), 1;
     (void)hipMemset(dev[b], 0xA5, bufs[b].bytes + 4);
-    if (!std::strcmp(bufs[b].role, "input")) {
+    if (!std::strcmp(bufs[b].role, "input") || !std::strcmp(bufs[b].role, "inout")) {
       size_t len = 0;
       std::snprintf(path, sizeof path, "%s/%s.in%d.bin", argv[3], argv[4], in_k++);
       char* data = slurp(path, &len);
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   (void)hipDeviceSynchronize();
   int out_k = 0, bad = 0;
   for (int b = 0; b < nb; ++b) {
-    if (std::strcmp(bufs[b].role, "output")) continue;
+    if (std::strcmp(bufs[b].role, "output") && std::strcmp(bufs[b].role, "inout")) continue;
     size_t len = 0;
     std::snprintf(path, sizeof path, "%s/%s.out%d.bin", argv[3], argv[4], out_k++);
     char* want = slurp(path, &len);

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
     CHECK(vkBindBufferMemory(dev, vb[b], vm[b], 0));
     CHECK(vkMapMemory(dev, vm[b], 0, bytes, 0, &map[b]));
     memset(map[b], 0xA5, bytes); /* poison */
-    if (!strcmp(bufs[b].role, "input")) {
+    if (!strcmp(bufs[b].role, "input") || !strcmp(bufs[b].role, "inout")) {
       size_t len = 0;
       snprintf(path, sizeof path, "%s/%s.in%d.bin", argv[2], argv[3], in_k++);
       char* data = slurp(path, &len);
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
 
   int out_k = 0, bad = 0;
   for (int b = 0; b < nb; ++b) {
-    if (strcmp(bufs[b].role, "output")) continue;
+    if (strcmp(bufs[b].role, "output") && strcmp(bufs[b].role, "inout")) continue;
     size_t len = 0;
     snprintf(path, sizeof path, "%s/%s.out%d.bin", argv[2], argv[3], out_k++);
     char* want = slurp(path, &len);

@@ -629,6 +629,45 @@ inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, i
   return kp;
 }
 
+// The same update in place: sum, min, max, mean are inout [Hkv, KB, D] (KB = ceil(new_len / B); the
+// entries of blocks starting at or past old_len are ignored), and only the blocks that keys
+// [old_len, new_len) touch are read and written, one invocation per (head, touched block, dim).
+//   inputs: k [Hkv, new_len, D], sum, min, max, mean (inout), recip f32 [B]; outputs: sum, min, max, mean
+inline codegen::kernel_plan rep_update_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
+  if (old_len < 0 || new_len <= old_len || B <= 0 || D <= 0 || kv_heads <= 0)
+    throw shape_error("concord attention: rep_update needs 0 <= old_len < new_len, got old_len " + std::to_string(old_len) + ", new_len " + std::to_string(new_len));
+  using codegen::buffer_role;
+  codegen::kernel_plan kp;
+  kp.prog.name = "rep_update";
+  const int64_t KB = (new_len + B - 1) / B, first = old_len / B, touched = KB - first;
+  const shape_t reps = {kv_heads, KB, D};
+  const int32_t k = kp.add_buffer("k", kv_type, {kv_heads, new_len, D}, buffer_role::input);
+  const int32_t sm = kp.add_buffer("sum", dtype::f32, reps, buffer_role::inout);
+  const int32_t mn = kp.add_buffer("min", dtype::f32, reps, buffer_role::inout);
+  const int32_t mx = kp.add_buffer("max", dtype::f32, reps, buffer_role::inout);
+  const int32_t me = kp.add_buffer("mean", dtype::f32, reps, buffer_role::inout);
+  const int32_t rc = kp.add_buffer("recip", dtype::f32, {B}, buffer_role::input);
+  codegen::stage st;
+  st.name = "rep_update", st.count = kv_heads * touched * D, st.params = {k, sm, mn, mx, me, rc};
+  st.root = st.out = -1;
+  st.body = detail::fill(R"(  uint d = i % @D@u; uint b = @FIRST@u + (i / @D@u) % @T@u; uint h = i / (@D@u * @T@u);
+  uint x = (h * @KB@u + b) * @D@u + d;
+  uint t0 = b * @B@u; uint t1 = t0 + @B@u < @NEW@u ? t0 + @B@u : @NEW@u;
+  float sm = cc_float(0x80000000u); float lo = cc_float(0x7f800000u); float hi = cc_float(0xff800000u);
+  uint from = t0;
+  if (t0 < @OLD@u) { sm = CC_LD_SUM(x); lo = CC_LD_MIN(x); hi = CC_LD_MAX(x); from = @OLD@u; }
+  for (uint t = from; t < t1; ++t) {
+    float v = CC_LD_K((h * @NEW@u + t) * @D@u + d);
+    sm = cc_ftz(sm + v); lo = cc_fmin(lo, v); hi = cc_fmax(hi, v);
+  }
+  CC_ST_SUM(x) = sm; CC_ST_MIN(x) = lo; CC_ST_MAX(x) = hi;
+  CC_ST_MEAN(x) = cc_ftz(sm * CC_LD_RECIP(t1 - t0 - 1u));
+)", {{"D", std::to_string(D)}, {"KB", std::to_string(KB)}, {"B", std::to_string(B)}, {"NEW", std::to_string(new_len)}, {"OLD", std::to_string(old_len)},
+      {"FIRST", std::to_string(first)}, {"T", std::to_string(touched)}});
+  kp.stages.push_back(st);
+  return kp;
+}
+
 // fl32(1/c) for c = 1..B: the mean's scale factors (the same constants pool_mean uses).
 inline tensor recip_table(int64_t B) {
   tensor r(dtype::f32, {B});

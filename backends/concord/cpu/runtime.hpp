@@ -163,8 +163,8 @@ inline device_buffers prepare(const compiled& c, const std::vector<tensor>& inpu
       d.ptr[b] = const_cast<uint8_t*>(inputs[in++].bytes.data());
       continue;
     }
-    d.store.emplace_back(r.type, r.shape);
-    d.store.back().poison();
+    if (r.role == codegen::buffer_role::inout) d.store.push_back(inputs[in++]);
+    else d.store.emplace_back(r.type, r.shape), d.store.back().poison();
     d.ptr[b] = d.store.back().bytes.data();
   }
   return d;
@@ -190,7 +190,7 @@ inline std::vector<tensor> take_outputs(const compiled& c, device_buffers& d) {
   for (size_t b = 0, k = 0; b < c.plan.buffers.size(); ++b) {
     const codegen::buffer_ref& r = c.plan.buffers[b];
     if (r.role == codegen::buffer_role::input) continue;
-    if (r.role == codegen::buffer_role::output) outs.push_back(std::move(d.store[k]));
+    if (codegen::is_returned(r.role)) outs.push_back(std::move(d.store[k]));
     ++k;
   }
   return outs;

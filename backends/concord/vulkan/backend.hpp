@@ -81,7 +81,7 @@ inline device_buffers prepare(const compiled& c, const std::vector<tensor>& inpu
     const codegen::buffer_ref& r = c.plan.buffers[b];
     const size_t bytes = static_cast<size_t>(numel(r.shape)) * dtype_bytes(r.type);
     d.bufs.push_back(ctx.alloc((bytes + 3) / 4 * 4));
-    if (r.role == codegen::buffer_role::input) {
+    if (codegen::is_given(r.role)) {
       std::vector<uint8_t> padded(inputs[in++].bytes);
       padded.resize((bytes + 3) / 4 * 4, 0);
       d.bufs.back().upload(padded.data(), padded.size());

@@ -31,7 +31,9 @@ inline std::string json_string(const std::string& s) {
   return r + "\"";
 }
 
-inline const char* role_name(buffer_role r) { return r == buffer_role::input ? "input" : r == buffer_role::output ? "output" : "temp"; }
+inline const char* role_name(buffer_role r) {
+  return r == buffer_role::input ? "input" : r == buffer_role::output ? "output" : r == buffer_role::inout ? "inout" : "temp";
+}
 
 // All files of one plan. `spirv` (optional) turns GLSL into SPIR-V words for the .spv files.
 inline std::vector<exported_file> export_plan(kernel_plan kp, const std::string& name,

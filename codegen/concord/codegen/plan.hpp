@@ -9,7 +9,11 @@
 
 namespace concord::codegen {
 
-enum class buffer_role : uint8_t { input, output, temp };
+// inout: given like an input (in input order, not poisoned), returned like an output (in output
+// order); a stage may read and update it in place.
+enum class buffer_role : uint8_t { input, output, temp, inout };
+inline bool is_given(buffer_role r) { return r == buffer_role::input || r == buffer_role::inout; }
+inline bool is_returned(buffer_role r) { return r == buffer_role::output || r == buffer_role::inout; }
 
 struct buffer_ref {
   std::string name;
@@ -68,7 +72,7 @@ struct kernel_plan {
 inline void check_plan_inputs(const kernel_plan& kp, const std::vector<tensor>& inputs) {
   size_t k = 0;
   for (const buffer_ref& b : kp.buffers) {
-    if (b.role != buffer_role::input) continue;
+    if (!is_given(b.role)) continue;
     if (k >= inputs.size()) throw shape_error("concord: '" + kp.prog.name + "' expects input '" + b.name + "', got only " + std::to_string(inputs.size()) + " inputs");
     const tensor& t = inputs[k++];
     if (t.type != b.type || t.shape != b.shape || t.bytes.size() != static_cast<size_t>(numel(b.shape)) * dtype_bytes(b.type))
@@ -83,7 +87,7 @@ std::vector<tensor> collect_outputs(const kernel_plan& kp, Fetch fetch) {
   std::vector<tensor> outs;
   for (size_t b = 0; b < kp.buffers.size(); ++b) {
     const buffer_ref& r = kp.buffers[b];
-    if (r.role != buffer_role::output) continue;
+    if (!is_returned(r.role)) continue;
     tensor t(r.type, r.shape);
     fetch(b, t);
     outs.push_back(std::move(t));
