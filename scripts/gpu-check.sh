@@ -25,6 +25,11 @@ pack() {
 }
 trap pack EXIT
 step() { echo "$(date -u +%H:%M:%S) $*" >> "$out/steps.log"; }
+verify() {  # the attention and conformance suites on both backends, side by side
+  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
+  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  wait
+}
 if [ "$phase" != pack ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
 export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}
 if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
@@ -46,9 +51,7 @@ elif [ "$phase" = verify ]; then
   wait
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = decode ]; then
-  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
-  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
-  wait
+  verify
   (timeout 110 gpu-carry/bench --backend vulkan --only decode --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
   (timeout 110 gpu-carry/bench_hip --backend hip --only decode --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
   if [ -n "${AB:-}" ]; then  # the same cases with one-element K/V loads, for an A/B in the same call
@@ -60,9 +63,7 @@ elif [ "$phase" = decode ]; then
 elif [ "$phase" = ab ]; then
   # Same-call A/B of bench builds: BINS lists folders holding bench and bench_hip (the candidate's
   # suites run first); each bench runs the cases matching ONLY, twice in alternating order.
-  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
-  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
-  wait
+  verify
   for round in $(seq "${ROUNDS:-2}"); do
     for b in ${BINS:-gpu-carry}; do
       for v in a ${ABFLAGS:+b}; do  # ABFLAGS: bench flags of a second variant of every build (tag _b)
@@ -92,9 +93,7 @@ elif [ "$phase" = probe ]; then
   (CONCORD_VK_NO_STORAGE16=1 timeout 60 gpu-carry/bench --backend vulkan --only "decode_dense H=8/8 N=32768" --out "$out/bench_vulkan_no16.json" > "$out/bench_vulkan_no16.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan_no16.log")
 elif [ "$phase" = full ]; then
   step verify
-  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
-  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
-  wait
+  verify
   step bench_hip
   (timeout 200 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
   step bench_vulkan
@@ -116,9 +115,7 @@ elif [ "$phase" = mma ]; then
   # The tensor-core prefill: both suites, then the HIP prefill benches with it and without
   # (CONCORD_HIP_MMA=0: prefill_coop) in the same call.
   step verify
-  (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
-  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
-  wait
+  verify
   step bench_mma
   (timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_mma.json" > "$out/bench_hip_mma.log" 2>&1; echo "exit $?" >> "$out/bench_hip_mma.log")
   if [ -n "${ALT:-}" ]; then  # another build's benches (ALT: a folder holding bench_hip) instead of prefill_coop

@@ -87,6 +87,35 @@ void run_attention_case(const std::string& label, const concord::attention::conf
   }
 }
 
+// Full re-pooling of k [H, N, D] f16 through the DSL (the selection graph's pooling ops) on the
+// interpreter: mean, min, max per block of B.
+std::vector<concord::tensor> full_pool(const concord::tensor& k, int64_t B) {
+  using namespace concord;
+  graph g("full_pool");
+  auto kx = cast<f32>(g.input<f16>("k", k.shape));
+  g.output("mean", pool_mean(kx, 1, B)), g.output("min", pool_min(kx, 1, B)), g.output("max", pool_max(kx, 1, B));
+  return interpret(lower(g), {k});
+}
+
+// Modifiers written in the DSL: a softcap of the score (2 tanh(s / 2)) and a sliding-window mask (q - k < 48).
+concord::program softcap_mod() {
+  using namespace concord;
+  graph sm("softcap");
+  auto s = sm.input<f32>("s", {1});
+  sm.input<i32>("q", {1}), sm.input<i32>("k", {1}), sm.input<i32>("h", {1});
+  sm.output("s", tanh(s * (1.0 / 2.0)) * 2.0);
+  return lower(sm);
+}
+concord::program sliding_mod() {
+  using namespace concord;
+  graph mm("sliding");
+  auto q = mm.input<i32>("q", {1});
+  auto k = mm.input<i32>("k", {1});
+  mm.input<i32>("h", {1});
+  mm.output("m", (q - k) < 48);
+  return lower(mm);
+}
+
 concord::attention::config base_config() {
   concord::attention::config c;
   c.heads = 4, c.kv_heads = 2, c.q_len = 200, c.kv_len = 200, c.head_dim = 64, c.block = 32;
@@ -197,20 +226,9 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   c = base_config();
   c.kv_type = dtype::f16, c.dense = true, c.splits = 3, c.causal = false;
   run_attention_case("D=64 non-causal dense, 3 key splits", c);
-  {
-    graph sm("softcap");
-    auto sv = sm.input<f32>("s", {1});
-    sm.input<i32>("q", {1}), sm.input<i32>("k", {1}), sm.input<i32>("h", {1});
-    sm.output("s", tanh(sv * (1.0 / 2.0)) * 2.0);
-    graph mm("sliding");
-    auto qv = mm.input<i32>("q", {1});
-    auto kv = mm.input<i32>("k", {1});
-    mm.input<i32>("h", {1});
-    mm.output("m", (qv - kv) < 48);
-    c = base_config();
-    c.kv_type = dtype::f16, c.score_mod = lower(sm), c.mask_mod = lower(mm);
-    run_attention_case("softcap + sliding-window mask mod, f16", c);
-  }
+  c = base_config();
+  c.kv_type = dtype::f16, c.score_mod = softcap_mod(), c.mask_mod = sliding_mod();
+  run_attention_case("softcap + sliding-window mask mod, f16", c);
   c = base_config();
   c.kv_type = dtype::f16, c.dense = true, c.heads = 2, c.kv_heads = 2, c.q_len = 64, c.kv_len = 16384, c.block = 128;
   auto peaked = [](std::vector<tensor>& in) {
@@ -271,16 +289,7 @@ TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[
 TEST_CASE("attention: score and mask modifiers written in the DSL are fused", "[attention][mods]") {
   using namespace concord;
   auto c = base_config();
-  graph sm("softcap");
-  auto s = sm.input<f32>("s", {1});
-  sm.input<i32>("q", {1}), sm.input<i32>("k", {1}), sm.input<i32>("h", {1});
-  sm.output("s", tanh(s * (1.0 / 2.0)) * 2.0);
-  graph mm("sliding");
-  auto q = mm.input<i32>("q", {1});
-  auto k = mm.input<i32>("k", {1});
-  mm.input<i32>("h", {1});
-  mm.output("m", (q - k) < 48);
-  c.score_mod = lower(sm), c.mask_mod = lower(mm), c.additive_mask = true;
+  c.score_mod = softcap_mod(), c.mask_mod = sliding_mod(), c.additive_mask = true;
   run_attention_case("softcap + sliding-window mask mod + additive mask", c);
 }
 
@@ -333,11 +342,7 @@ TEST_CASE("decode block representatives: appending updates only touched blocks a
   using namespace concord;
   const int64_t H = 2, D = 24, B = 16, N = 100;
   tensor full = testing::random_tensor(dtype::f16, {H, N, D}, 21);
-  // Full re-pooling through the DSL (the selection graph's pooling ops), on the interpreter.
-  graph g("full_pool");
-  auto kx = cast<f32>(g.input<f16>("k", {H, N, D}));
-  g.output("mean", pool_mean(kx, 1, B)), g.output("min", pool_min(kx, 1, B)), g.output("max", pool_max(kx, 1, B));
-  auto want = interpret(lower(g), {full});
+  auto want = full_pool(full, B);
   const int64_t KB = (N + B - 1) / B;
   tensor sum(dtype::f32, {H, KB, D}), mn(dtype::f32, {H, KB, D}), mx(dtype::f32, {H, KB, D});
   sum.poison(), mn.poison(), mx.poison();
@@ -375,10 +380,7 @@ TEST_CASE("decode block representatives updated in place: only touched blocks ar
   using namespace concord;
   const int64_t H = 2, D = 24, B = 16, N = 100;
   tensor full = testing::random_tensor(dtype::f16, {H, N, D}, 22);
-  graph g("full_pool");
-  auto kx = cast<f32>(g.input<f16>("k", {H, N, D}));
-  g.output("mean", pool_mean(kx, 1, B)), g.output("min", pool_min(kx, 1, B)), g.output("max", pool_max(kx, 1, B));
-  auto want = interpret(lower(g), {full});
+  auto want = full_pool(full, B);
   std::vector<tensor> reps;  // sum, min, max, mean
   int64_t len = 0;
   for (int64_t step : {16, 1, 5, 10, 3, 37, 28}) {

@@ -593,9 +593,16 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
 //   inputs:  k [Hkv, new_len, D] (f32|f16), sum_in, min_in, max_in f32 [Hkv, KB, D] (blocks of the
 //            old cache; entries of blocks past old_len are ignored), recip f32 [B] = fl32(1/c)
 //   outputs: sum, min, max, mean f32 [Hkv, KB, D] with KB = ceil(new_len / B)
-inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
+namespace detail {
+inline void check_rep_lengths(const char* plan, int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B) {
   if (old_len < 0 || new_len <= old_len || B <= 0 || D <= 0 || kv_heads <= 0)
-    throw shape_error("concord attention: rep_append needs 0 <= old_len < new_len, got old_len " + std::to_string(old_len) + ", new_len " + std::to_string(new_len));
+    throw shape_error(std::string("concord attention: ") + plan + " needs 0 <= old_len < new_len and positive sizes, got old_len " + std::to_string(old_len) +
+                      ", new_len " + std::to_string(new_len) + ", D " + std::to_string(D) + ", B " + std::to_string(B) + ", kv_heads " + std::to_string(kv_heads));
+}
+}  // namespace detail
+
+inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
+  detail::check_rep_lengths("rep_append", kv_heads, old_len, new_len, D, B);
   using codegen::buffer_role;
   codegen::kernel_plan kp;
   kp.prog.name = "rep_append";
@@ -634,8 +641,7 @@ inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, i
 // [old_len, new_len) touch are read and written, one invocation per (head, touched block, dim).
 //   inputs: k [Hkv, new_len, D], sum, min, max, mean (inout), recip f32 [B]; outputs: sum, min, max, mean
 inline codegen::kernel_plan rep_update_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
-  if (old_len < 0 || new_len <= old_len || B <= 0 || D <= 0 || kv_heads <= 0)
-    throw shape_error("concord attention: rep_update needs 0 <= old_len < new_len, got old_len " + std::to_string(old_len) + ", new_len " + std::to_string(new_len));
+  detail::check_rep_lengths("rep_update", kv_heads, old_len, new_len, D, B);
   using codegen::buffer_role;
   codegen::kernel_plan kp;
   kp.prog.name = "rep_update";
