@@ -82,8 +82,8 @@ elif [ "$phase" = perf ]; then
   (timeout 120 gpu-carry/test_vulkan -r compact "[attention]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
   (timeout 120 gpu-carry/test_hip -r compact "[attention]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
   wait
-  (timeout 200 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
-  (timeout 200 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  (timeout 240 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  (timeout 240 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
   [ -n "${PEERS:-1}" ] && [ "${PEERS:-1}" != 0 ] && (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = probe ]; then
@@ -95,9 +95,9 @@ elif [ "$phase" = full ]; then
   step verify
   verify
   step bench_hip
-  (timeout 200 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
+  (timeout 240 gpu-carry/bench_hip --backend hip --only "${ONLY:-}" --out "$out/bench_hip.json" > "$out/bench_hip.log" 2>&1; echo "exit $?" >> "$out/bench_hip.log")
   step bench_vulkan
-  (timeout 200 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
+  (timeout 240 gpu-carry/bench --backend vulkan --only "${ONLY:-}" --out "$out/bench_vulkan.json" > "$out/bench_vulkan.log" 2>&1; echo "exit $?" >> "$out/bench_vulkan.log")
   step peers
   (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   if [ -n "${AB:-}" ]; then
