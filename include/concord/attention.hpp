@@ -57,7 +57,7 @@ struct config {
   std::optional<program> mask_mod;   // (i32 q_pos, i32 k, i32 h) -> bool
   int64_t splits = 0;                // 0: the planner decides
   // Decode steps: selection reads block representatives f32 [Hkv, KB, D] given as inputs (rep_names:
-  // the mean; the max; or the min and max for minmax, as rep_append_plan keeps them) instead of
+  // the mean; the max; or the min and max for minmax, as rep_update_plan keeps them) instead of
   // pooling K each step. Plan inputs then: q, the representatives, k, v.
   bool cached_reps = false;
 
@@ -587,12 +587,6 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   return p;
 }
 
-// Incremental block representatives for decode. Appending keys [old_len, new_len) updates only the
-// blocks those keys touch; every other block is copied. The sums run in token order with the same
-// flush as pool_mean, so the result is bit-identical to re-pooling the whole cache.
-//   inputs:  k [Hkv, new_len, D] (f32|f16), sum_in, min_in, max_in f32 [Hkv, KB, D] (blocks of the
-//            old cache; entries of blocks past old_len are ignored), recip f32 [B] = fl32(1/c)
-//   outputs: sum, min, max, mean f32 [Hkv, KB, D] with KB = ceil(new_len / B)
 namespace detail {
 inline void check_rep_lengths(const char* plan, int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B) {
   if (old_len < 0 || new_len <= old_len || B <= 0 || D <= 0 || kv_heads <= 0)
@@ -601,6 +595,12 @@ inline void check_rep_lengths(const char* plan, int64_t kv_heads, int64_t old_le
 }
 }  // namespace detail
 
+// Incremental block representatives for decode. Appending keys [old_len, new_len) updates only the
+// blocks those keys touch; every other block is copied. The sums run in token order with the same
+// flush as pool_mean, so the result is bit-identical to re-pooling the whole cache.
+//   inputs:  k [Hkv, new_len, D] (f32|f16), sum_in, min_in, max_in f32 [Hkv, KB, D] (blocks of the
+//            old cache; entries of blocks past old_len are ignored), recip f32 [B] = fl32(1/c)
+//   outputs: sum, min, max, mean f32 [Hkv, KB, D] with KB = ceil(new_len / B)
 inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
   detail::check_rep_lengths("rep_append", kv_heads, old_len, new_len, D, B);
   using codegen::buffer_role;
