@@ -27,7 +27,17 @@ bool quick = false;
 int64_t force_splits = 0;  // --splits N: every attention case uses N key splits (0: the planner decides)
 bool narrow_loads = false;  // --narrow-loads: cooperative GPU kernels read K/V one element per load (A/B)
 bool separate_combine = false;  // --separate-combine: the split combine as its own stage (A/B)
-std::string only_case;  // --only: run the attention cases whose name and shape contain this text
+std::string only_case;  // --only: run the attention cases whose name and shape contain this text ('|' separates alternatives)
+
+bool matches_only(const std::string& label) {
+  if (only_case.empty()) return true;
+  for (size_t b = 0;;) {
+    const size_t e = only_case.find('|', b);
+    if (label.find(only_case.substr(b, e == std::string::npos ? std::string::npos : e - b)) != std::string::npos) return true;
+    if (e == std::string::npos) return false;
+    b = e + 1;
+  }
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -291,7 +301,7 @@ void bench_backend(runner& r, recorder& rec) {
   for (size_t i = 0; i < cases.size(); ++i) {
     auto& fc = cases[i];
     const std::string label = fc.bench + " H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " N=" + std::to_string(fc.c.kv_len);
-    if (!only_case.empty() && label.find(only_case) == std::string::npos) continue;
+    if (!matches_only(label)) continue;
     std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
     std::fflush(stdout);
     try {

@@ -7,6 +7,8 @@
 #   phase "ab":     attention + conformance, then the benches of several builds (BINS) alternately,
 #                   each also with the bench flags ABFLAGS when set
 #   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
+#   phase "variants": attention + conformance on both, then the benches of each VARIANTS entry (an
+#                   environment for the run: decode kernel knobs), the peers
 #   phase "mma":    attention + conformance on both, the HIP prefill benches with and without tensor cores
 #   phase "full":   attention + conformance on both, every benchmark on both, the peers, then (AB set)
 #                   the decode benches again with the bench flags AB, and (ALT set) the HIP decode
@@ -27,7 +29,7 @@ trap pack EXIT
 step() { echo "$(date -u +%H:%M:%S) $*" >> "$out/steps.log"; }
 verify() {  # the attention and conformance suites on both backends, side by side
   (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
-  (timeout 150 gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  (timeout ${VT:-300} gpu-carry/test_hip -r compact "[attention],[conformance]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
   wait
 }
 if [ "$phase" != pack ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
@@ -69,14 +71,33 @@ elif [ "$phase" = ab ]; then
       for v in a ${ABFLAGS:+b}; do  # ABFLAGS: bench flags of a second variant of every build (tag _b)
         flags=; [ "$v" = b ] && flags=$ABFLAGS
         tag=$(basename "$b")${flags:+_b}_r$round
-        (timeout 100 "$b/bench_hip" --backend hip --only "${ONLY:-decode}" $flags --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log")
-        (timeout 100 "$b/bench" --backend vulkan --only "${ONLY:-decode}" $flags --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log")
+        (timeout ${BT:-100} "$b/bench_hip" --backend hip --only "${ONLY:-decode}" $flags --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log")
+        (timeout ${BT:-100} "$b/bench" --backend vulkan --only "${ONLY:-decode}" $flags --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log")
       done
     done
     BINS=$(echo ${BINS:-gpu-carry} | tr ' ' '\n' | tac | tr '\n' ' ')
   done
   [ "${PEERS:-1}" != 0 ] && (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   for f in "$out"/*verify.log "$out"/peers.log; do echo "== $f"; tail -n 3 "$f"; done
+elif [ "$phase" = variants ]; then
+  # Decode kernel variants by environment, in one call: both suites, then for each VARIANTS entry
+  # "tag:VAR=value,VAR=value" (tag alone: the defaults) the HIP benches matching ONLY, the Vulkan
+  # ones for the tags in VKTAGS, and the peers (PEERS=0: none). Step times in steps.log.
+  step verify
+  verify
+  for v in ${VARIANTS:-base:}; do  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives]
+    tag=${v%%:*}; rest=${v#*:}; envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}
+    [ "$rest" != "${rest#*:}" ] && only=$(echo "${rest#*:}" | tr + ' ')
+    step "hip $tag"
+    (env $envs timeout ${BT:-100} gpu-carry/bench_hip --backend hip --only "$only" --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log")
+    case " ${VKTAGS:-base} " in *" $tag "*)
+      step "vulkan $tag"
+      (env $envs timeout ${BT:-100} gpu-carry/bench --backend vulkan --only "$only" --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log");;
+    esac
+  done
+  if [ "${PEERS:-1}" != 0 ]; then step peers; (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log"); fi
+  step done
+  for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = perf ]; then
   (timeout 60 gpu-carry/vk_probe > "$out/vk_probe.log" 2>&1; echo "exit $?" >> "$out/vk_probe.log")
   (timeout 120 gpu-carry/test_vulkan -r compact "[attention]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &

@@ -189,6 +189,48 @@ TEST_CASE("attention: decode splits combined by the last workgroup of a row, or 
     }
 }
 
+TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup decode agree with the reference", "[attention][decode][stream]") {
+  // GPU backends with subgroup shuffles plan decode_stream for f16 K/V; with the shuffles taken
+  // away (caps.subgroup = 0) the same shapes take decode_coop. Lanes per key 1..16 (D = 16, 24,
+  // 48, 64, 128, 256), GQA per group, partial blocks and keys shorter than a block, causal clipping
+  // inside the last block (q_len 4), modifiers, forced splits with and without the fused combine.
+  using namespace concord;
+  std::vector<std::pair<std::string, attention::config>> cases;
+  auto c = base_config();
+  c.heads = 8, c.kv_heads = 8, c.q_len = 1, c.kv_len = 1000, c.head_dim = 128, c.block = 64, c.kv_type = dtype::f16, c.splits = 5;
+  cases.push_back({"MHA D=128, 1000 keys, 5 splits", c});
+  c.heads = 8, c.kv_heads = 2, c.head_dim = 64, c.kv_len = 777, c.block = 32, c.per_group = true, c.top_k = 3, c.splits = 0;
+  cases.push_back({"GQA 4:1 per group D=64, 777 keys in blocks of 32, top-3", c});
+  c = base_config();
+  c.heads = 2, c.kv_heads = 2, c.q_len = 1, c.kv_len = 300, c.head_dim = 16, c.block = 16, c.kv_type = dtype::f16, c.splits = 2;
+  cases.push_back({"D=16 (2 lanes per key), 300 keys, 2 splits", c});
+  c.kv_len = 37, c.block = 64, c.splits = 0;
+  cases.push_back({"D=16, 37 keys: shorter than one block", c});
+  c.head_dim = 24, c.kv_len = 290, c.block = 16, c.splits = 3;
+  cases.push_back({"D=24 (one lane per key, no butterfly), 3 splits", c});
+  c = base_config();
+  c.heads = 3, c.kv_heads = 3, c.q_len = 1, c.kv_len = 500, c.head_dim = 48, c.block = 32, c.kv_type = dtype::f16;
+  c.score_mod = softcap_mod(), c.mask_mod = sliding_mod();
+  cases.push_back({"D=48 (3 chunks per lane), softcap + sliding window", c});
+  c = base_config();
+  c.heads = 2, c.kv_heads = 1, c.q_len = 4, c.kv_len = 203, c.head_dim = 256, c.block = 64, c.kv_type = dtype::f16, c.dense = true, c.splits = 3;
+  cases.push_back({"D=256 q_len=4 (causal cut inside the last block), 3 splits", c});
+  const auto base = backend_caps();
+  const bool gpu = base.dialect == "glsl" || base.dialect == "hip";
+  for (const auto& [label, cfg] : cases)
+    for (int64_t sub : {base.subgroup, int64_t{0}})
+      for (bool fused : {true, false}) {
+        auto caps = base;
+        caps.subgroup = sub, caps.fused_combine = fused;
+        const auto route = attention::build(cfg, caps).chosen;
+        INFO(label << " with subgroup " << sub << (fused ? "" : ", separate combine") << " via " << route.variant << " splits " << route.splits);
+        if (gpu) CHECK(route.variant == (sub > 0 ? "decode_stream" : "decode_coop"));
+        if (gpu && sub > 0) CHECK(route.fused_combine == (fused && route.splits > 1));
+        run_attention_case(label, cfg, -1, 11, {}, caps);
+        if (!gpu || route.splits == 1) break;  // one split: no combine to vary
+      }
+}
+
 TEST_CASE("attention: scores in the thousands, where only the true running max keeps exp finite", "[attention][edges]") {
   // q x 1000 puts scores at about +-700 (sd ~330): exp(s - m) overflows unless m is each tile's
   // and row's true maximum, so a max that is merely close (a lost atomic, a stale tile) fails here.

@@ -261,12 +261,12 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   dev.backend = "test", dev.max_accumulator = 1024;
   auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
   CHECK(r.variant == "row");
-  REQUIRE(r.rejected.size() == 7);
+  REQUIRE(r.rejected.size() == 8);
   const std::string log = attention::describe(c, r, dev);
   INFO(log);
   for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
                            "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head",
-                           "rejected cpu_tile: C++ dialect only", "rejected decode_coop: GPU dialects only",
+                           "rejected cpu_tile: C++ dialect only", "rejected decode_stream: GPU dialects only", "rejected decode_coop: GPU dialects only",
                            "rejected prefill_coop: GPU dialects only", "rejected prefill_mma: HIP only"})
     CHECK(log.find(want) != std::string::npos);
   dev.dialect = "hip", dev.shared_bytes = 48 * 1024;
@@ -292,6 +292,32 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   }
   c.kv_type = dtype::f16, c.head_dim = 128, c.q_len = 2;
   CHECK(attention::plan_route(c, dev).variant == "decode_coop");
+  CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: the device has no subgroup shuffles") != std::string::npos);
+  dev.subgroup = 32;
+  r = attention::plan_route(c, dev);
+  CHECK(r.variant == "decode_stream");
+  CHECK(r.group == 1);  // per-head selection: one head per workgroup
+  c.per_group = true;
+  CHECK(attention::plan_route(c, dev).group == 3);  // GQA 3:1, D = 128: 16 lanes per key, q and O in 8 + 8 floats per head
+  c.head_dim = 256;
+  CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: G * D / lanes") != std::string::npos);
+  c.head_dim = 24, c.per_group = false;
+  CHECK(attention::plan_route(c, dev).variant == "decode_stream");  // 3 chunks of 8: one lane per key, no shuffles
+  c.head_dim = 68;
+  CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: head_dim 68 is not a multiple of 8") != std::string::npos);
+  c.head_dim = 128, c.kv_type = dtype::f32;
+  CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: K/V f32") != std::string::npos);
+  c.kv_type = dtype::f16, c.per_group = false, dev.subgroup = 0;
+  {
+    using attention::detail::choose_stream_shape;
+    CHECK(choose_stream_shape(1, 128, 32).lanes == 8);   // one head: 2 chunks per lane
+    CHECK(choose_stream_shape(1, 128, 32).unroll == 4);
+    CHECK(choose_stream_shape(4, 128, 32).unroll == 2);  // 64 - 64 registers: the floor of 16 for loads in flight
+    CHECK(choose_stream_shape(4, 128, 32).lanes == 16);
+    CHECK(choose_stream_shape(4, 128, 8).lanes == 0);    // 8 lanes: 2 chunks x 4 heads = 64 floats of q
+    CHECK(choose_stream_shape(1, 48, 32).lanes == 2);
+    CHECK(choose_stream_shape(1, 128, 32, 16, 4).unroll == 4);
+  }
   c.q_len = 300, dev.mma_f16 = false;
   c.head_dim = 7, dev.dialect = "any", dev.shared_bytes = 0;
   c.q_len = 1, c.per_group = true, c.head_dim = 256;

@@ -61,7 +61,8 @@ TEST_CASE("generation is deterministic", "[golden]") {
 }
 
 namespace {
-// Attention pipelines routed for one GPU dialect (cooperative decode: per group and per head, D = 256).
+// Attention pipelines routed for one GPU dialect (cooperative decode: per group and per head, D = 256;
+// streaming decode with subgroup shuffles).
 std::vector<codegen::kernel_plan> gpu_attention_plans(const std::string& dialect) {
   attention::device_caps dev;
   dev.backend = dialect, dev.dialect = dialect, dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024;
@@ -75,6 +76,11 @@ std::vector<codegen::kernel_plan> gpu_attention_plans(const std::string& dialect
   plans.push_back(attention::build(c, dev).plan);
   c.q_len = 1000, c.head_dim = 256, c.causal = true, c.per_group = true;
   plans.push_back(attention::build(c, dev).plan);
+  dev.subgroup = 32, c.kv_type = dtype::f16, c.q_len = 1, c.head_dim = 128;  // decode_stream: per group, and per head with the fused combine
+  plans.push_back(attention::build(c, dev).plan);
+  c.per_group = false, c.splits = 4;
+  plans.push_back(attention::build(c, dev).plan);
+  REQUIRE(attention::build(c, dev).chosen.variant == "decode_stream");
   for (const auto& p : plans) REQUIRE(std::any_of(p.stages.begin(), p.stages.end(), [](const codegen::stage& s) { return s.group > 0; }));
   return plans;
 }

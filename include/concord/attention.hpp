@@ -22,9 +22,11 @@
 #include <concord/attention_cpu.hpp>
 #include <concord/attention_gpu.hpp>
 #include <concord/attention_mma.hpp>
+#include <concord/attention_stream.hpp>
 #include <concord/codegen/plan.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <limits>
@@ -101,8 +103,20 @@ struct device_caps {
   bool wide_loads = true;          // cooperative kernels read K/V 8 elements per 16-byte load (D % 8 == 0)
   bool fused_combine = true;       // wide cooperative decode: the last split of a row combines (no separate stage)
   int64_t max_buffer_bytes = 0;    // the largest buffer one kernel may bind (Vulkan maxStorageBufferRange); 0: no limit
+  int64_t subgroup = 0;            // lanes of a subgroup (warp) that exchange floats by CC_SHFL_XOR; 0: no shuffles
+  int64_t decode_lanes = 0, decode_unroll = 0;  // decode_stream lanes per key and keys per step (0: chosen from G and D)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
 };
+
+// A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
+// decode_stream; CONCORD_DECODE_LANES / CONCORD_DECODE_UNROLL set decode_stream's lanes per key and
+// keys per step.
+inline void tune_decode_from_env(device_caps& d) {
+  auto num = [](const char* n) { const char* e = std::getenv(n); return e ? std::atoll(e) : int64_t{-1}; };
+  if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
+  if (const int64_t l = num("CONCORD_DECODE_LANES"); l > 0) d.decode_lanes = l;
+  if (const int64_t u = num("CONCORD_DECODE_UNROLL"); u > 0) d.decode_unroll = u;
+}
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
 // the window, the sinks and the top-k (top_k > 0, or a threshold of +inf). Key splits are planned
@@ -135,6 +149,22 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else {
     r.variant = "cpu_tile", r.group = GQ, r.rows = RQ;
     r.splits = splits_for(c.heads / GQ * c.q_blocks() * ((std::min(c.block, c.q_len) + RQ - 1) / RQ));
+    return r;
+  }
+  const int64_t GS = shared ? G : 1;
+  const auto ssh = detail::choose_stream_shape(GS, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll);
+  if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_stream", "GPU dialects only (this plan is for " + dev.dialect + ")");
+  else if (!decode) reject("decode_stream", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
+  else if (c.kv_type != dtype::f16) reject("decode_stream", "K/V f32: its 16-byte loads take 8 halves (decode_coop reads f32)");
+  else if (dev.subgroup <= 0) reject("decode_stream", "the device has no subgroup shuffles");
+  else if (ssh.lanes == 0)
+    reject("decode_stream", D % 8 != 0 ? "head_dim " + std::to_string(D) + " is not a multiple of 8"
+                                       : "G * D / lanes = " + std::to_string(GS * D / std::min<int64_t>(dev.subgroup, 16)) + "+ q and accumulator floats per lane > 32");
+  else if (4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads) > dev.shared_bytes)
+    reject("decode_stream", std::to_string(4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads)) + " bytes of workgroup memory > the device's " +
+                                std::to_string(dev.shared_bytes));
+  else {
+    r.variant = "decode_stream", r.group = GS, r.splits = splits_for(c.heads / GS * c.q_len * 512, 1);
     return r;
   }
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
@@ -197,6 +227,8 @@ inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
   if (dev.max_loop_iterations <= 0) return r;
   auto iterations = [&](int64_t s) {
     const int64_t blocks = (c.kv_blocks() + s - 1) / s, D = c.head_dim, GQ = r.group;
+    if (r.variant == "decode_stream")
+      return detail::stream_loop_iterations(detail::choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll), GQ, D, c.block, blocks);
     if (r.variant == "decode_coop") {
       const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = detail::coop_qk_parts(KT), DPT = (D + W - 1) / W;
       const int64_t DP = (D + P - 1) / P, NSL = (GQ * KT + W - 1) / W;  // stage K; Q.K; scores; maxima; slots; rescale; P.V
@@ -500,6 +532,30 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                        {"BUF", "K"}, {"LAST", "qpos"}, {"TILE", "ks"}, {"ACC", wide ? "fin" : "acc"},
                                                                        {"M", "mx[g]"}, {"L", "sm[g]"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"}, {"NPT", "@DPT@"}, {"AI", "g * @DPT@u"}}), tv);
+    if (p.chosen.fused_combine) {
+      const int64_t SL = W / (D / 8);
+      attend.body += detail::fill(detail::coop_combine_fused, {{"SLAST", std::to_string(S - 1) + ".0f"}, {"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)},
+                                                               {"CR", std::to_string(SL * D + S)}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
+                                                               {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(c.q_len)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}});
+    }
+  }
+  if (p.chosen.variant == "decode_stream") {
+    const auto sh = detail::choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll);
+    const int64_t W = detail::coop_threads, L = sh.lanes, C = sh.chunks, U = sh.unroll, NG = sh.groups();
+    attend.group = W;
+    attend.count = (H / GQ) * c.q_len * S;
+    p.chosen.fused_combine = S > 1 && LH == H / GQ && dev.fused_combine && 4 * detail::stream_shared_floats(sh, D, S, W) <= dev.shared_bytes;
+    attend.shared = {{"ks", detail::stream_shared_floats(sh, D, p.chosen.fused_combine ? S : 0, W) - 2 * NG}, {"ss", 2 * NG}};
+    auto tv = vals;
+    tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"LN", std::to_string(L)}, {"C", std::to_string(C)}, {"U", std::to_string(U)}, {"NG", std::to_string(NG)},
+                         {"NGU", std::to_string(NG * U)}, {"UC", std::to_string(U * C)}, {"GQU", std::to_string(GQ * U)}, {"C8", std::to_string(8 * C)},
+                         {"QN", std::to_string(GQ * 8 * C)}, {"D8N", std::to_string(D / 8)}, {"DPT", std::to_string((D + W - 1) / W)},
+                         {"NE", std::to_string((GQ * U + GQ + L - 1) / L)}});
+    attend.body = detail::fill(detail::fill(detail::stream_decode_body, {{"PREAMBLE", detail::split_preamble}, {"REDUCE", L > 1 ? detail::stream_reduce : ""},
+                                                                         {"SPREAD", L > 1 ? detail::stream_spread_shuffle : detail::stream_spread_local},
+                                                                         {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
+                                                                         {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
+                                                                         {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
     if (p.chosen.fused_combine) {
       const int64_t SL = W / (D / 8);
       attend.body += detail::fill(detail::coop_combine_fused, {{"SLAST", std::to_string(S - 1) + ".0f"}, {"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)},

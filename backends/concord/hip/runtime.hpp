@@ -46,6 +46,7 @@ struct device_info {
   std::string name;
   std::string arch;
   int sm_count = 0;
+  int warp_size = 0;
   size_t global_mem = 0;
   int runtime_version = 0, driver_version = 0;
 
@@ -102,6 +103,7 @@ class context {
     if (auto colon = info_.arch.find(':'); colon != std::string::npos) info_.arch.resize(colon);
     if (info_.arch.empty()) info_.arch = "sm_" + std::to_string(prop.major) + std::to_string(prop.minor);
     info_.sm_count = prop.multiProcessorCount;
+    info_.warp_size = prop.warpSize;
     info_.global_mem = prop.totalGlobalMem;
     CONCORD_HIP_CHECK(hipRuntimeGetVersion(&info_.runtime_version));
     CONCORD_HIP_CHECK(hipDriverGetVersion(&info_.driver_version));

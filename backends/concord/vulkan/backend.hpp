@@ -65,6 +65,8 @@ inline attention::device_caps caps() {
   d.dialect = "glsl";
   d.shared_bytes = di.max_group_size_x >= 128 ? di.max_shared_bytes : 0;
   d.max_buffer_bytes = static_cast<int64_t>(di.max_storage_range);
+  d.subgroup = di.subgroup_shuffle ? static_cast<int64_t>(di.subgroup_min) : 0;
+  attention::tune_decode_from_env(d);
   d.notes = di.describe();
   return d;
 }

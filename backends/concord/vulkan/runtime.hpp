@@ -80,6 +80,8 @@ struct device_info {
   uint32_t max_push_constants = 0;
   uint64_t max_storage_range = 0;  // maxStorageBufferRange
   uint32_t subgroup_size = 0;
+  uint32_t subgroup_min = 0;       // the smallest subgroup a compute shader may get (minSubgroupSize where reported)
+  bool subgroup_shuffle = false;   // compute shaders have subgroupShuffleXor
   double timestamp_period_ns = 0;
   bool timestamps = false;
   uint64_t device_local_bytes = 0;
@@ -258,8 +260,17 @@ inline device_query query_device(const instance_state& is, VkPhysicalDevice pd, 
       *tail = &fc;
       tail = &fc.pNext;
     }
+    VkPhysicalDeviceSubgroupSizeControlPropertiesEXT ssc{};
+    ssc.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES_EXT;
+    const bool has_ssc = effective >= VK_API_VERSION_1_3 || has_extension(exts, "VK_EXT_subgroup_size_control");
+    if (has_ssc) {
+      *tail = &ssc;
+      tail = &ssc.pNext;
+    }
     fn.vkGetPhysicalDeviceProperties2(pd, &p2);
-    d.subgroup_size = sub.subgroupSize;
+    d.subgroup_size = d.subgroup_min = sub.subgroupSize;
+    if (has_ssc && ssc.minSubgroupSize > 0) d.subgroup_min = std::min(d.subgroup_min, ssc.minSubgroupSize);
+    d.subgroup_shuffle = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && (sub.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
     q.max_allocation = m3.maxMemoryAllocationSize;
     if (has_drv) {
       d.driver_name = drv.driverName;
@@ -356,7 +367,8 @@ inline std::string device_info::describe() const {
        " rte=" + std::to_string(rounding_rte_f32);
   s += ", fp16-storage=" + std::to_string(storage_buffer_16bit) +
        " fp64=" + std::to_string(shader_float64) + " int64=" + std::to_string(shader_int64) +
-       ", subgroup " + std::to_string(subgroup_size) +
+       ", subgroup " + std::to_string(subgroup_size) + (subgroup_min != subgroup_size ? " (min " + std::to_string(subgroup_min) + ")" : std::string()) +
+       (subgroup_shuffle ? " shuffle" : "") +
        ", timestamps=" + std::to_string(timestamps);
   return s;
 }

@@ -217,6 +217,12 @@ class c_emitter {
   virtual std::string fence() const { return "__atomic_thread_fence(__ATOMIC_SEQ_CST)"; }
   // CC_SHARED_MAX(a, v): atomic max of the u32 workgroup-memory element a and v (cooperative stages).
   virtual std::string shared_max() const { throw shape_error("concord: the " + name() + " dialect has no workgroup memory (CC_SHARED_MAX)"); }
+  // CC_SHFL_XOR(v, m): the float v of lane `lane ^ m` in the same subgroup, m the same for every
+  // lane; CC_SHFL_FROM(v, m): the same with m varying per lane (cooperative stages).
+  virtual std::string shuffle_defs() const { throw shape_error("concord: the " + name() + " dialect has no subgroup shuffles (CC_SHFL_XOR)"); }
+  // CC_FMA(a, b, c): a * b + c, fused where the dialect has an exact fused multiply-add (attention
+  // kernels only: tolerance-checked; DSL stages never contract).
+  virtual std::string fma_def() const { return "#define CC_FMA(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n"; }
   // Whether the stage writes parameter p: a DSL stage writes its last; a hand-written one the buffers
   // its body stores to (CC_ST_<NAME>, CC_ATOMIC_ADD_<NAME>). The others are read-only and restrict.
   static bool written(const kernel_plan& kp, const stage& st, int p) {
@@ -416,6 +422,9 @@ class c_emitter {
     std::string defs, undefs;
     bool vec8 = false;
     if (st.body.find("CC_FENCE()") != std::string::npos) defs += "#define CC_FENCE() " + fence() + "\n", undefs += "#undef CC_FENCE\n";
+    if (st.body.find("CC_SHFL_XOR(") != std::string::npos || st.body.find("CC_SHFL_FROM(") != std::string::npos)
+      defs += shuffle_defs(), undefs += "#undef CC_SHFL_XOR\n#undef CC_SHFL_FROM\n";
+    if (st.body.find("CC_FMA(") != std::string::npos) defs += fma_def(), undefs += "#undef CC_FMA\n";
     if (st.body.find("CC_SHARED_MAX(") != std::string::npos) defs += "#define CC_SHARED_MAX(cc_a, cc_v) " + shared_max() + "\n", undefs += "#undef CC_SHARED_MAX\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const std::string nm = upper_name(kp, st, static_cast<int>(k));

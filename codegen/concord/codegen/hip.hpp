@@ -91,6 +91,11 @@ class hip_emitter : public c_emitter {
   }
   std::string fence() const override { return "__threadfence()"; }
   std::string shared_max() const override { return "atomicMax(&(cc_a), (cc_v))"; }
+  std::string shuffle_defs() const override {
+    return "#ifdef __HIP_PLATFORM_AMD__\n#define CC_SHFL_XOR(cc_v, cc_m) __shfl_xor((cc_v), (int)(cc_m))\n#else\n"
+           "#define CC_SHFL_XOR(cc_v, cc_m) __shfl_xor_sync(0xffffffffu, (cc_v), (int)(cc_m))\n#endif\n#define CC_SHFL_FROM(cc_v, cc_m) CC_SHFL_XOR(cc_v, cc_m)\n";
+  }
+  std::string fma_def() const override { return "#define CC_FMA(cc_a, cc_b, cc_c) fmaf((cc_a), (cc_b), (cc_c))\n"; }
   std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
   std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
   std::string load_vec8(const kernel_plan&, const stage&, int p, const std::string& x, const std::string& f) override {

@@ -37,7 +37,8 @@ struct stage {
   // Cooperative stages (GPU dialects only): `group` threads run the body together for each i in
   // [0, count) with `lane` in [0, group); `shared` float arrays (and `shared_u32` ones, which
   // CC_SHARED_MAX(a[x], v) raises atomically) are visible to the whole group and CC_BARRIER()
-  // synchronizes it (every thread must reach it). 0: one invocation per element.
+  // synchronizes it (every thread must reach it). CC_SHFL_XOR(v, m) gives float v of lane ^ m
+  // (m below the device's subgroup, every lane of the subgroup reaching it). 0: one invocation per element.
   int64_t group = 0;
   int64_t resident = 0;  // workgroups per multiprocessor the HIP build keeps room for (__launch_bounds__); 0: compiler's choice
   std::vector<std::pair<std::string, int64_t>> shared, shared_u32;

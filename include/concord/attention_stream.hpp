@@ -1,0 +1,171 @@
+// concord attention: the streaming decode kernel (route decode_stream, GPU dialects with subgroup
+// shuffles, f16 K/V, D % 8 == 0). Semantics are those of attention.hpp; only the order of the sums
+// differs from the other routes, inside the same tolerance.
+//
+// One workgroup of 128 threads per (head group, query row, key split). Lanes form key groups of L
+// lanes (L a power of two, at most the device's subgroup); lane `sub` of a group owns the C chunks
+// of 8 dims sub, sub + L, ... of q, of its O accumulators and of every key it reads, so one key is
+// C 16-byte loads of K and of V per lane, coalesced across the group. Each step a group takes U
+// consecutive keys: it issues all U x C loads of K and V, forms its partial dots, adds them over
+// the group with a xor butterfly (every lane ends with the same bits: a + b == b + a), applies the
+// score and mask modifiers, updates its own running max and sum, and adds p x V. Dots and P.V use
+// CC_FMA (fused on HIP, whose build otherwise never contracts: tolerance-checked math). The step loop is
+// uniform over the workgroup (keys past the block are clamped loads with no contribution), so no
+// barrier and no shared memory is touched until the split ends. Then the NG = 128 / L groups meet
+// in shared memory: weights exp(m_g - max) over groups with live keys, and the split's output or
+// partials are written as by decode_coop; with S > 1 the last split of a row group combines them
+// (decode_coop's fused combine, over the GQ heads of the workgroup).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+namespace concord::attention::detail {
+
+struct stream_shape {
+  int64_t lanes = 0, chunks = 0, unroll = 0;
+  int64_t groups() const { return lanes > 0 ? 128 / lanes : 0; }
+};
+
+// L: the largest power of two dividing D / 8 up to min(subgroup, 8 for one head, 16 for several)
+// (one head: two chunks per lane halve the butterflies and the redundant exps); C = D / 8 / L.
+// q and O for GQ heads take 2 x GQ x 8C floats: at most 64. U: keys per step; one head: 4 (H200
+// run 34, MHA 32K: U = 2 0.0448 ms, U = 4 0.0419, 16 lanes x U = 4 0.0436); several: K and V loads
+// in flight in 64 - 16 GQ C registers (at least 16), at most 4 keys. `lanes`/`unroll` override the
+// choice (device_caps tuning knobs; 0: automatic).
+inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup, int64_t lanes = 0, int64_t unroll = 0) {
+  if (D % 8 != 0 || subgroup <= 0 || GQ <= 0) return {};
+  const int64_t n8 = D / 8, cap = std::min<int64_t>(subgroup, lanes > 0 ? lanes : (GQ == 1 ? 8 : 16));
+  int64_t L = 1;
+  while (L * 2 <= cap && n8 % (L * 2) == 0 && L * 2 <= 128) L *= 2;
+  const int64_t C = n8 / L;
+  if (GQ * C * 8 > 32) return {};
+  const int64_t U = unroll > 0 ? unroll : GQ == 1 ? 4 : std::clamp<int64_t>(std::max<int64_t>(16, 64 - 16 * GQ * C) / (8 * C), 1, 4);
+  return {L, C, U};
+}
+
+inline constexpr const char* stream_reduce = R"(      for (uint m = 1u; m < @LN@u; m = m * 2u)
+        for (uint y = 0u; y < @GQU@u; ++y) s[y] = s[y] + CC_SHFL_XOR(s[y], m);
+)";
+
+// The step's exps are shared out: lane `sub` evaluates values j = sub, sub + L, ... of the GQ x U
+// probabilities exp(s - m_new) and then the GQ rescales exp(m_old - m_new), and every lane takes
+// all of them from their lanes (bit-identical across the group), instead of each lane evaluating
+// all GQ x (U + 1).
+inline constexpr const char* stream_spread_shuffle = R"(      for (uint y = 0u; y < @GQU@u; ++y) s[y] = CC_SHFL_FROM(ev[y / @LN@u], sub ^ (y % @LN@u));
+      for (uint g = 0u; g < @GQ@u; ++g) cr[g] = CC_SHFL_FROM(ev[(@GQU@u + g) / @LN@u], sub ^ ((@GQU@u + g) % @LN@u));
+)";
+inline constexpr const char* stream_spread_local = R"(      for (uint y = 0u; y < @GQU@u; ++y) s[y] = ev[y];
+      for (uint g = 0u; g < @GQ@u; ++g) cr[g] = ev[@GQU@u + g];
+)";
+
+inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
+  uint sub = lane % @LN@u; uint kg = lane / @LN@u;
+  float q[@QN@]; float acc[@QN@]; float mx[@GQ@]; float sm[@GQ@];
+  for (uint g = 0u; g < @GQ@u; ++g) {
+    mx[g] = ninf; sm[g] = 0.0f;
+    for (uint c = 0u; c < @C@u; ++c)
+      for (uint u = 0u; u < 8u; ++u) {
+        q[(g * @C@u + c) * 8u + u] = CC_LDF_Q(((h0 + g) * @NQ@u + qi) * @D@u + (sub + c * @LN@u) * 8u + u);
+        acc[(g * @C@u + c) * 8u + u] = 0.0f;
+      }
+  }
+  uint tiles = 0u;
+  for (uint e = e0; e < e1; ++e) {
+    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
+    tiles += 1u;
+    uint kbeg = kb * @B@u; uint kend = kbeg + @B@u < @NK@u ? kbeg + @B@u : @NK@u;
+    if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
+    for (uint k0 = kbeg; k0 < kend; k0 += @NGU@u) {
+      uint kt = k0 + kg * @U@u;
+      CC_RAW8 kw[@UC@]; CC_RAW8 vw[@UC@];
+      for (uint t = 0u; t < @U@u; ++t) {
+        uint kr = kt + t < kend ? kt + t : kend - 1u;
+        for (uint c = 0u; c < @C@u; ++c) {
+          uint x = (kvh * @NK@u + kr) * @D8N@u + sub + c * @LN@u;
+          kw[t * @C@u + c] = CC_LDR8_K(x); vw[t * @C@u + c] = CC_LDR8_V(x);
+        }
+      }
+      float s[@GQU@];
+      for (uint y = 0u; y < @GQU@u; ++y) s[y] = 0.0f;
+      for (uint t = 0u; t < @U@u; ++t)
+        for (uint c = 0u; c < @C@u; ++c) {
+          float f[8]; CC_CVT8(kw[t * @C@u + c], f);
+          for (uint g = 0u; g < @GQ@u; ++g)
+            for (uint u = 0u; u < 8u; ++u) s[g * @U@u + t] = CC_FMA(q[(g * @C@u + c) * 8u + u], f[u], s[g * @U@u + t]);
+        }
+@REDUCE@      float mn[@GQ@];
+      for (uint g = 0u; g < @GQ@u; ++g) {
+        float tmax = ninf;
+        for (uint t = 0u; t < @U@u; ++t) {
+          uint kp = kt + t;
+          float sc = cc_score_mod(s[g * @U@u + t] * @SCALE@, int(qpos), int(kp), int(h0 + g));
+          bool live = kp < kend && cc_mask_mod(int(qpos), int(kp), int(h0 + g)) && sc > ninf;
+          s[g * @U@u + t] = live ? sc : ninf;
+          tmax = live && sc > tmax ? sc : tmax;
+        }
+        mn[g] = tmax > mx[g] ? tmax : mx[g];
+      }
+      float ev[@NE@];
+      for (uint e = 0u; e < @NE@u; ++e) {
+        uint j = sub + e * @LN@u;
+        float a = 0.0f; float b = 0.0f; bool ok = false; float other = 0.0f;
+        for (uint y = 0u; y < @GQU@u; ++y) if (j == y) { a = s[y]; b = mn[y / @U@u]; ok = s[y] > ninf; other = 0.0f; }
+        for (uint g = 0u; g < @GQ@u; ++g) if (j == @GQU@u + g) { a = mx[g]; b = mn[g]; ok = mn[g] > ninf; other = 1.0f; }
+        float ex = cc_exp(a - b);
+        ev[e] = ok ? ex : other;
+      }
+      float cr[@GQ@];
+@SPREAD@      for (uint g = 0u; g < @GQ@u; ++g) {
+        mx[g] = mn[g]; sm[g] = sm[g] * cr[g];
+        for (uint y = 0u; y < @C8@u; ++y) acc[g * @C8@u + y] = acc[g * @C8@u + y] * cr[g];
+        for (uint t = 0u; t < @U@u; ++t) sm[g] = sm[g] + s[g * @U@u + t];
+      }
+      for (uint t = 0u; t < @U@u; ++t) {
+        if (kt + t >= kend) continue;
+        for (uint c = 0u; c < @C@u; ++c) {
+          float f[8]; CC_CVT8(vw[t * @C@u + c], f);
+          for (uint g = 0u; g < @GQ@u; ++g)
+            for (uint u = 0u; u < 8u; ++u) acc[(g * @C@u + c) * 8u + u] = CC_FMA(s[g * @U@u + t], f[u], acc[(g * @C@u + c) * 8u + u]);
+        }
+      }
+    }
+  }
+  for (uint g = 0u; g < @GQ@u; ++g) {
+    CC_BARRIER();
+    if (sub == 0u) { ss[kg] = mx[g]; ss[@NG@u + kg] = sm[g]; }
+    for (uint c = 0u; c < @C@u; ++c)
+      for (uint u = 0u; u < 8u; ++u) ks[kg * @D@u + (sub + c * @LN@u) * 8u + u] = acc[(g * @C@u + c) * 8u + u];
+    CC_BARRIER();
+    float gmx = ninf;
+    for (uint k = 0u; k < @NG@u; ++k) gmx = ss[k] > gmx ? ss[k] : gmx;
+    float gsum = 0.0f;
+    for (uint k = 0u; k < @NG@u; ++k) if (ss[k] > ninf) gsum = gsum + ss[@NG@u + k] * cc_exp(ss[k] - gmx);
+    float fo[@DPT@];
+    for (uint y = 0u; y < @DPT@u; ++y) {
+      uint d = lane + y * @WG@u; float o = 0.0f;
+      if (d < @D@u)
+        for (uint k = 0u; k < @NG@u; ++k) if (ss[k] > ninf) o = o + ks[k * @D@u + d] * cc_exp(ss[k] - gmx);
+      fo[y] = o;
+    }
+    uint r = (h0 + g) * @NQ@u + qi;
+@WRITE@  }
+  if (lane == 0u && qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+)";
+
+// Shared floats: NG x D group accumulators (or, with the fused combine of S splits, its slice sums,
+// weights and trees) and 2 NG group maxima and sums.
+inline int64_t stream_shared_floats(const stream_shape& sh, int64_t D, int64_t fused_splits, int64_t WG) {
+  const int64_t own = sh.groups() * D, fused = fused_splits > 0 ? WG / (D / 8) * D + fused_splits + WG : 0;
+  return std::max(own, fused) + 2 * sh.groups();
+}
+
+// Loop iterations of one invocation (llvmpipe's limit), counted generously like decode_coop's.
+inline int64_t stream_loop_iterations(const stream_shape& sh, int64_t GQ, int64_t D, int64_t B, int64_t blocks) {
+  const int64_t L = sh.lanes, C = sh.chunks, U = sh.unroll, NG = sh.groups(), DPT = (D + 127) / 128;
+  int64_t lg = 0;
+  while ((int64_t{1} << lg) < L) ++lg;
+  const int64_t step = U * C * (2 + 2 * (1 + 8 * GQ)) + lg * (1 + GQ * U) + GQ * (3 * U + 8 * C + 2) + U + 2;
+  return blocks * (1 + (B + NG * U - 1) / (NG * U) * step) + GQ * (C * 9 + 1) + GQ * (C * 9 + 3 * NG + DPT * (NG + 1));
+}
+
+}  // namespace concord::attention::detail
