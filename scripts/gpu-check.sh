@@ -82,9 +82,8 @@ elif [ "$phase" = ab ]; then
 elif [ "$phase" = variants ]; then
   # Decode kernel variants by environment, in one call: both suites, then for each VARIANTS entry
   # "tag:VAR=value,VAR=value" (tag alone: the defaults) the HIP benches matching ONLY, the Vulkan
-  # ones for the tags in VKTAGS, and the peers (PEERS=0: none). Step times in steps.log.
-  step verify
-  verify
+  # ones for the tags in VKTAGS, and the peers (PEERS=0: none; VERIFY=0: no suites). Step times in steps.log.
+  if [ "${VERIFY:-1}" != 0 ]; then step verify; verify; fi
   for v in ${VARIANTS:-base:}; do  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives]
     tag=${v%%:*}; rest=${v#*:}; envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}
     [ "$rest" != "${rest#*:}" ] && only=$(echo "${rest#*:}" | tr + ' ')

@@ -217,6 +217,13 @@ TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup dec
   cases.push_back({"D=256 q_len=4 (causal cut inside the last block), 3 splits", c});
   const auto base = backend_caps();
   const bool gpu = base.dialect == "glsl" || base.dialect == "hip";
+  if (gpu && base.subgroup > 0) {  // GQA per group the other way from the backend's default: one workgroup per head, or per group
+    auto caps = base;
+    caps.decode_share_group = !base.decode_share_group;
+    const auto& gqa = cases[1].second;
+    CHECK(attention::build(gqa, caps).chosen.group == (caps.decode_share_group ? 4 : 1));
+    run_attention_case(cases[1].first + (caps.decode_share_group ? ", a workgroup per group" : ", a workgroup per head"), gqa, -1, 11, {}, caps);
+  }
   for (const auto& [label, cfg] : cases)
     for (int64_t sub : {base.subgroup, int64_t{0}})
       for (bool fused : {true, false}) {

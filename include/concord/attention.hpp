@@ -105,17 +105,26 @@ struct device_caps {
   int64_t max_buffer_bytes = 0;    // the largest buffer one kernel may bind (Vulkan maxStorageBufferRange); 0: no limit
   int64_t subgroup = 0;            // lanes of a subgroup (warp) that exchange floats by CC_SHFL_XOR; 0: no shuffles
   int64_t decode_lanes = 0, decode_unroll = 0;  // decode_stream lanes per key and keys per step (0: chosen from G and D)
+  bool decode_spread_exps = true;  // decode_stream, one head per workgroup: a key group's lanes share out the step's exps (false: every lane evaluates all)
+  bool decode_fma = true;          // decode_stream: fused multiply-add in Q.K and P.V where the dialect has it
+  bool decode_share_group = true;  // decode_stream: one workgroup serves a group's G heads (false: one head each; per-group selection only)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
 };
 
 // A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
 // decode_stream; CONCORD_DECODE_LANES / CONCORD_DECODE_UNROLL set decode_stream's lanes per key and
-// keys per step.
+// keys per step; CONCORD_DECODE_GROUP=0 gives each head of a GQA group its own workgroup,
+// CONCORD_DECODE_SPREAD=0 has every lane evaluate all exps, CONCORD_DECODE_FMA=0 keeps Q.K and P.V
+// unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
   if (const int64_t l = num("CONCORD_DECODE_LANES"); l > 0) d.decode_lanes = l;
   if (const int64_t u = num("CONCORD_DECODE_UNROLL"); u > 0) d.decode_unroll = u;
+  if (num("CONCORD_DECODE_GROUP") == 0) d.decode_share_group = false;
+  if (num("CONCORD_DECODE_SPREAD") == 0) d.decode_spread_exps = false;
+  if (num("CONCORD_DECODE_FMA") == 0) d.decode_fma = false;
+  if (num("CONCORD_FUSED_COMBINE") == 0) d.fused_combine = false;
 }
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
@@ -151,7 +160,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
     r.splits = splits_for(c.heads / GQ * c.q_blocks() * ((std::min(c.block, c.q_len) + RQ - 1) / RQ));
     return r;
   }
-  const int64_t GS = shared ? G : 1;
+  const int64_t GS = shared && dev.decode_share_group ? G : 1;
   const auto ssh = detail::choose_stream_shape(GS, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll);
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_stream", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_stream", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
@@ -542,6 +551,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   if (p.chosen.variant == "decode_stream") {
     const auto sh = detail::choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll);
     const int64_t W = detail::coop_threads, L = sh.lanes, C = sh.chunks, U = sh.unroll, NG = sh.groups();
+    const bool spread = L > 1 && GQ == 1 && dev.decode_spread_exps;
     attend.group = W;
     attend.count = (H / GQ) * c.q_len * S;
     p.chosen.fused_combine = S > 1 && LH == H / GQ && dev.fused_combine && 4 * detail::stream_shared_floats(sh, D, S, W) <= dev.shared_bytes;
@@ -550,9 +560,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"LN", std::to_string(L)}, {"C", std::to_string(C)}, {"U", std::to_string(U)}, {"NG", std::to_string(NG)},
                          {"NGU", std::to_string(NG * U)}, {"UC", std::to_string(U * C)}, {"GQU", std::to_string(GQ * U)}, {"C8", std::to_string(8 * C)},
                          {"QN", std::to_string(GQ * 8 * C)}, {"D8N", std::to_string(D / 8)}, {"DPT", std::to_string((D + W - 1) / W)},
-                         {"NE", std::to_string((GQ * U + GQ + L - 1) / L)}});
-    attend.body = detail::fill(detail::fill(detail::stream_decode_body, {{"PREAMBLE", detail::split_preamble}, {"REDUCE", L > 1 ? detail::stream_reduce : ""},
-                                                                         {"SPREAD", L > 1 ? detail::stream_spread_shuffle : detail::stream_spread_local},
+                         {"NE", std::to_string(spread ? (GQ * U + GQ + L - 1) / L : GQ * U + GQ)}, {"LE", spread ? std::to_string(L) : "1"}});
+    if (!dev.decode_fma) attend.helpers += "#define CC_MAD(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n";
+    attend.body = detail::fill(detail::fill(detail::stream_decode_body, {{"PREAMBLE", detail::split_preamble}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"}, {"REDUCE", L > 1 ? detail::stream_reduce : ""},
+                                                                         {"SPREAD", spread ? detail::stream_spread_shuffle : detail::stream_spread_local},
                                                                          {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                          {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                          {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
