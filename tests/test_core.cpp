@@ -307,6 +307,18 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: head_dim 68 is not a multiple of 8") != std::string::npos);
   c.head_dim = 128, c.kv_type = dtype::f32;
   CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: K/V f32") != std::string::npos);
+  {
+    attention::config d = c;  // lavapipe: 65535 loop iterations per invocation, so long decodes split further
+    d.heads = 8, d.kv_heads = 2, d.head_dim = 64, d.q_len = 1, d.kv_len = 131072, d.block = 64, d.per_group = true, d.dense = true, d.kv_type = dtype::f16;
+    attention::device_caps lp = dev;
+    lp.dialect = "glsl", lp.parallelism = 64, lp.max_loop_iterations = 65535, lp.subgroup = 8;
+    const auto rl = attention::fit_loop_limit(d, lp, attention::plan_route(d, lp));
+    REQUIRE(rl.variant == "decode_stream");
+    const auto sh = attention::detail::choose_stream_shape(rl.group, d.head_dim, 8);
+    CHECK(rl.splits > 1);
+    CHECK(attention::detail::stream_loop_iterations(sh, rl.group, d.head_dim, d.block, (d.kv_blocks() + rl.splits - 1) / rl.splits) <= 65535 / 2);
+    CHECK(attention::describe(d, rl, lp).find("rejected decode_stream with 1 splits") != std::string::npos);
+  }
   c.kv_type = dtype::f16, c.per_group = false, dev.subgroup = 0;
   {
     using attention::detail::choose_stream_shape;

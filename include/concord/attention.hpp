@@ -113,15 +113,15 @@ struct device_caps {
 
 // A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
 // decode_stream; CONCORD_DECODE_LANES / CONCORD_DECODE_UNROLL set decode_stream's lanes per key and
-// keys per step; CONCORD_DECODE_GROUP=0 gives each head of a GQA group its own workgroup,
+// keys per step; CONCORD_DECODE_GROUP=0 gives each head of a GQA group its own workgroup (1: one per group),
 // CONCORD_DECODE_SPREAD=0 has every lane evaluate all exps, CONCORD_DECODE_FMA=0 keeps Q.K and P.V
 // unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage.
 inline void tune_decode_from_env(device_caps& d) {
-  auto num = [](const char* n) { const char* e = std::getenv(n); return e ? std::atoll(e) : int64_t{-1}; };
+  auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
   if (const int64_t l = num("CONCORD_DECODE_LANES"); l > 0) d.decode_lanes = l;
   if (const int64_t u = num("CONCORD_DECODE_UNROLL"); u > 0) d.decode_unroll = u;
-  if (num("CONCORD_DECODE_GROUP") == 0) d.decode_share_group = false;
+  if (const int64_t g = num("CONCORD_DECODE_GROUP"); g >= 0) d.decode_share_group = g != 0;
   if (num("CONCORD_DECODE_SPREAD") == 0) d.decode_spread_exps = false;
   if (num("CONCORD_DECODE_FMA") == 0) d.decode_fma = false;
   if (num("CONCORD_FUSED_COMBINE") == 0) d.fused_combine = false;
@@ -168,7 +168,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else if (dev.subgroup <= 0) reject("decode_stream", "the device has no subgroup shuffles");
   else if (ssh.lanes == 0)
     reject("decode_stream", D % 8 != 0 ? "head_dim " + std::to_string(D) + " is not a multiple of 8"
-                                       : "G * D / lanes = " + std::to_string(GS * D / std::min<int64_t>(dev.subgroup, 16)) + "+ q and accumulator floats per lane > 32");
+                                       : "G * D / lanes = " + std::to_string(GS * D / std::min<int64_t>(dev.subgroup, GS == 1 ? 8 : 16)) + "+ q and accumulator floats per lane > 32");
   else if (4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads) > dev.shared_bytes)
     reject("decode_stream", std::to_string(4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads)) + " bytes of workgroup memory > the device's " +
                                 std::to_string(dev.shared_bytes));

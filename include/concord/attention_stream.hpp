@@ -52,7 +52,8 @@ inline constexpr const char* stream_reduce = R"(      for (uint m = 1u; m < @LN@
 // every lane takes them from their lanes (bit-identical across the group). With several heads
 // every lane evaluates all GQ x (U + 1): H200 run 36, GQA 4:1 32K, shared out 0.129 ms, local
 // 0.071 (128K: 0.454 vs 0.225); one head, run 35/36, 32K: 0.042 either way within the noise.
-inline constexpr const char* stream_spread_shuffle = R"(      for (uint y = 0u; y < @GQU@u; ++y) s[y] = CC_SHFL_FROM(ev[y / @LN@u], sub ^ (y % @LN@u));
+inline constexpr const char* stream_spread_shuffle =
+    R"(      for (uint y = 0u; y < @GQU@u; ++y) s[y] = CC_SHFL_FROM(ev[y / @LN@u], sub ^ (y % @LN@u));
       for (uint g = 0u; g < @GQ@u; ++g) cr[g] = CC_SHFL_FROM(ev[(@GQU@u + g) / @LN@u], sub ^ ((@GQU@u + g) % @LN@u));
 )";
 inline constexpr const char* stream_spread_local = R"(      for (uint y = 0u; y < @GQU@u; ++y) s[y] = ev[y];
@@ -60,7 +61,7 @@ inline constexpr const char* stream_spread_local = R"(      for (uint y = 0u; y 
 )";
 
 inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
-  uint sub = lane % @LN@u; uint kg = lane / @LN@u;
+  uint sub = CC_SUBGROUP_LANE % @LN@u; uint kg = CC_SUBGROUP_LANE / @LN@u;
   float q[@QN@]; float acc[@QN@]; float mx[@GQ@]; float sm[@GQ@];
   for (uint g = 0u; g < @GQ@u; ++g) {
     mx[g] = ninf; sm[g] = 0.0f;
@@ -165,7 +166,9 @@ inline int64_t stream_loop_iterations(const stream_shape& sh, int64_t GQ, int64_
   const int64_t L = sh.lanes, C = sh.chunks, U = sh.unroll, NG = sh.groups(), DPT = (D + 127) / 128;
   int64_t lg = 0;
   while ((int64_t{1} << lg) < L) ++lg;
-  const int64_t step = U * C * (2 + 2 * (1 + 8 * GQ)) + lg * (1 + GQ * U) + GQ * (3 * U + 8 * C + 2) + U + 2;
+  const int64_t GU = GQ * U, NE = GU + GQ;  // exps evaluated per lane when not shared out (an upper bound)
+  const int64_t step =
+      U * C * (2 + 2 * (1 + 8 * GQ)) + lg * (1 + GU) + GQ * (3 * U + 8 * C + 2) + U + 2 + 2 * GU + NE * (1 + GU + GQ) + GQ + 2 * U;
   return blocks * (1 + (B + NG * U - 1) / (NG * U) * step) + GQ * (C * 9 + 1) + GQ * (C * 9 + 3 * NG + DPT * (NG + 1));
 }
 

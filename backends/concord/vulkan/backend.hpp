@@ -68,7 +68,8 @@ inline attention::device_caps caps() {
   d.subgroup = di.subgroup_shuffle ? static_cast<int64_t>(di.subgroup_min) : 0;
   // NVIDIA's Vulkan compiler runs the GQA decode faster with a workgroup per head (the group's K/V
   // re-read from L2): H200 run 36, 32/8 heads 32K 0.2463 -> 0.2039 ms, 128K 0.9233 -> 0.8419.
-  d.decode_share_group = false;
+  // Measured there only; every other device reads each block once per group.
+  d.decode_share_group = di.driver_name.find("NVIDIA") == std::string::npos;
   attention::tune_decode_from_env(d);
   d.notes = di.describe();
   return d;

@@ -220,6 +220,9 @@ class c_emitter {
   // CC_SHFL_XOR(v, m): the float v of lane `lane ^ m` in the same subgroup, m the same for every
   // lane; CC_SHFL_FROM(v, m): the same with m varying per lane (cooperative stages).
   virtual std::string shuffle_defs() const { throw shape_error("concord: the " + name() + " dialect has no subgroup shuffles (CC_SHFL_XOR)"); }
+  // CC_SUBGROUP_LANE: this thread's index in [0, group) ordered by subgroup, then by lane within it
+  // (consecutive values share a subgroup; `lane` itself where the dialect guarantees that order).
+  virtual std::string subgroup_lane() const { return "lane"; }
   // CC_FMA(a, b, c): a * b + c, fused where the dialect has an exact fused multiply-add (attention
   // kernels only: tolerance-checked; DSL stages never contract).
   virtual std::string fma_def() const { return "#define CC_FMA(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n"; }
@@ -425,6 +428,7 @@ class c_emitter {
     if (st.body.find("CC_SHFL_XOR(") != std::string::npos || st.body.find("CC_SHFL_FROM(") != std::string::npos)
       defs += shuffle_defs(), undefs += "#undef CC_SHFL_XOR\n#undef CC_SHFL_FROM\n";
     if (st.body.find("CC_FMA(") != std::string::npos) defs += fma_def(), undefs += "#undef CC_FMA\n";
+    if (st.body.find("CC_SUBGROUP_LANE") != std::string::npos) defs += "#define CC_SUBGROUP_LANE " + subgroup_lane() + "\n", undefs += "#undef CC_SUBGROUP_LANE\n";
     if (st.body.find("CC_SHARED_MAX(") != std::string::npos) defs += "#define CC_SHARED_MAX(cc_a, cc_v) " + shared_max() + "\n", undefs += "#undef CC_SHARED_MAX\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const std::string nm = upper_name(kp, st, static_cast<int>(k));

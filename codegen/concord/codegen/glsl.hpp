@@ -31,6 +31,8 @@ class glsl_emitter : public c_emitter {
     if (f16 && storage16_) s += "#extension GL_EXT_shader_16bit_storage : require\n#extension GL_EXT_shader_explicit_arithmetic_types_int16 : require\n";
     if (st && (st->body.find("CC_SHFL_XOR(") != std::string::npos || st->body.find("CC_SHFL_FROM(") != std::string::npos))
       s += "#extension GL_KHR_shader_subgroup_basic : require\n#extension GL_KHR_shader_subgroup_shuffle : require\n";
+    else if (st && st->body.find("CC_SUBGROUP_LANE") != std::string::npos)
+      s += "#extension GL_KHR_shader_subgroup_basic : require\n";
     if (signed_zero_)
       s += "#extension GL_EXT_spirv_intrinsics : require\n"
            "spirv_execution_mode(extensions = [\"SPV_KHR_float_controls\"], capabilities = [4466], 4461, 32);\n";
@@ -116,6 +118,9 @@ class glsl_emitter : public c_emitter {
   }
   std::string fence() const override { return "memoryBarrierBuffer()"; }
   std::string shared_max() const override { return "atomicMax(cc_a, cc_v)"; }
+  // Vulkan does not tie gl_LocalInvocationID to gl_SubgroupInvocationID: lanes that shuffle are
+  // numbered by subgroup.
+  std::string subgroup_lane() const override { return "(gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID)"; }
   std::string shuffle_defs() const override {
     return "#define CC_SHFL_XOR(cc_v, cc_m) subgroupShuffleXor((cc_v), (cc_m))\n#define CC_SHFL_FROM(cc_v, cc_m) subgroupShuffle((cc_v), gl_SubgroupInvocationID ^ (cc_m))\n";
   }
