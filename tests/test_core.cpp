@@ -301,6 +301,9 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   CHECK(attention::plan_route(c, dev).group == 3);  // GQA 3:1, D = 128: 16 lanes per key, q and O in 8 + 8 floats per head
   c.head_dim = 256;
   CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: G * D / lanes") != std::string::npos);
+  dev.wide_loads = false;
+  CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: 16-byte K/V loads are off") != std::string::npos);
+  dev.wide_loads = true;
   c.head_dim = 24, c.per_group = false;
   CHECK(attention::plan_route(c, dev).variant == "decode_stream");  // 3 chunks of 8: one lane per key, no shuffles
   c.head_dim = 68;

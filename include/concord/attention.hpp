@@ -166,6 +166,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else if (!decode) reject("decode_stream", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (c.kv_type != dtype::f16) reject("decode_stream", "K/V f32: its 16-byte loads take 8 halves (decode_coop reads f32)");
   else if (dev.subgroup <= 0) reject("decode_stream", "the device has no subgroup shuffles");
+  else if (!dev.wide_loads) reject("decode_stream", "16-byte K/V loads are off (device_caps::wide_loads)");
   else if (ssh.lanes == 0)
     reject("decode_stream", D % 8 != 0 ? "head_dim " + std::to_string(D) + " is not a multiple of 8"
                                        : "G * D / lanes = " + std::to_string(GS * D / std::min<int64_t>(dev.subgroup, GS == 1 ? 8 : 16)) + "+ q and accumulator floats per lane > 32");
