@@ -452,6 +452,14 @@ inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i
   CC_ST_OUT(row * @D@u + d) = o * inv;
 )";
 
+// The fused split combine appended to a decode kernel of W threads and GQ heads per workgroup.
+inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ) {
+  const int64_t SL = W / (D / 8);
+  return fill(coop_combine_fused, {{"SLAST", std::to_string(S - 1) + ".0f"}, {"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)},
+                                   {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)}, {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)},
+                                   {"S", std::to_string(S)}, {"D", std::to_string(D)}});
+}
+
 }  // namespace detail
 
 struct pipeline {
@@ -542,12 +550,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                        {"BUF", "K"}, {"LAST", "qpos"}, {"TILE", "ks"}, {"ACC", wide ? "fin" : "acc"},
                                                                        {"M", "mx[g]"}, {"L", "sm[g]"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"}, {"NPT", "@DPT@"}, {"AI", "g * @DPT@u"}}), tv);
-    if (p.chosen.fused_combine) {
-      const int64_t SL = W / (D / 8);
-      attend.body += detail::fill(detail::coop_combine_fused, {{"SLAST", std::to_string(S - 1) + ".0f"}, {"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)},
-                                                               {"CR", std::to_string(SL * D + S)}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
-                                                               {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(c.q_len)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}});
-    }
+    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len);
   }
   if (p.chosen.variant == "decode_stream") {
     const auto sh = detail::choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll);
@@ -568,12 +571,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                          {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                          {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                          {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
-    if (p.chosen.fused_combine) {
-      const int64_t SL = W / (D / 8);
-      attend.body += detail::fill(detail::coop_combine_fused, {{"SLAST", std::to_string(S - 1) + ".0f"}, {"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)},
-                                                               {"CR", std::to_string(SL * D + S)}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
-                                                               {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(c.q_len)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}});
-    }
+    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len);
   }
   if (p.chosen.variant == "prefill_coop") {
     const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);
