@@ -16,6 +16,8 @@
 // partials are written as by decode_coop; with S > 1 the last split of a row group combines them
 // (decode_coop's fused combine, over the GQ heads of the workgroup).
 #pragma once
+#include <concord/attention_gpu.hpp>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -23,7 +25,7 @@ namespace concord::attention::detail {
 
 struct stream_shape {
   int64_t lanes = 0, chunks = 0, unroll = 0;
-  int64_t groups() const { return lanes > 0 ? 128 / lanes : 0; }
+  int64_t groups() const { return lanes > 0 ? coop_threads / lanes : 0; }
 };
 
 // L: the largest power of two dividing D / 8 up to min(subgroup, 8 for one head, 16 for several)
@@ -36,7 +38,7 @@ inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup,
   if (D % 8 != 0 || subgroup <= 0 || GQ <= 0) return {};
   const int64_t n8 = D / 8, cap = std::min<int64_t>(subgroup, lanes > 0 ? lanes : (GQ == 1 ? 8 : 16));
   int64_t L = 1;
-  while (L * 2 <= cap && n8 % (L * 2) == 0 && L * 2 <= 128) L *= 2;
+  while (L * 2 <= cap && n8 % (L * 2) == 0) L *= 2;
   const int64_t C = n8 / L;
   if (GQ * C * 8 > 32) return {};
   const int64_t U = unroll > 0 ? unroll : GQ == 1 ? 4 : std::clamp<int64_t>(std::max<int64_t>(16, 64 - 16 * GQ * C) / (8 * C), 1, 4);
@@ -163,7 +165,7 @@ inline int64_t stream_shared_floats(const stream_shape& sh, int64_t D, int64_t f
 
 // Loop iterations of one invocation (llvmpipe's limit), counted generously like decode_coop's.
 inline int64_t stream_loop_iterations(const stream_shape& sh, int64_t GQ, int64_t D, int64_t B, int64_t blocks) {
-  const int64_t L = sh.lanes, C = sh.chunks, U = sh.unroll, NG = sh.groups(), DPT = (D + 127) / 128;
+  const int64_t L = sh.lanes, C = sh.chunks, U = sh.unroll, NG = sh.groups(), DPT = (D + coop_threads - 1) / coop_threads;
   int64_t lg = 0;
   while ((int64_t{1} << lg) < L) ++lg;
   const int64_t GU = GQ * U, NE = GU + GQ;  // exps evaluated per lane when not shared out (an upper bound)
