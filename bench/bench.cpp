@@ -345,7 +345,8 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     const std::string sel_note = fc.c.cached_reps ? " (cached reps)" : "";
     char comb[64];
     std::snprintf(comb, sizeof comb, " (combine %.4f ms)", t.combine_ms);
-    const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits) + (p.chosen.fused_combine ? " (combine fused)" : p.chosen.splits > 1 ? comb : "");
+    const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits) + (p.chosen.fused_combine ? " (combine fused)" : p.chosen.splits > 1 ? comb : "") +
+                              (p.chosen.shape.empty() ? "" : " [" + p.chosen.shape + "]");
     if (fc.bench == "selection") {
       rec.add(r.name(), "selection", shape, t.select_ms, "ms", t.select_ms, 0, frac, tiles, "attention " + std::to_string(t.attend_ms) + " ms; " + route);
     } else if (fc.c.q_len == 1) {

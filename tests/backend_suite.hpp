@@ -235,6 +235,17 @@ TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup dec
         if (gpu) CHECK(route.variant == (stream ? "decode_stream" : "decode_coop"));
         if (gpu && stream) CHECK(route.fused_combine == (fused && route.splits > 1 && cfg.list_heads() == cfg.heads / route.group));
         run_attention_case(label, cfg, -1, 11, {}, caps);
+        if (stream && fused)  // the early loads and the transposed reduce, each on and off
+          for (int opt : {1, 0}) {
+            auto oc = caps;
+            oc.decode_prefetch = oc.decode_transpose = opt;
+            const auto sh = attention::detail::stream_shape_for(route.group, cfg.head_dim, oc);
+            const auto orr = attention::build(cfg, oc).chosen;
+            INFO("forced prefetch/transpose " << opt << ": " << orr.shape);
+            CHECK(sh.prefetch == (opt == 1));
+            CHECK((orr.shape.find("transposed") != std::string::npos) == sh.transpose);
+            run_attention_case(label + (opt ? ", loads ahead + transposed" : ", neither"), cfg, -1, 12, {}, oc);
+          }
         if (!gpu || route.splits == 1) break;  // one split: no combine to vary
       }
 }

@@ -89,6 +89,7 @@ struct route {
   int64_t splits = 1, group = 1;
   int64_t rows = 1;  // query rows of one block per invocation (cpu_tile)
   bool fused_combine = false;  // set by build(): the split combine runs inside the attention stage
+  std::string shape;           // set by build(): the kernel's shape where it has choices (decode_stream)
   std::vector<std::pair<std::string, std::string>> rejected;
 };
 
@@ -108,6 +109,7 @@ struct device_caps {
   bool decode_spread_exps = true;  // decode_stream, one head per workgroup: a key group's lanes share out the step's exps (false: every lane evaluates all)
   bool decode_fma = true;          // decode_stream: fused multiply-add in Q.K and P.V where the dialect has it
   bool decode_share_group = true;  // decode_stream: one workgroup serves a group's G heads (false: one head each; per-group selection only)
+  int decode_prefetch = -1, decode_transpose = -1;  // decode_stream: next step's loads early / transposed reduce (-1: chosen, 0 off, 1 on)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
 };
 
@@ -115,7 +117,8 @@ struct device_caps {
 // decode_stream; CONCORD_DECODE_LANES / CONCORD_DECODE_UNROLL set decode_stream's lanes per key and
 // keys per step; CONCORD_DECODE_GROUP=0 gives each head of a GQA group its own workgroup (1: one per group),
 // CONCORD_DECODE_SPREAD=0 has every lane evaluate all exps, CONCORD_DECODE_FMA=0 keeps Q.K and P.V
-// unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage.
+// unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage, CONCORD_DECODE_PREFETCH
+// and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -125,7 +128,15 @@ inline void tune_decode_from_env(device_caps& d) {
   if (num("CONCORD_DECODE_SPREAD") == 0) d.decode_spread_exps = false;
   if (num("CONCORD_DECODE_FMA") == 0) d.decode_fma = false;
   if (num("CONCORD_FUSED_COMBINE") == 0) d.fused_combine = false;
+  if (const int64_t v = num("CONCORD_DECODE_PREFETCH"); v >= 0) d.decode_prefetch = v != 0;
+  if (const int64_t v = num("CONCORD_DECODE_TRANSPOSE"); v >= 0) d.decode_transpose = v != 0;
 }
+
+namespace detail {
+inline stream_shape stream_shape_for(int64_t GQ, int64_t D, const device_caps& dev) {
+  return choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll, dev.decode_prefetch, dev.decode_transpose);
+}
+}  // namespace detail
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
 // the window, the sinks and the top-k (top_k > 0, or a threshold of +inf). Key splits are planned
@@ -161,7 +172,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
     return r;
   }
   const int64_t GS = shared && dev.decode_share_group ? G : 1;
-  const auto ssh = detail::choose_stream_shape(GS, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll);
+  const auto ssh = detail::stream_shape_for(GS, D, dev);
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_stream", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_stream", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (c.kv_type != dtype::f16) reject("decode_stream", "K/V f32: its 16-byte loads take 8 halves (decode_coop reads f32)");
@@ -238,7 +249,7 @@ inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
   auto iterations = [&](int64_t s) {
     const int64_t blocks = (c.kv_blocks() + s - 1) / s, D = c.head_dim, GQ = r.group;
     if (r.variant == "decode_stream")
-      return detail::stream_loop_iterations(detail::choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll), GQ, D, c.block, blocks);
+      return detail::stream_loop_iterations(detail::stream_shape_for(GQ, D, dev), GQ, D, c.block, blocks);
     if (r.variant == "decode_coop") {
       const int64_t W = detail::coop_threads, KT = detail::coop_key_tile(GQ, D, dev.shared_bytes), P = detail::coop_qk_parts(KT), DPT = (D + W - 1) / W;
       const int64_t DP = (D + P - 1) / P, NSL = (GQ * KT + W - 1) / W;  // stage K; Q.K; scores; maxima; slots; rescale; P.V
@@ -274,7 +285,7 @@ inline std::string describe(const config& c, const route& r, const device_caps& 
      << ", k/v " << dtype_name(c.kv_type) << "[" << c.kv_heads << "," << c.kv_len << "," << D << "] strides [" << c.kv_len * D << "," << D << ",1]"
      << ", mask bool[" << c.list_heads() << "," << c.q_blocks() << "," << c.kv_blocks() << "] (" << (c.per_group ? "per group" : "per head")
      << ", block " << c.block << (c.dense ? ", dense" : "") << (c.causal ? ", causal" : "") << ")"
-     << " -> " << r.variant << " (group " << r.group << ", splits " << r.splits << (r.fused_combine ? ", combine fused" : "") << ")";
+     << " -> " << r.variant << " (group " << r.group << ", splits " << r.splits << (r.fused_combine ? ", combine fused" : "") << (r.shape.empty() ? "" : ", ") << r.shape << ")";
   for (auto& [v, why] : r.rejected) os << "\n  rejected " << v << ": " << why;
   if (!dev.notes.empty()) os << "\n  device: " << dev.notes;
   return os.str();
@@ -553,10 +564,13 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len);
   }
   if (p.chosen.variant == "decode_stream") {
-    const auto sh = detail::choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll);
+    const auto sh = detail::stream_shape_for(GQ, D, dev);
     const int64_t W = detail::coop_threads, L = sh.lanes, C = sh.chunks, U = sh.unroll, NG = sh.groups();
     const bool spread = L > 1 && GQ == 1 && dev.decode_spread_exps;
+    p.chosen.shape = std::to_string(L) + " lanes x " + std::to_string(C) + " chunks, " + std::to_string(U) + " keys per step" + (sh.prefetch ? ", loads a step ahead" : "") +
+                     (sh.transpose ? ", transposed reduce" : spread ? ", exps shared out" : "");
     attend.group = W;
+    attend.resident = sh.prefetch ? detail::stream_prefetch_resident : 0;
     attend.count = (H / GQ) * c.q_len * S;
     p.chosen.fused_combine = S > 1 && LH == H / GQ && dev.fused_combine && 4 * detail::stream_shared_floats(sh, D, S, W) <= dev.shared_bytes;
     attend.shared = {{"ks", detail::stream_shared_floats(sh, D, p.chosen.fused_combine ? S : 0, W) - 2 * NG}, {"ss", 2 * NG}};
@@ -566,11 +580,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"QN", std::to_string(GQ * 8 * C)}, {"D8N", std::to_string(D / 8)}, {"DPT", std::to_string((D + W - 1) / W)},
                          {"NE", std::to_string(spread ? (GQ * U + GQ + L - 1) / L : GQ * U + GQ)}, {"LE", spread ? std::to_string(L) : "1"}});
     if (!dev.decode_fma) attend.helpers += "#define CC_MAD(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n";
-    attend.body = detail::fill(detail::fill(detail::stream_decode_body, {{"PREAMBLE", detail::split_preamble}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"}, {"REDUCE", L > 1 ? detail::stream_reduce : ""},
-                                                                         {"SPREAD", spread ? detail::stream_spread_shuffle : detail::stream_spread_local},
-                                                                         {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
-                                                                         {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
-                                                                         {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
+    attend.body = detail::fill(detail::fill(detail::stream_body(sh, GQ, spread), {{"PREAMBLE", detail::split_preamble}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"},
+                                                                          {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
+                                                                          {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
+                                                                          {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
     if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len);
   }
   if (p.chosen.variant == "prefill_coop") {

@@ -20,21 +20,30 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 namespace concord::attention::detail {
 
 struct stream_shape {
   int64_t lanes = 0, chunks = 0, unroll = 0;
+  bool prefetch = false;   // the next step's K/V loads are issued before this step's math
+  bool transpose = false;  // the transposed reduce: one score and two exps per lane (GQ x U <= L, a power of two)
   int64_t groups() const { return lanes > 0 ? coop_threads / lanes : 0; }
 };
+
+// With loads a step ahead the HIP build keeps room for 4 workgroups per multiprocessor (<= 128
+// registers on NVIDIA; ptxas takes 144-152 for GQA 4:1 unbounded, so 3 would fit and 528
+// workgroups of a 32K decode would not all be resident).
+inline constexpr int64_t stream_prefetch_resident = 4;
 
 // L: the largest power of two dividing D / 8 up to min(subgroup, 8 for one head, 16 for several)
 // (one head: two chunks per lane halve the butterflies and the redundant exps); C = D / 8 / L.
 // q and O for GQ heads take 2 x GQ x 8C floats: at most 64. U: keys per step; one head: 4 (H200
 // run 34, MHA 32K: U = 2 0.0448 ms, U = 4 0.0419, 16 lanes x U = 4 0.0436); several: K and V loads
 // in flight in 64 - 16 GQ C registers (at least 16), at most 4 keys. `lanes`/`unroll` override the
-// choice (device_caps tuning knobs; 0: automatic).
-inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup, int64_t lanes = 0, int64_t unroll = 0) {
+// choice (device_caps tuning knobs; 0: automatic); `prefetch`/`transpose`: -1 automatic (several
+// heads per workgroup), 0 off, 1 on where the shape allows it.
+inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup, int64_t lanes = 0, int64_t unroll = 0, int prefetch = -1, int transpose = -1) {
   if (D % 8 != 0 || subgroup <= 0 || GQ <= 0) return {};
   const int64_t n8 = D / 8, cap = std::min<int64_t>(subgroup, lanes > 0 ? lanes : (GQ == 1 ? 8 : 16));
   int64_t L = 1;
@@ -42,7 +51,9 @@ inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup,
   const int64_t C = n8 / L;
   if (GQ * C * 8 > 32) return {};
   const int64_t U = unroll > 0 ? unroll : GQ == 1 ? 4 : std::clamp<int64_t>(std::max<int64_t>(16, 64 - 16 * GQ * C) / (8 * C), 1, 4);
-  return {L, C, U};
+  const int64_t NV = GQ * U;
+  const bool can_transpose = L > 1 && NV <= L && (NV & (NV - 1)) == 0;
+  return {L, C, U, prefetch < 0 ? GQ > 1 : prefetch > 0, can_transpose && (transpose < 0 ? GQ > 1 : transpose > 0)};
 }
 
 inline constexpr const char* stream_reduce = R"(      for (uint m = 1u; m < @LN@u; m = m * 2u)
@@ -62,6 +73,82 @@ inline constexpr const char* stream_spread_local = R"(      for (uint y = 0u; y 
       for (uint g = 0u; g < @GQ@u; ++g) cr[g] = ev[@GQU@u + g];
 )";
 
+inline constexpr const char* stream_loads = R"(      for (uint t = 0u; t < @U@u; ++t) {
+        uint kr = k0 + kg * @U@u + t < kend ? k0 + kg * @U@u + t : kend - 1u;
+        for (uint c = 0u; c < @C@u; ++c) {
+          uint x = (kvh * @NK@u + kr) * @D8N@u + sub + c * @LN@u;
+          @KW@[t * @C@u + c] = CC_LDR8_K(x); @VW@[t * @C@u + c] = CC_LDR8_V(x);
+        }
+      }
+)";
+
+// The walk over the split's kept blocks as one sequence of steps: (k0, kend) is the next step's
+// position, advanced past blocks with no keys left; the index of the block after is read one block
+// ahead. Uniform over the workgroup.
+inline constexpr const char* stream_advance = R"(    while (k0 >= kend && e < e1) {
+      uint kb = nkb; e += 1u; tiles += 1u;
+      nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;
+      k0 = kb * @B@u; kend = k0 + @B@u < @NK@u ? k0 + @B@u : @NK@u;
+      if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
+    }
+)";
+
+// Butterfly: every lane adds all GQ x U dots over the group. Scores, running maxima and the exps of
+// the step then follow per head.
+inline constexpr const char* stream_scores_butterfly = R"(@REDUCE@      float mn[@GQ@];
+      for (uint g = 0u; g < @GQ@u; ++g) {
+        float tmax = ninf;
+        for (uint t = 0u; t < @U@u; ++t) {
+          uint kp = kt + t;
+          float sc = cc_score_mod(s[g * @U@u + t] * @SCALE@, int(qpos), int(kp), int(h0 + g));
+          bool live = kp < ke && cc_mask_mod(int(qpos), int(kp), int(h0 + g)) && sc > ninf;
+          s[g * @U@u + t] = live ? sc : ninf;
+          tmax = live && sc > tmax ? sc : tmax;
+        }
+        mn[g] = tmax > mx[g] ? tmax : mx[g];
+      }
+      float ev[@NE@];
+      for (uint ei = 0u; ei < @NE@u; ++ei) {
+        uint j = @LE@u == 1u ? ei : sub + ei * @LE@u;
+        float a = 0.0f; float b = 0.0f; bool ok = false; float other = 0.0f;
+        for (uint y = 0u; y < @GQU@u; ++y) if (j == y) { a = s[y]; b = mn[y / @U@u]; ok = s[y] > ninf; other = 0.0f; }
+        for (uint g = 0u; g < @GQ@u; ++g) if (j == @GQU@u + g) { a = mx[g]; b = mn[g]; ok = mn[g] > ninf; other = 1.0f; }
+        float ex = cc_exp(a - b);
+        ev[ei] = ok ? ex : other;
+      }
+      float cr[@GQ@];
+@SPREAD@)";
+
+// Transposed reduce (GQ x U = NV values, a power of two <= L): each xor step over the top bits of
+// `sub` halves the values a lane keeps, so after log2 NV steps lane sub holds value y = sub >> SH
+// (head y / U, key y % U), summed over the group by the remaining butterfly steps (bit-identical on
+// the lanes of one y). Each lane scores its one key, the head's lanes share the step max (`myx`:
+// the lane's own head's running max), one exp gives its p and one the head's rescale, and every
+// lane then gathers all p, maxima and rescales.
+inline constexpr const char* stream_scores_transposed = R"(@HALVE@      uint yy = sub >> @SH@u; uint gy = yy / @U@u; uint kp = kt + yy % @U@u;
+      float sc = cc_score_mod(s[0] * @SCALE@, int(qpos), int(kp), int(h0 + gy));
+      bool live = kp < ke && cc_mask_mod(int(qpos), int(kp), int(h0 + gy)) && sc > ninf;
+      float sv = live ? sc : ninf; float tmax = sv;
+@TMAX@      float mo = myx; float mnv = tmax > mo ? tmax : mo; myx = mnv;
+      float pv = sv > ninf ? cc_exp(sv - mnv) : 0.0f;
+      float crv = mnv > ninf ? cc_exp(mo - mnv) : 1.0f;
+      float mn[@GQ@]; float cr[@GQ@];
+      for (uint y = 0u; y < @GQU@u; ++y) s[y] = CC_SHFL_FROM(pv, sub ^ (y << @SH@u));
+      for (uint g = 0u; g < @GQ@u; ++g) { mn[g] = CC_SHFL_FROM(mnv, sub ^ ((g * @U@u) << @SH@u)); cr[g] = CC_SHFL_FROM(crv, sub ^ ((g * @U@u) << @SH@u)); }
+)";
+
+inline std::string stream_halving(int64_t NV, int64_t L) {
+  std::string t;
+  int64_t m = L / 2;
+  for (int64_t n = NV / 2; n >= 1; n /= 2, m /= 2) {
+    const std::string N = std::to_string(n), M = std::to_string(m);
+    t += "      { bool hi = (sub & " + M + "u) != 0u;\n        for (uint j = 0u; j < " + N + "u; ++j) { float kv_ = hi ? s[j + " + N + "u] : s[j]; float gv_ = hi ? s[j] : s[j + " + N +
+         "u]; s[j] = kv_ + CC_SHFL_XOR(gv_, " + M + "u); } }\n";
+  }
+  for (; m >= 1; m /= 2) t += "      s[0] = s[0] + CC_SHFL_XOR(s[0], " + std::to_string(m) + "u);\n";
+  return t;
+}
+
 inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u);
   uint sub = CC_SUBGROUP_LANE % @LN@u; uint kg = CC_SUBGROUP_LANE / @LN@u;
   float q[@QN@]; float acc[@QN@]; float mx[@GQ@]; float sm[@GQ@];
@@ -73,23 +160,13 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
         acc[(g * @C@u + c) * 8u + u] = 0.0f;
       }
   }
-  uint tiles = 0u;
-  for (uint e = e0; e < e1; ++e) {
-    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e);
-    tiles += 1u;
-    uint kbeg = kb * @B@u; uint kend = kbeg + @B@u < @NK@u ? kbeg + @B@u : @NK@u;
-    if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
-    for (uint k0 = kbeg; k0 < kend; k0 += @NGU@u) {
-      uint kt = k0 + kg * @U@u;
-      CC_RAW8 kw[@UC@]; CC_RAW8 vw[@UC@];
-      for (uint t = 0u; t < @U@u; ++t) {
-        uint kr = kt + t < kend ? kt + t : kend - 1u;
-        for (uint c = 0u; c < @C@u; ++c) {
-          uint x = (kvh * @NK@u + kr) * @D8N@u + sub + c * @LN@u;
-          kw[t * @C@u + c] = CC_LDR8_K(x); vw[t * @C@u + c] = CC_LDR8_V(x);
-        }
-      }
-      float s[@GQU@];
+  uint tiles = 0u; uint e = e0; uint k0 = 0u; uint kend = 0u; float myx = ninf;
+  uint nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;
+@ADVANCE@  CC_RAW8 kw[@UC@]; CC_RAW8 vw[@UC@];
+@PRELOAD@  while (k0 < kend) {
+    uint kt = k0 + kg * @U@u; uint ke = kend;
+@LOADNOW@    k0 += @NGU@u;
+@ADVANCE@@LOADNEXT@      float s[@GQU@];
       for (uint y = 0u; y < @GQU@u; ++y) s[y] = 0.0f;
       for (uint t = 0u; t < @U@u; ++t)
         for (uint c = 0u; c < @C@u; ++c) {
@@ -97,43 +174,20 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
           for (uint g = 0u; g < @GQ@u; ++g)
             for (uint u = 0u; u < 8u; ++u) s[g * @U@u + t] = @FMA@(q[(g * @C@u + c) * 8u + u], f[u], s[g * @U@u + t]);
         }
-@REDUCE@      float mn[@GQ@];
-      for (uint g = 0u; g < @GQ@u; ++g) {
-        float tmax = ninf;
-        for (uint t = 0u; t < @U@u; ++t) {
-          uint kp = kt + t;
-          float sc = cc_score_mod(s[g * @U@u + t] * @SCALE@, int(qpos), int(kp), int(h0 + g));
-          bool live = kp < kend && cc_mask_mod(int(qpos), int(kp), int(h0 + g)) && sc > ninf;
-          s[g * @U@u + t] = live ? sc : ninf;
-          tmax = live && sc > tmax ? sc : tmax;
-        }
-        mn[g] = tmax > mx[g] ? tmax : mx[g];
-      }
-      float ev[@NE@];
-      for (uint e = 0u; e < @NE@u; ++e) {
-        uint j = @LE@u == 1u ? e : sub + e * @LE@u;
-        float a = 0.0f; float b = 0.0f; bool ok = false; float other = 0.0f;
-        for (uint y = 0u; y < @GQU@u; ++y) if (j == y) { a = s[y]; b = mn[y / @U@u]; ok = s[y] > ninf; other = 0.0f; }
-        for (uint g = 0u; g < @GQ@u; ++g) if (j == @GQU@u + g) { a = mx[g]; b = mn[g]; ok = mn[g] > ninf; other = 1.0f; }
-        float ex = cc_exp(a - b);
-        ev[e] = ok ? ex : other;
-      }
-      float cr[@GQ@];
-@SPREAD@      for (uint g = 0u; g < @GQ@u; ++g) {
+@SCORES@      for (uint g = 0u; g < @GQ@u; ++g) {
         mx[g] = mn[g]; sm[g] = sm[g] * cr[g];
         for (uint y = 0u; y < @C8@u; ++y) acc[g * @C8@u + y] = acc[g * @C8@u + y] * cr[g];
         for (uint t = 0u; t < @U@u; ++t) sm[g] = sm[g] + s[g * @U@u + t];
       }
       for (uint t = 0u; t < @U@u; ++t) {
-        if (kt + t >= kend) continue;
+        if (kt + t >= ke) continue;
         for (uint c = 0u; c < @C@u; ++c) {
           float f[8]; CC_CVT8(vw[t * @C@u + c], f);
           for (uint g = 0u; g < @GQ@u; ++g)
             for (uint u = 0u; u < 8u; ++u) acc[(g * @C@u + c) * 8u + u] = @FMA@(s[g * @U@u + t], f[u], acc[(g * @C@u + c) * 8u + u]);
         }
       }
-    }
-  }
+@SHIFT@  }
   for (uint g = 0u; g < @GQ@u; ++g) {
     CC_BARRIER();
     if (sub == 0u) { ss[kg] = mx[g]; ss[@NG@u + kg] = sm[g]; }
@@ -156,6 +210,44 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
   if (lane == 0u && qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
 )";
 
+// The kernel text for one shape (its @-values are filled by build()). `spread`: the butterfly path
+// shares the exps out (one head per workgroup).
+inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread) {
+  auto load = [](const char* k, const char* v) {
+    std::string t = stream_loads;
+    t.replace(t.find("@KW@"), 4, k), t.replace(t.find("@VW@"), 4, v);
+    return t;
+  };
+  auto put = [](std::string& t, const std::string& key, const std::string& val) {
+    for (size_t at; (at = t.find(key)) != std::string::npos;) t.replace(at, key.size(), val);
+  };
+  std::string b = stream_decode_body, scores;
+  if (!sh.transpose) put(b, " float myx = ninf;", "");
+  if (sh.transpose) {
+    const int64_t NV = GQ * sh.unroll;
+    int64_t sh_bits = 0;
+    while ((NV << sh_bits) < sh.lanes) ++sh_bits;
+    std::string tmax;
+    for (int64_t m = int64_t{1} << sh_bits; m < (sh.unroll << sh_bits); m *= 2)
+      tmax += "      { float o_ = CC_SHFL_XOR(tmax, " + std::to_string(m) + "u); tmax = o_ > tmax ? o_ : tmax; }\n";
+    scores = stream_scores_transposed;
+    put(scores, "@HALVE@", stream_halving(NV, sh.lanes));
+    put(scores, "@TMAX@", tmax);
+    put(scores, "@SH@", std::to_string(sh_bits));
+  } else {
+    scores = stream_scores_butterfly;
+    put(scores, "@REDUCE@", sh.lanes > 1 ? stream_reduce : "");
+    put(scores, "@SPREAD@", spread ? stream_spread_shuffle : stream_spread_local);
+  }
+  put(b, "@SCORES@", scores);
+  put(b, "@ADVANCE@", stream_advance);
+  put(b, "@PRELOAD@", sh.prefetch ? "  if (k0 < kend) {\n" + load("kw", "vw") + "  }\n" : "");
+  put(b, "@LOADNOW@", sh.prefetch ? "" : load("kw", "vw"));
+  put(b, "@LOADNEXT@", sh.prefetch ? "      CC_RAW8 nkw[@UC@]; CC_RAW8 nvw[@UC@];\n      if (k0 < kend) {\n" + load("nkw", "nvw") + "      }\n" : "");
+  put(b, "@SHIFT@", sh.prefetch ? "      if (k0 < kend) for (uint j = 0u; j < @UC@u; ++j) { kw[j] = nkw[j]; vw[j] = nvw[j]; }\n" : "");
+  return b;
+}
+
 // Shared floats: NG x D group accumulators (or, with the fused combine of S splits, its slice sums,
 // weights and trees) and 2 NG group maxima and sums.
 inline int64_t stream_shared_floats(const stream_shape& sh, int64_t D, int64_t fused_splits, int64_t WG) {
@@ -170,7 +262,7 @@ inline int64_t stream_loop_iterations(const stream_shape& sh, int64_t GQ, int64_
   while ((int64_t{1} << lg) < L) ++lg;
   const int64_t GU = GQ * U, NE = GU + GQ;  // exps evaluated per lane when not shared out (an upper bound)
   const int64_t step =
-      U * C * (2 + 2 * (1 + 8 * GQ)) + lg * (1 + GU) + GQ * (3 * U + 8 * C + 2) + U + 2 + 2 * GU + NE * (1 + GU + GQ) + GQ + 2 * U;
+      U * C * (4 + 2 * (1 + 8 * GQ)) + 2 + lg * (1 + GU) + GQ * (3 * U + 8 * C + 2) + U + 2 + 2 * GU + NE * (1 + GU + GQ) + GQ + 2 * U;
   return blocks * (1 + (B + NG * U - 1) / (NG * U) * step) + GQ * (C * 9 + 1) + GQ * (C * 9 + 3 * NG + DPT * (NG + 1));
 }
 
