@@ -109,6 +109,7 @@ struct device_caps {
   bool decode_spread_exps = true;  // decode_stream, one head per workgroup: a key group's lanes share out the step's exps (false: every lane evaluates all)
   bool decode_fma = true;          // decode_stream: fused multiply-add in Q.K and P.V where the dialect has it
   bool decode_share_group = true;  // decode_stream: one workgroup serves a group's G heads (false: one head each; per-group selection only)
+  bool unroll_hints = false;       // decode_stream: its constant loops carry the dialect's unroll hint (Vulkan: [[unroll]])
   int decode_prefetch = -1, decode_transpose = -1;  // decode_stream: next step's loads early / transposed reduce (-1: chosen, 0 off, 1 on)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
 };
@@ -118,7 +119,8 @@ struct device_caps {
 // keys per step; CONCORD_DECODE_GROUP=0 gives each head of a GQA group its own workgroup (1: one per group),
 // CONCORD_DECODE_SPREAD=0 has every lane evaluate all exps, CONCORD_DECODE_FMA=0 keeps Q.K and P.V
 // unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage, CONCORD_DECODE_PREFETCH
-// and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on.
+// and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on,
+// CONCORD_UNROLL_HINTS (0/1) the unroll hints.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -129,6 +131,7 @@ inline void tune_decode_from_env(device_caps& d) {
   if (num("CONCORD_DECODE_FMA") == 0) d.decode_fma = false;
   if (num("CONCORD_FUSED_COMBINE") == 0) d.fused_combine = false;
   if (const int64_t v = num("CONCORD_DECODE_PREFETCH"); v >= 0) d.decode_prefetch = v != 0;
+  if (const int64_t v = num("CONCORD_UNROLL_HINTS"); v >= 0) d.unroll_hints = v != 0;
   if (const int64_t v = num("CONCORD_DECODE_TRANSPOSE"); v >= 0) d.decode_transpose = v != 0;
 }
 
@@ -580,7 +583,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"QN", std::to_string(GQ * 8 * C)}, {"D8N", std::to_string(D / 8)}, {"DPT", std::to_string((D + W - 1) / W)},
                          {"NE", std::to_string(spread ? (GQ * U + GQ + L - 1) / L : GQ * U + GQ)}, {"LE", spread ? std::to_string(L) : "1"}});
     if (!dev.decode_fma) attend.helpers += "#define CC_MAD(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n";
-    attend.body = detail::fill(detail::fill(detail::stream_body(sh, GQ, spread), {{"PREAMBLE", detail::split_preamble}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"},
+    attend.body = detail::fill(detail::fill(detail::stream_body(sh, GQ, spread, dev.unroll_hints), {{"PREAMBLE", detail::split_preamble}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"},
                                                                           {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                           {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                           {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);

@@ -211,15 +211,16 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
 )";
 
 // The kernel text for one shape (its @-values are filled by build()). `spread`: the butterfly path
-// shares the exps out (one head per workgroup).
-inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread) {
+// shares the exps out (one head per workgroup); `unroll_hints`: every for loop (all have constant
+// trip counts) carries CC_UNROLL.
+inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, bool unroll_hints) {
   auto load = [](const char* k, const char* v) {
     std::string t = stream_loads;
     t.replace(t.find("@KW@"), 4, k), t.replace(t.find("@VW@"), 4, v);
     return t;
   };
   auto put = [](std::string& t, const std::string& key, const std::string& val) {
-    for (size_t at; (at = t.find(key)) != std::string::npos;) t.replace(at, key.size(), val);
+    for (size_t at = 0; (at = t.find(key, at)) != std::string::npos; at += val.size()) t.replace(at, key.size(), val);
   };
   std::string b = stream_decode_body, scores;
   if (!sh.transpose) put(b, " float myx = ninf;", "");
@@ -244,7 +245,8 @@ inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread) 
   put(b, "@PRELOAD@", sh.prefetch ? "  if (k0 < kend) {\n" + load("kw", "vw") + "  }\n" : "");
   put(b, "@LOADNOW@", sh.prefetch ? "" : load("kw", "vw"));
   put(b, "@LOADNEXT@", sh.prefetch ? "      CC_RAW8 nkw[@UC@]; CC_RAW8 nvw[@UC@];\n      if (k0 < kend) {\n" + load("nkw", "nvw") + "      }\n" : "");
-  put(b, "@SHIFT@", sh.prefetch ? "      if (k0 < kend) for (uint j = 0u; j < @UC@u; ++j) { kw[j] = nkw[j]; vw[j] = nvw[j]; }\n" : "");
+  put(b, "@SHIFT@", sh.prefetch ? "      if (k0 < kend) { for (uint j = 0u; j < @UC@u; ++j) { kw[j] = nkw[j]; vw[j] = nvw[j]; } }\n" : "");
+  if (unroll_hints) put(b, "for (uint ", "CC_UNROLL for (uint ");
   return b;
 }
 

@@ -70,6 +70,7 @@ inline attention::device_caps caps() {
   // re-read from L2): H200 run 36, 32/8 heads 32K 0.2463 -> 0.2039 ms, 128K 0.9233 -> 0.8419.
   // Measured there only; every other device reads each block once per group.
   d.decode_share_group = di.driver_name.find("NVIDIA") == std::string::npos;
+  d.unroll_hints = true;  // [[unroll]] on decode_stream's constant loops (GL_EXT_control_flow_attributes)
   attention::tune_decode_from_env(d);
   d.notes = di.describe();
   return d;

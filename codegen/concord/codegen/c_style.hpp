@@ -226,6 +226,8 @@ class c_emitter {
   // CC_FMA(a, b, c): a * b + c, fused where the dialect has an exact fused multiply-add (attention
   // kernels only: tolerance-checked; DSL stages never contract).
   virtual std::string fma_def() const { return "#define CC_FMA(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n"; }
+  // CC_UNROLL before a loop of constant trip count: the dialect's hint to unroll it fully.
+  virtual std::string unroll_def() const { return "#define CC_UNROLL\n"; }
   // Whether the stage writes parameter p: a DSL stage writes its last; a hand-written one the buffers
   // its body stores to (CC_ST_<NAME>, CC_ATOMIC_ADD_<NAME>). The others are read-only and restrict.
   static bool written(const kernel_plan& kp, const stage& st, int p) {
@@ -428,6 +430,7 @@ class c_emitter {
     if (st.body.find("CC_SHFL_XOR(") != std::string::npos || st.body.find("CC_SHFL_FROM(") != std::string::npos)
       defs += shuffle_defs(), undefs += "#undef CC_SHFL_XOR\n#undef CC_SHFL_FROM\n";
     if (st.body.find("CC_FMA(") != std::string::npos) defs += fma_def(), undefs += "#undef CC_FMA\n";
+    if (st.body.find("CC_UNROLL") != std::string::npos) defs += unroll_def(), undefs += "#undef CC_UNROLL\n";
     if (st.body.find("CC_SUBGROUP_LANE") != std::string::npos) defs += "#define CC_SUBGROUP_LANE " + subgroup_lane() + "\n", undefs += "#undef CC_SUBGROUP_LANE\n";
     if (st.body.find("CC_SHARED_MAX(") != std::string::npos) defs += "#define CC_SHARED_MAX(cc_a, cc_v) " + shared_max() + "\n", undefs += "#undef CC_SHARED_MAX\n";
     for (size_t k = 0; k < st.params.size(); ++k) {

@@ -33,6 +33,7 @@ class glsl_emitter : public c_emitter {
       s += "#extension GL_KHR_shader_subgroup_basic : require\n#extension GL_KHR_shader_subgroup_shuffle : require\n";
     else if (st && st->body.find("CC_SUBGROUP_LANE") != std::string::npos)
       s += "#extension GL_KHR_shader_subgroup_basic : require\n";
+    if (st && st->body.find("CC_UNROLL") != std::string::npos) s += "#extension GL_EXT_control_flow_attributes : require\n";
     if (signed_zero_)
       s += "#extension GL_EXT_spirv_intrinsics : require\n"
            "spirv_execution_mode(extensions = [\"SPV_KHR_float_controls\"], capabilities = [4466], 4461, 32);\n";
@@ -121,6 +122,7 @@ class glsl_emitter : public c_emitter {
   // Vulkan does not tie gl_LocalInvocationID to gl_SubgroupInvocationID: lanes that shuffle are
   // numbered by subgroup.
   std::string subgroup_lane() const override { return "(gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID)"; }
+  std::string unroll_def() const override { return "#define CC_UNROLL [[unroll]]\n"; }
   std::string shuffle_defs() const override {
     return "#define CC_SHFL_XOR(cc_v, cc_m) subgroupShuffleXor((cc_v), (cc_m))\n#define CC_SHFL_FROM(cc_v, cc_m) subgroupShuffle((cc_v), gl_SubgroupInvocationID ^ (cc_m))\n";
   }

@@ -96,6 +96,7 @@ class hip_emitter : public c_emitter {
            "#define CC_SHFL_XOR(cc_v, cc_m) __shfl_xor_sync(0xffffffffu, (cc_v), (int)(cc_m))\n#endif\n#define CC_SHFL_FROM(cc_v, cc_m) CC_SHFL_XOR(cc_v, cc_m)\n";
   }
   std::string fma_def() const override { return "#define CC_FMA(cc_a, cc_b, cc_c) fmaf((cc_a), (cc_b), (cc_c))\n"; }
+  std::string unroll_def() const override { return "#define CC_UNROLL _Pragma(\"unroll\")\n"; }
   std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
   std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
   std::string load_vec8(const kernel_plan&, const stage&, int p, const std::string& x, const std::string& f) override {
