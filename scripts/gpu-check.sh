@@ -81,17 +81,26 @@ elif [ "$phase" = ab ]; then
   for f in "$out"/*verify.log "$out"/peers.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = variants ]; then
   # Decode kernel variants by environment, in one call: both suites, then for each VARIANTS entry
-  # "tag:VAR=value,VAR=value" (tag alone: the defaults) the HIP benches matching ONLY, the Vulkan
-  # ones for the tags in VKTAGS, and the peers (PEERS=0: none; VERIFY=0: no suites). Step times in steps.log.
-  if [ "${VERIFY:-1}" != 0 ]; then step verify; verify; fi
-  for v in ${VARIANTS:-base:}; do  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives]
-    tag=${v%%:*}; rest=${v#*:}; envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}
-    [ "$rest" != "${rest#*:}" ] && only=$(echo "${rest#*:}" | tr + ' ')
-    step "hip $tag"
-    (env $envs timeout ${BT:-100} gpu-carry/bench_hip --backend hip --only "$only" --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log")
+  # "tag:VAR=value,VAR=value[:cases[:bench flags]]" (tag alone: the defaults) the HIP benches matching
+  # ONLY (for the tags in HIPTAGS, default all), the Vulkan ones for the tags in VKTAGS, and the peers
+  # (PEERS=0: none; VERIFY=0: no suites; VERIFY=vulkan: the Vulkan suite only). Step times in steps.log.
+  if [ "${VERIFY:-1}" = vulkan ]; then
+    step verify-vulkan
+    (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log")
+  elif [ "${VERIFY:-1}" != 0 ]; then step verify; verify; fi
+  for v in ${VARIANTS:-base:}; do  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives[:bench flags, '+' for spaces]]
+    tag=${v%%:*}; rest=${v#*:}; envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}; flags=
+    if [ "$rest" != "${rest#*:}" ]; then
+      rest=${rest#*:}; cases=${rest%%:*}; [ -n "$cases" ] && only=$(echo "$cases" | tr + ' ')
+      [ "$rest" != "${rest#*:}" ] && flags=$(echo "${rest#*:}" | tr + ' ')
+    fi
+    case " ${HIPTAGS:-$tag} " in *" $tag "*)
+      step "hip $tag"
+      (env $envs timeout ${BT:-100} gpu-carry/bench_hip --backend hip --only "$only" $flags --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log");;
+    esac
     case " ${VKTAGS:-base} " in *" $tag "*)
       step "vulkan $tag"
-      (env $envs timeout ${BT:-100} gpu-carry/bench --backend vulkan --only "$only" --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log");;
+      (env $envs timeout ${BT:-100} gpu-carry/bench --backend vulkan --only "$only" $flags --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log");;
     esac
   done
   if [ "${PEERS:-1}" != 0 ]; then step peers; (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log"); fi

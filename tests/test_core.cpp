@@ -333,7 +333,8 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(choose_stream_shape(1, 48, 32).lanes == 2);
     CHECK(choose_stream_shape(1, 128, 32, 16, 4).unroll == 4);
     CHECK(choose_stream_shape(4, 128, 32).transpose);       // 4 heads x 2 keys = 8 values over 16 lanes
-    CHECK(choose_stream_shape(4, 128, 32).prefetch);
+    CHECK(!choose_stream_shape(4, 128, 32).prefetch);
+    CHECK(choose_stream_shape(4, 128, 32, 0, 0, 1).prefetch);
     CHECK(choose_stream_shape(4, 64, 8).transpose);         // lavapipe's 8 lanes: 8 values
     CHECK(!choose_stream_shape(1, 128, 32).transpose);      // one head: shared-out exps unless forced
     CHECK(!choose_stream_shape(1, 128, 32).prefetch);
