@@ -2,7 +2,10 @@
 
 SDPA (dense) and FlexAttention (create_block_mask from the same keep rule, compiled), plus the
 device ceilings: a device copy and an fp16 matrix product. Prints one JSON list.
-    python3 bench/peers_torch.py [--quick] > peers.json
+    python3 bench/peers_torch.py [--quick] [--decode] [--queued] > peers.json
+--decode: the ceilings and the decode cases only. --queued: each timed call waits behind a ~200 us
+GPU spin (torch.cuda._sleep), so its events measure GPU time alone, not the host's launch latency
+(as a CUDA graph or a busy stream would see it); bench/bench.cpp --queued does the same.
 """
 import json
 import sys
@@ -11,6 +14,8 @@ import torch
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 quick = "--quick" in sys.argv
+only_decode = "--decode" in sys.argv
+queued = "--queued" in sys.argv
 dev = "cuda"
 # Every prefill and decode shape is a new compilation of flex_attention: past dynamo's default limit
 # of 8 it silently ran the unfused eager version (H200 run 26: GQA 32K decode 3.4 ms instead of ~0.1).
@@ -28,6 +33,8 @@ def timed(fn, reps=20):
     ts = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if queued:
+            torch.cuda._sleep(400_000)
         a.record()
         fn()
         b.record()
@@ -38,6 +45,7 @@ def timed(fn, reps=20):
 
 
 def add(bench, shape, ms, metric, value, kept=1.0, note=""):
+    note = (note + "; " if note else "") + "queued" if queued else note
     rows.append(dict(backend="torch", bench=bench, shape=shape, median_ms=ms, metric=metric, value=value, kept_fraction=kept, note=note))
     print(f"  torch {bench:22s} {shape:44s} {ms:10.4f} ms {value:9.2f} {metric} kept {kept:.3f}", file=sys.stderr)
 
@@ -62,7 +70,8 @@ def fraction_keep(f, B):
 
 
 H, D, B = 16, 128, 128
-for N, f in [(2048 if quick else 4096, f) for f in (1.0, 0.5, 0.25, 0.125)] + ([] if quick else [(16384, f) for f in (1.0, 0.5, 0.25, 0.125)]):
+prefills = [] if only_decode else [(2048 if quick else 4096, f) for f in (1.0, 0.5, 0.25, 0.125)] + ([] if quick else [(16384, f) for f in (1.0, 0.5, 0.25, 0.125)])
+for N, f in prefills:
     q = torch.randn(1, H, N, D, dtype=torch.float16, device=dev)
     k, v = torch.randn_like(q), torch.randn_like(q)
     shape = f"H={H}/{H} D={D} Nq={N} Nk={N} B={B}"

@@ -336,7 +336,8 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(!choose_stream_shape(4, 128, 32).prefetch);
     CHECK(choose_stream_shape(4, 128, 32, 0, 0, 1).prefetch);
     CHECK(choose_stream_shape(4, 64, 8).transpose);         // lavapipe's 8 lanes: 8 values
-    CHECK(!choose_stream_shape(1, 128, 32).transpose);      // one head: shared-out exps unless forced
+    CHECK(choose_stream_shape(1, 128, 32).transpose);       // one head: 4 values over 8 lanes
+    CHECK(!choose_stream_shape(1, 128, 32, 0, 0, -1, 0).transpose);
     CHECK(!choose_stream_shape(1, 128, 32).prefetch);
     CHECK(choose_stream_shape(1, 128, 32, 0, 0, 1, 1).transpose);
     CHECK(!choose_stream_shape(1, 16, 32, 0, 0, 1, 1).transpose);  // 2 lanes < 4 values

@@ -42,9 +42,10 @@ inline constexpr int64_t stream_prefetch_resident = 4;
 // run 34, MHA 32K: U = 2 0.0448 ms, U = 4 0.0419, 16 lanes x U = 4 0.0436); several: K and V loads
 // in flight in 64 - 16 GQ C registers (at least 16), at most 4 keys. `lanes`/`unroll` override the
 // choice (device_caps tuning knobs; 0: automatic). `prefetch` (-1/0 off, 1 on): H200 run 37, GQA
-// 4:1 32K / 128K: 0.0640 / 0.1924 ms without, 0.0660 / 0.2013 with. `transpose` (-1: with several
-// heads, 0 off, 1 on where GQ x U <= L): same run, GQA with prefetch 0.0812 / 0.2584 ms without,
-// 0.0660 / 0.2013 with (run 36, neither: 0.0711 / 0.2252).
+// 4:1 32K / 128K: 0.0640 / 0.1924 ms without, 0.0660 / 0.2013 with. `transpose` (-1/1 on where
+// GQ x U <= L, 0 off): same run, GQA with prefetch 0.0812 / 0.2584 ms without, 0.0660 / 0.2013 with
+// (run 36, neither: 0.0711 / 0.2252); run 38, MHA 32K dense 0.0422 -> 0.0419, 25% kept 0.0155 ->
+// 0.0145 against the shared-out exps.
 inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup, int64_t lanes = 0, int64_t unroll = 0, int prefetch = -1, int transpose = -1) {
   if (D % 8 != 0 || subgroup <= 0 || GQ <= 0) return {};
   const int64_t n8 = D / 8, cap = std::min<int64_t>(subgroup, lanes > 0 ? lanes : (GQ == 1 ? 8 : 16));
@@ -55,7 +56,7 @@ inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup,
   const int64_t U = unroll > 0 ? unroll : GQ == 1 ? 4 : std::clamp<int64_t>(std::max<int64_t>(16, 64 - 16 * GQ * C) / (8 * C), 1, 4);
   const int64_t NV = GQ * U;
   const bool can_transpose = L > 1 && NV <= L && (NV & (NV - 1)) == 0;
-  return {L, C, U, prefetch > 0, can_transpose && (transpose < 0 ? GQ > 1 : transpose > 0)};
+  return {L, C, U, prefetch > 0, can_transpose && transpose != 0};
 }
 
 inline constexpr const char* stream_reduce = R"(      for (uint m = 1u; m < @LN@u; m = m * 2u)
