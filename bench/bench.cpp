@@ -196,14 +196,17 @@ struct hip_runner : runner {
 
 struct timing {
   double total_ms, select_ms, attend_ms, combine_ms;
+  std::string stages;  // each stage's median, "name ms, ..."
 };
 
 timing time_plan(runner& r, const codegen::kernel_plan& plan, int reps) {
   std::vector<double> tot, sel, att, comb;
+  std::vector<std::vector<double>> per(plan.stages.size());
   r.warm_up();
   r.run_once();  // warm-up
   for (int k = 0; k < reps; ++k) {
     auto ms = r.run_once();
+    for (size_t i = 0; i < ms.size() && i < per.size(); ++i) per[i].push_back(ms[i]);
     double s = 0, a = 0, cb = 0;
     for (size_t i = 0; i < ms.size(); ++i) {
       const std::string& n = plan.stages[i].name;
@@ -212,7 +215,13 @@ timing time_plan(runner& r, const codegen::kernel_plan& plan, int reps) {
     }
     tot.push_back(s + a), sel.push_back(s), att.push_back(a), comb.push_back(cb);
   }
-  return {median(tot), median(sel), median(att), median(comb)};
+  std::string stages;
+  for (size_t i = 0; i < per.size(); ++i) {
+    char b[96];
+    std::snprintf(b, sizeof b, "%s%s %.4f", i ? ", " : "", plan.stages[i].name.c_str(), per[i].empty() ? 0.0 : median(per[i]));
+    stages += b;
+  }
+  return {median(tot), median(sel), median(att), median(comb), stages};
 }
 
 std::string json_escape(const std::string& s) {
@@ -376,7 +385,8 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     } else if (fc.c.q_len == 1) {
       const double kv_bytes = static_cast<double>(kept) * fc.c.block * fc.c.head_dim * 2 /*K,V*/ * 2 /*f16*/ * (fc.c.per_group ? 1 : 1.0 / fc.c.groups());
       const double gbs = kv_bytes / (t.attend_ms / 1e3) / 1e9;
-      rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms" + sel_note + "; " + route);
+      rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy, frac, tiles,
+              "selection " + std::to_string(t.select_ms) + " ms" + sel_note + "; " + route + "; stages (ms): " + t.stages);
     } else {
       const double flops = 4.0 * fc.c.heads * static_cast<double>(fc.c.q_len) * fc.c.kv_len * fc.c.head_dim / 2 * frac;
       const double tfs = flops / (t.attend_ms / 1e3) / 1e12;

@@ -379,6 +379,26 @@ inline constexpr const char* compact_body = R"(  uint c = 0u;
   CC_ST_KV_COUNT(i) = c;
 )";
 
+// GPU dialects: one workgroup of WG threads per list row; thread `lane` takes a contiguous run of
+// blocks, counts its kept ones, a shared prefix sum (Hillis-Steele) gives its first slot, and it
+// writes its run in order: the same list as compact_body, without a 256-1024 step serial loop.
+inline constexpr const char* compact_coop_body = R"(  uint per = (@KB@u + @WG@u - 1u) / @WG@u; uint j0 = lane * per; uint j1 = j0 + per < @KB@u ? j0 + per : @KB@u;
+  uint c = 0u;
+  for (uint j = j0; j < j1; ++j) if (CC_LD_KEEP(i * @KB@u + j)) c += 1u;
+  cs[lane] = c;
+  CC_BARRIER();
+  for (uint off = 1u; off < @WG@u; off = off * 2u) {
+    uint v = lane >= off ? cs[lane - off] : 0u;
+    CC_BARRIER();
+    cs[lane] = cs[lane] + v;
+    CC_BARRIER();
+  }
+  uint at = cs[lane] - c;
+  for (uint j = j0; j < j1; ++j) if (CC_LD_KEEP(i * @KB@u + j)) { CC_ST_KV_INDEX(i * @KB@u + at) = j; at += 1u; }
+  if (lane == @WG@u - 1u) CC_ST_KV_COUNT(i) = cs[lane];
+)";
+inline constexpr int64_t compact_threads = 128;
+
 // Fused combine: invocation i = (list head, query block) zeroes the done counters of its block's rows.
 inline constexpr const char* compact_zero_done = R"(  for (uint q = (i % @QB@u) * @B@u; q < @NQ@u && q < (i % @QB@u + 1u) * @B@u; ++q) CC_ST_DONE((i / @QB@u) * @NQ@u + q) = 0u;
 )";
@@ -526,6 +546,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   codegen::stage compact;
   compact.name = "sparse_compact", compact.count = LH * QB, compact.params = {keep, count, index};
   compact.body = detail::fill(detail::compact_body, vals);
+  if (dev.dialect == "glsl" || dev.dialect == "hip") {
+    compact.group = detail::compact_threads, compact.shared_u32 = {{"cs", detail::compact_threads}};
+    compact.body = detail::fill(detail::fill(detail::compact_coop_body, {{"WG", std::to_string(detail::compact_threads)}}), vals);
+  }
   compact.root = compact.out = -1;
   kp.stages.push_back(compact);
   codegen::stage attend;
