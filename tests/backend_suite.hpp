@@ -345,6 +345,13 @@ TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[
   c = base_config();
   c.q_len = 1, c.kv_len = 37, c.block = 64, c.head_dim = 16;
   run_attention_case("kv shorter than one block", c);
+  c = base_config();  // GPU compaction: 128 threads per row, runs of 3 blocks, the last threads empty
+  c.q_len = 2, c.kv_len = 5000, c.block = 16, c.head_dim = 16, c.top_k = 40, c.window = 3;
+  run_attention_case("5000 keys in 313 blocks, top-40 + window", c);
+  if (auto caps = backend_caps(); caps.dialect == "glsl" || caps.dialect == "hip") {
+    caps.coop_compact = false;
+    run_attention_case("5000 keys in 313 blocks, one thread per compaction row", c, -1, 7, {}, caps);
+  }
 }
 
 TEST_CASE("attention: score and mask modifiers written in the DSL are fused", "[attention][mods]") {

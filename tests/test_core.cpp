@@ -333,6 +333,21 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(choose_stream_shape(1, 48, 32).lanes == 2);
     CHECK(choose_stream_shape(1, 128, 32, 16, 4).unroll == 4);
     CHECK(choose_stream_shape(4, 128, 32).transpose);       // 4 heads x 2 keys = 8 values over 16 lanes
+    {
+      attention::config cc;
+      cc.q_len = 1, cc.kv_len = 4096, cc.kv_type = dtype::f16;
+      attention::device_caps gl;
+      gl.dialect = "glsl", gl.shared_bytes = 32768, gl.parallelism = 4096;
+      auto compact_group = [&](const attention::device_caps& d) {
+        for (const auto& st : attention::build(cc, d).plan.stages)
+          if (st.name == "sparse_compact") return st.group;
+        return int64_t{-1};
+      };
+      CHECK(compact_group(gl) == 128);
+      gl.coop_compact = false;
+      CHECK(compact_group(gl) == 0);
+      CHECK(compact_group(attention::device_caps{}) == 0);
+    }
     CHECK(!choose_stream_shape(4, 128, 32).prefetch);
     CHECK(choose_stream_shape(4, 128, 32, 0, 0, 1).prefetch);
     CHECK(choose_stream_shape(4, 64, 8).transpose);         // lavapipe's 8 lanes: 8 values

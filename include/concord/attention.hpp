@@ -111,6 +111,7 @@ struct device_caps {
   bool decode_share_group = true;  // decode_stream: one workgroup serves a group's G heads (false: one head each; per-group selection only)
   bool unroll_hints = false;       // decode_stream: its constant loops carry the dialect's unroll hint (Vulkan: [[unroll]])
   int decode_prefetch = -1, decode_transpose = -1;  // decode_stream: next step's loads early / transposed reduce (-1: chosen, 0 off, 1 on)
+  bool coop_compact = true;        // GPU dialects: the block-list compaction as a workgroup per row (false: one thread per row)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
 };
 
@@ -120,7 +121,7 @@ struct device_caps {
 // CONCORD_DECODE_SPREAD=0 has every lane evaluate all exps, CONCORD_DECODE_FMA=0 keeps Q.K and P.V
 // unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage, CONCORD_DECODE_PREFETCH
 // and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on,
-// CONCORD_UNROLL_HINTS (0/1) the unroll hints.
+// CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -132,6 +133,7 @@ inline void tune_decode_from_env(device_caps& d) {
   if (num("CONCORD_FUSED_COMBINE") == 0) d.fused_combine = false;
   if (const int64_t v = num("CONCORD_DECODE_PREFETCH"); v >= 0) d.decode_prefetch = v != 0;
   if (const int64_t v = num("CONCORD_UNROLL_HINTS"); v >= 0) d.unroll_hints = v != 0;
+  if (num("CONCORD_COOP_COMPACT") == 0) d.coop_compact = false;
   if (const int64_t v = num("CONCORD_DECODE_TRANSPOSE"); v >= 0) d.decode_transpose = v != 0;
 }
 
@@ -546,7 +548,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   codegen::stage compact;
   compact.name = "sparse_compact", compact.count = LH * QB, compact.params = {keep, count, index};
   compact.body = detail::fill(detail::compact_body, vals);
-  if (dev.dialect == "glsl" || dev.dialect == "hip") {
+  if ((dev.dialect == "glsl" || dev.dialect == "hip") && dev.coop_compact) {
     compact.group = detail::compact_threads, compact.shared_u32 = {{"cs", detail::compact_threads}};
     compact.body = detail::fill(detail::fill(detail::compact_coop_body, {{"WG", std::to_string(detail::compact_threads)}}), vals);
   }
