@@ -90,7 +90,8 @@ elif [ "$phase" = variants ]; then
     (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log")
   elif [ "${VERIFY:-1}" != 0 ]; then step verify; verify; fi
   for v in ${VARIANTS:-base:}; do  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives[:bench flags, '+' for spaces]]
-    tag=${v%%:*}; rest=${v#*:}; envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}; flags=
+    tag=${v%%:*}; rest=${v#*:}; [ "$rest" = "$v" ] && rest=
+    envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}; flags=
     if [ "$rest" != "${rest#*:}" ]; then
       rest=${rest#*:}; cases=${rest%%:*}; [ -n "$cases" ] && only=$(echo "$cases" | tr + ' ')
       [ "$rest" != "${rest#*:}" ] && flags=$(echo "${rest#*:}" | tr + ' ')

@@ -215,6 +215,8 @@ TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup dec
   c = base_config();
   c.heads = 2, c.kv_heads = 1, c.q_len = 4, c.kv_len = 203, c.head_dim = 256, c.block = 64, c.kv_type = dtype::f16, c.dense = true, c.splits = 3;
   cases.push_back({"D=256 q_len=4 (causal cut inside the last block), 3 splits", c});
+  c.head_dim = 64, c.kv_len = 129, c.splits = 3;
+  cases.push_back({"129 keys, q_len=4: the last block empty for the first three rows, alone in its split", c});
   const auto base = backend_caps();
   const bool gpu = base.dialect == "glsl" || base.dialect == "hip";
   if (gpu && base.subgroup > 0) {  // GQA per group the other way from the backend's default: one workgroup per head, or per group

@@ -548,7 +548,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   codegen::stage compact;
   compact.name = "sparse_compact", compact.count = LH * QB, compact.params = {keep, count, index};
   compact.body = detail::fill(detail::compact_body, vals);
-  if ((dev.dialect == "glsl" || dev.dialect == "hip") && dev.coop_compact) {
+  if ((dev.dialect == "glsl" || dev.dialect == "hip") && dev.coop_compact && dev.shared_bytes >= 4 * detail::compact_threads) {
     compact.group = detail::compact_threads, compact.shared_u32 = {{"cs", detail::compact_threads}};
     compact.body = detail::fill(detail::fill(detail::compact_coop_body, {{"WG", std::to_string(detail::compact_threads)}}), vals);
   }

@@ -7,7 +7,8 @@
 // of 8 dims sub, sub + L, ... of q, of its O accumulators and of every key it reads, so one key is
 // C 16-byte loads of K and of V per lane, coalesced across the group. Each step a group takes U
 // consecutive keys: it issues all U x C loads of K and V, forms its partial dots, adds them over
-// the group with a xor butterfly (every lane ends with the same bits: a + b == b + a), applies the
+// the group with xor shuffles (a butterfly, or the transposed reduce below where the GQ x U dots
+// fit the lanes; every lane holding a sum holds the same bits: a + b == b + a), applies the
 // score and mask modifiers, updates its own running max and sum, and adds p x V. Dots and P.V use
 // CC_FMA (fused on HIP, whose build otherwise never contracts: tolerance-checked math). The step loop is
 // uniform over the workgroup (keys past the block are clamped loads with no contribution), so no
@@ -214,8 +215,8 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
 )";
 
 // The kernel text for one shape (its @-values are filled by build()). `spread`: the butterfly path
-// shares the exps out (one head per workgroup); `unroll_hints`: every for loop (all have constant
-// trip counts) carries CC_UNROLL.
+// shares the exps out (one head per workgroup); `unroll_hints`: every for loop carries CC_UNROLL
+// (every for loop of these templates has a constant trip count; a new one must too).
 inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, bool unroll_hints) {
   auto load = [](const char* k, const char* v) {
     std::string t = stream_loads;
