@@ -55,6 +55,26 @@ TEST_CASE("generated source matches the golden files", "[golden]") {
   }
 }
 
+TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
+  // GQA 4:1 per group for HIP (the transposed reduce over 16 lanes) and MHA for Vulkan (unroll
+  // hints, the transposed reduce over 8 lanes), with the workgroup compaction before them.
+  attention::device_caps dev;
+  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 132 * 2048, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.subgroup = 32;
+  attention::config c;
+  c.heads = 32, c.kv_heads = 8, c.q_len = 1, c.kv_len = 32768, c.head_dim = 128, c.block = 128, c.kv_type = dtype::f16, c.dense = true, c.per_group = true;
+  const auto gqa = attention::build(c, dev);
+  REQUIRE(gqa.chosen.variant == "decode_stream");
+  REQUIRE(gqa.chosen.shape.find("transposed") != std::string::npos);
+  check_golden("decode_stream_gqa.hip", codegen::hip_emitter().emit(gqa.plan));
+  dev.backend = "vulkan", dev.dialect = "glsl", dev.unroll_hints = true;
+  c.heads = 8;
+  const auto mha = attention::build(c, dev);
+  REQUIRE(mha.chosen.variant == "decode_stream");
+  codegen::glsl_emitter gl;
+  for (const auto& st : mha.plan.stages)
+    if (st.group > 0) check_golden("decode_stream_mha_" + st.name + ".comp", gl.emit_stage_source(mha.plan, st));
+}
+
 TEST_CASE("generation is deterministic", "[golden]") {
   auto a = codegen::make_plan(golden::keep_mask()), b = codegen::make_plan(golden::keep_mask());
   CHECK(codegen::hip_emitter().emit(a) == codegen::hip_emitter().emit(b));
