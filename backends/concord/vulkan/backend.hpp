@@ -50,7 +50,10 @@ inline compiled compile(codegen::kernel_plan plan) {
     c.sources.push_back(em.emit_stage_source(c.plan, st));
     std::vector<uint32_t> spirv = compile_glsl(c.sources.back(), st.name);
     validate_spirv(spirv);
-    c.pipes.push_back(ctx.make_pipeline(spirv, static_cast<uint32_t>(st.params.size()), 12));
+    // Stages whose lanes shuffle within subgroups (decode_stream) ask for full subgroups.
+    const bool shuffles = st.group > 0 && (st.body.find("CC_SHFL_") != std::string::npos || st.body.find("CC_SUBGROUP_LANE") != std::string::npos);
+    const uint32_t smax = std::max<uint32_t>(1, ctx.info().subgroup_max);
+    c.pipes.push_back(ctx.make_pipeline(spirv, static_cast<uint32_t>(st.params.size()), 12, shuffles && st.group % smax == 0));
   }
   return c;
 }

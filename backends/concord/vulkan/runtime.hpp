@@ -20,10 +20,11 @@
 //                                devices, otherwise transfers go through a staging buffer
 //                                (CONCORD_VK_STAGING=1 forces staging). Out of memory ->
 //                                backend_error naming the byte count.
-//   make_pipeline(spirv, n, push)  compute pipeline, entry "main", set 0 = storage buffers at
+//   make_pipeline(spirv, n, push[, full])  compute pipeline, entry "main", set 0 = storage buffers at
 //                                bindings 0..n-1, push-constant range of `push` bytes (multiple
-//                                of 4, may be 0). Cached by a hash of (words, n, push); a
-//                                VkPipelineCache backs driver compilation.
+//                                of 4, may be 0); `full`: REQUIRE_FULL_SUBGROUPS where the device
+//                                has computeFullSubgroups (Vulkan 1.3). Cached by a hash of
+//                                (words, n, push, full); a VkPipelineCache backs driver compilation.
 //   run(cmds)                    records every dispatch into one command buffer, a compute ->
 //                                compute barrier (shader write -> shader read/write) between
 //                                consecutive dispatches, submits, waits on a fence. Returns the
@@ -82,6 +83,8 @@ struct device_info {
   uint32_t subgroup_size = 0;
   uint32_t subgroup_min = 0;       // the smallest subgroup a compute shader may get (minSubgroupSize where reported)
   bool subgroup_shuffle = false;   // compute shaders have subgroupShuffleXor
+  uint32_t subgroup_max = 0;       // maxSubgroupSize where reported, else subgroup_size
+  bool full_subgroups = false;     // Vulkan 1.3 computeFullSubgroups: pipelines can require full subgroups
   double timestamp_period_ns = 0;
   bool timestamps = false;
   uint64_t device_local_bytes = 0;
@@ -270,6 +273,7 @@ inline device_query query_device(const instance_state& is, VkPhysicalDevice pd, 
     fn.vkGetPhysicalDeviceProperties2(pd, &p2);
     d.subgroup_size = d.subgroup_min = sub.subgroupSize;
     if (has_ssc && ssc.minSubgroupSize > 0) d.subgroup_min = std::min(d.subgroup_min, ssc.minSubgroupSize);
+    d.subgroup_max = has_ssc && ssc.maxSubgroupSize > 0 ? std::max(sub.subgroupSize, ssc.maxSubgroupSize) : sub.subgroupSize;
     d.subgroup_shuffle = (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && (sub.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
     q.max_allocation = m3.maxMemoryAllocationSize;
     if (has_drv) {
@@ -287,7 +291,11 @@ inline device_query query_device(const instance_state& is, VkPhysicalDevice pd, 
     VkPhysicalDevice16BitStorageFeatures s16{};
     s16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
     f2.pNext = &s16;
+    VkPhysicalDeviceSubgroupSizeControlFeaturesEXT sscf{};
+    sscf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT;
+    if (effective >= VK_API_VERSION_1_3) s16.pNext = &sscf;
     fn.vkGetPhysicalDeviceFeatures2(pd, &f2);
+    d.full_subgroups = effective >= VK_API_VERSION_1_3 && sscf.subgroupSizeControl && sscf.computeFullSubgroups;
     d.storage_buffer_16bit = s16.storageBuffer16BitAccess;
     d.shader_float64 = f2.features.shaderFloat64;
     d.shader_int64 = f2.features.shaderInt64;
@@ -368,7 +376,7 @@ inline std::string device_info::describe() const {
   s += ", fp16-storage=" + std::to_string(storage_buffer_16bit) +
        " fp64=" + std::to_string(shader_float64) + " int64=" + std::to_string(shader_int64) +
        ", subgroup " + std::to_string(subgroup_size) + (subgroup_min != subgroup_size ? " (min " + std::to_string(subgroup_min) + ")" : std::string()) +
-       (subgroup_shuffle ? " shuffle" : "") +
+       (subgroup_shuffle ? " shuffle" : "") + (full_subgroups ? " full-subgroups" : "") +
        ", timestamps=" + std::to_string(timestamps);
   return s;
 }
@@ -482,6 +490,7 @@ class pipeline {
   uint32_t num_buffers() const { return num_buffers_; }
   uint32_t push_bytes() const { return push_bytes_; }
   uint64_t hash() const { return hash_; }
+  bool full_subgroups() const { return full_subgroups_; }
   VkPipeline handle() const { return pipe_; }
 
  private:
@@ -490,6 +499,7 @@ class pipeline {
   context* ctx_ = nullptr;
   std::vector<uint32_t> spirv_;
   uint32_t num_buffers_ = 0, push_bytes_ = 0;
+  bool full_subgroups_ = false;
   uint64_t hash_ = 0;
   VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
@@ -597,8 +607,10 @@ class context {
            std::to_string(t >= 0 ? t : find_memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT)) + (b.host_mapped() ? ", mapped" : ", staged") + "\n";
   }
 
+  // full_subgroups: the shader shuffles within subgroups and needs them full (its local size a
+  // multiple of subgroup_max); requested where the device supports it, ignored elsewhere.
   std::shared_ptr<pipeline> make_pipeline(const std::vector<uint32_t>& spirv, uint32_t num_buffers,
-                                          uint32_t push_bytes) {
+                                          uint32_t push_bytes, bool full_subgroups = false) {
     check_alive();
     if (spirv.size() < 5 || spirv[0] != 0x07230203u)
       throw backend_error("concord vulkan: make_pipeline: not a SPIR-V module (" +
@@ -607,17 +619,19 @@ class context {
       throw backend_error("concord vulkan: make_pipeline: push constant size " +
                           std::to_string(push_bytes) + " bytes is not a multiple of 4 or exceeds " +
                           "maxPushConstantsSize " + std::to_string(info_.max_push_constants));
-    const uint64_t h = detail::hash_words(spirv, num_buffers, push_bytes);
+    full_subgroups = full_subgroups && info_.full_subgroups;
+    const uint64_t h = detail::hash_words(spirv, num_buffers, push_bytes) ^ (full_subgroups ? 0x9e3779b97f4a7c15ull : 0);
     std::lock_guard<std::mutex> lock(pipe_mutex_);
     auto it = pipelines_.find(h);
     if (it != pipelines_.end() && it->second->spirv_ == spirv &&
-        it->second->num_buffers_ == num_buffers && it->second->push_bytes_ == push_bytes)
+        it->second->num_buffers_ == num_buffers && it->second->push_bytes_ == push_bytes && it->second->full_subgroups_ == full_subgroups)
       return it->second;
 
     std::shared_ptr<pipeline> p(new pipeline());
     p->ctx_ = this;
     p->spirv_ = spirv;
     p->num_buffers_ = num_buffers;
+    p->full_subgroups_ = full_subgroups;
     p->push_bytes_ = push_bytes;
     p->hash_ = h;
     std::vector<VkDescriptorSetLayoutBinding> binds(num_buffers);
@@ -656,6 +670,7 @@ class context {
     ci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
     ci.stage.module = module;
     ci.stage.pName = "main";
+    if (full_subgroups) ci.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT_EXT;
     ci.layout = p->layout_;
     VkResult r = fn_.vkCreateComputePipelines(device_, pipeline_cache_, 1, &ci, nullptr, &p->pipe_);
     fn_.vkDestroyShaderModule(device_, module, nullptr);
@@ -840,6 +855,10 @@ class context {
     s16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
     s16.storageBuffer16BitAccess = info_.storage_buffer_16bit ? VK_TRUE : VK_FALSE;
     f2.pNext = &s16;
+    VkPhysicalDeviceSubgroupSizeControlFeaturesEXT sscf{};
+    sscf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT;
+    sscf.subgroupSizeControl = sscf.computeFullSubgroups = VK_TRUE;
+    if (info_.full_subgroups) s16.pNext = &sscf;
     f2.features.shaderFloat64 = info_.shader_float64 ? VK_TRUE : VK_FALSE;
     f2.features.shaderInt64 = info_.shader_int64 ? VK_TRUE : VK_FALSE;
     VkDeviceCreateInfo di{};
