@@ -94,6 +94,41 @@ TEST_CASE("lowering folds constants, merges common nodes and drops dead ones", "
   CHECK(out.size() == 1);
 }
 
+TEST_CASE("a reduction or pool over an axis of one element folds to a reshape, bit for bit", "[core][passes]") {
+  // NaN, -0, +0, +-inf, a denormal (flushed on load), huge and tiny values, each reduced alone.
+  const std::vector<float> v = {std::nanf(""), -0.0f, 0.0f, INFINITY, -INFINITY, 1e-40f, -3.5f, 3.4e38f, 1e-30f, 7.0f, -1e-45f, 2.0f};
+  graph g("unit_reductions");
+  auto x = g.input<f32>("x", {3, 1, 4});
+  auto n = g.input<i32>("n", {3, 1, 4});
+  auto b = x > 0.0f;
+  g.output("sum", sum(x, 1)), g.output("max", max_over(x, 1)), g.output("min", min_over(x, 1)), g.output("mean", mean(x, 1));
+  g.output("pmean", pool_mean(x, 1, 4)), g.output("pmax", pool_max(x, 1, 2)), g.output("pmin", pool_min(x, 1, 1));
+  g.output("isum", sum(n, 1)), g.output("imax", max_over(n, 1)), g.output("imin", min_over(n, 1));
+  g.output("any", any(b, 1)), g.output("all", all(b, 1)), g.output("wide", sum(x, 2));
+  const program folded = lower(g), plain = g.source();
+  int reductions = 0;
+  for (const node& nd : folded.nodes) reductions += info(nd.code).kind == op_kind::reduce || info(nd.code).kind == op_kind::pool;
+  CHECK(reductions == 1);  // only the sum over the axis of 4
+  tensor xi(dtype::f32, {3, 1, 4}), ni(dtype::i32, {3, 1, 4});
+  std::memcpy(xi.bytes.data(), v.data(), v.size() * 4);
+  const std::vector<int32_t> iv = {INT32_MIN, INT32_MAX, -1, 0, 1, 7, -7, 100, INT32_MIN + 1, 3, 2, -2};
+  std::memcpy(ni.bytes.data(), iv.data(), iv.size() * 4);
+  const auto want = interpret(plain, {xi, ni}), got = interpret(folded, {xi, ni});
+  const auto cpu_got = cpu::run(cpu::compile(codegen::make_plan(folded)), {xi, ni});
+  REQUIRE(want.size() == got.size());
+  for (size_t o = 0; o < want.size(); ++o)
+    for (const auto* out : {&got[o], &cpu_got[o]}) {
+      INFO("output " << plain.outputs[o].name);
+      REQUIRE(out->bytes.size() == want[o].bytes.size());
+      for (size_t k = 0; k + 4 <= want[o].bytes.size(); k += 4) {
+        uint32_t a, c;
+        std::memcpy(&a, want[o].bytes.data() + k, 4), std::memcpy(&c, out->bytes.data() + k, 4);
+        const bool nan_a = want[o].type == dtype::f32 && (a & 0x7fffffffu) > 0x7f800000u, nan_c = want[o].type == dtype::f32 && (c & 0x7fffffffu) > 0x7f800000u;
+        CHECK((nan_a ? nan_c : a == c));
+      }
+    }
+}
+
 TEST_CASE("shape errors name the shapes", "[core][bad-input]") {
   graph g("bad");
   auto a = g.input<f32>("a", {4, 8});
