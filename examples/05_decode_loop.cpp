@@ -27,14 +27,13 @@ tensor prefix(const tensor& t, int64_t len) {
     std::memcpy(r.bytes.data() + h * len * D * e, t.bytes.data() + h * N * D * e, static_cast<size_t>(len * D) * e);
   return r;
 }
-// Representatives [Hk, KB', D] of the previous step (or none) padded with poison to kb blocks.
+// Representatives [Hk, D, KB'] of the previous step (or none) padded with poison to kb blocks.
 tensor grow(const tensor* prev, int64_t Hk, int64_t kb, int64_t D) {
-  tensor r(dtype::f32, {Hk, kb, D});
+  tensor r(dtype::f32, {Hk, D, kb});
   r.poison();
   if (prev)
-    for (int64_t h = 0; h < Hk; ++h)
-      std::memcpy(r.as<float>() + h * kb * D, prev->as<float>() + h * prev->shape[1] * D,
-                  static_cast<size_t>(std::min(kb, prev->shape[1]) * D) * 4);
+    for (int64_t hd = 0; hd < Hk * D; ++hd)
+      std::memcpy(r.as<float>() + hd * kb, prev->as<float>() + hd * prev->shape[2], static_cast<size_t>(std::min(kb, prev->shape[2])) * 4);
   return r;
 }
 

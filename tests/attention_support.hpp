@@ -44,14 +44,26 @@ inline std::vector<tensor> attention_inputs(const attention::config& c, uint64_t
   return {q, k, v};
 }
 
-// The block representatives of k (f32 [Hkv, KB, D], in attention::rep_names order), pooled by the
+// [H, KB, D] -> [H, D, KB] (f32): pooled representatives in the layout config::cached_reps takes.
+inline tensor dims_major(const tensor& t) {
+  const int64_t H = t.shape[0], KB = t.shape[1], D = t.shape[2];
+  tensor r(dtype::f32, {H, D, KB});
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t b = 0; b < KB; ++b)
+      for (int64_t d = 0; d < D; ++d) r.as<float>()[(h * D + d) * KB + b] = t.as<float>()[(h * KB + b) * D + d];
+  return r;
+}
+
+// The block representatives of k (f32 [Hkv, D, KB], in attention::rep_names order), pooled by the
 // interpreter as the selection graph pools them.
 inline std::vector<tensor> block_reps(const attention::config& c, const tensor& k) {
   graph g("block_reps");
   expr<f32> kx = c.kv_type == dtype::f16 ? cast<f32>(g.input<f16>("k", {c.kv_heads, c.kv_len, c.head_dim})) : expr<f32>(g.input<f32>("k", {c.kv_heads, c.kv_len, c.head_dim}));
   for (const std::string& n : attention::rep_names(c))
     g.output(n, n == "k_mean" ? pool_mean(kx, 1, c.block) : n == "k_min" ? pool_min(kx, 1, c.block) : pool_max(kx, 1, c.block));
-  return interpret(lower(g), {k});
+  std::vector<tensor> reps = interpret(lower(g), {k});
+  for (tensor& r : reps) r = dims_major(r);
+  return reps;
 }
 
 // The pipeline's inputs for q, k, v: with cached_reps, q, the representatives, k, v.

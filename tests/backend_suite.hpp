@@ -414,7 +414,7 @@ TEST_CASE("decode block representatives: appending updates only touched blocks a
   tensor full = testing::random_tensor(dtype::f16, {H, N, D}, 21);
   auto want = full_pool(full, B);
   const int64_t KB = (N + B - 1) / B;
-  tensor sum(dtype::f32, {H, KB, D}), mn(dtype::f32, {H, KB, D}), mx(dtype::f32, {H, KB, D});
+  tensor sum(dtype::f32, {H, D, KB}), mn(dtype::f32, {H, D, KB}), mx(dtype::f32, {H, D, KB});
   sum.poison(), mn.poison(), mx.poison();
   tensor mean;
   int64_t len = 0, launches = 0, max_invocations = 0;
@@ -423,12 +423,12 @@ TEST_CASE("decode block representatives: appending updates only touched blocks a
     tensor k(dtype::f16, {H, next, D});
     for (int64_t h = 0; h < H; ++h)
       std::memcpy(k.as<uint16_t>() + h * next * D, full.as<uint16_t>() + h * N * D, static_cast<size_t>(next * D) * 2);
-    auto grow = [&](const tensor& t) {  // previous blocks, padded to the new block count
-      tensor r(dtype::f32, {H, kb, D});
+    auto grow = [&](const tensor& t) {  // previous blocks, padded to the new block count ([H, D, KB])
+      tensor r(dtype::f32, {H, D, kb});
       r.poison();
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t b = 0; b < std::min(kb, t.shape[1]); ++b)
-          std::memcpy(r.as<float>() + (h * kb + b) * D, t.as<float>() + (h * t.shape[1] + b) * D, static_cast<size_t>(D) * 4);
+      const int64_t old_kb = t.shape[2];
+      for (int64_t hd = 0; hd < H * D; ++hd)
+        std::memcpy(r.as<float>() + hd * kb, t.as<float>() + hd * old_kb, static_cast<size_t>(std::min(kb, old_kb)) * 4);
       return r;
     };
     auto plan = attention::rep_append_plan(H, len, next, D, B, dtype::f16);
@@ -441,9 +441,9 @@ TEST_CASE("decode block representatives: appending updates only touched blocks a
   CHECK(launches == 7);
   CHECK(max_invocations == H * KB * D);  // per-(block, dim) work; each touched block reads only its new tokens
   INFO(backend_name());
-  CHECK(mean.bytes == want[0].bytes);
-  CHECK(mn.bytes == want[1].bytes);
-  CHECK(mx.bytes == want[2].bytes);
+  CHECK(mean.bytes == testing::dims_major(want[0]).bytes);
+  CHECK(mn.bytes == testing::dims_major(want[1]).bytes);
+  CHECK(mx.bytes == testing::dims_major(want[2]).bytes);
 }
 
 TEST_CASE("decode block representatives updated in place: only touched blocks are read and written", "[attention][cache]") {
@@ -459,12 +459,12 @@ TEST_CASE("decode block representatives updated in place: only touched blocks ar
     for (int64_t h = 0; h < H; ++h)
       std::memcpy(k.as<uint16_t>() + h * next * D, full.as<uint16_t>() + h * N * D, static_cast<size_t>(next * D) * 2);
     std::vector<tensor> in = {k};
-    for (int r = 0; r < 4; ++r) {  // grown to kb blocks; the new blocks (and a stale copy of the old ones past len) poisoned
-      tensor t(dtype::f32, {H, kb, D});
+    for (int r = 0; r < 4; ++r) {  // grown to kb blocks ([H, D, KB]); the new blocks poisoned
+      tensor t(dtype::f32, {H, D, kb});
       t.poison();
       if (!reps.empty())
-        for (int64_t h = 0; h < H; ++h)
-          std::memcpy(t.as<float>() + h * kb * D, reps[r].as<float>() + h * reps[r].shape[1] * D, static_cast<size_t>(reps[r].shape[1] * D) * 4);
+        for (int64_t hd = 0; hd < H * D; ++hd)
+          std::memcpy(t.as<float>() + hd * kb, reps[r].as<float>() + hd * reps[r].shape[2], static_cast<size_t>(reps[r].shape[2]) * 4);
       in.push_back(std::move(t));
     }
     in.push_back(attention::recip_table(B));
@@ -475,13 +475,13 @@ TEST_CASE("decode block representatives updated in place: only touched blocks ar
     reps = backend_plan_runner()(plan, in);
     REQUIRE(reps.size() == 4);
     for (int r = 0; r < 4; ++r)  // blocks before the first touched one come back untouched, bit for bit
-      for (int64_t h = 0; h < H; ++h)
-        CHECK(std::memcmp(reps[r].as<float>() + h * kb * D, before[r].as<float>() + h * kb * D, static_cast<size_t>(first * D) * 4) == 0);
+      for (int64_t hd = 0; hd < H * D; ++hd)
+        CHECK(std::memcmp(reps[r].as<float>() + hd * kb, before[r].as<float>() + hd * kb, static_cast<size_t>(first) * 4) == 0);
     len = next;
   }
   REQUIRE(len == N);
   INFO(backend_name());
-  CHECK(reps[3].bytes == want[0].bytes);
-  CHECK(reps[1].bytes == want[1].bytes);
-  CHECK(reps[2].bytes == want[2].bytes);
+  CHECK(reps[3].bytes == testing::dims_major(want[0]).bytes);
+  CHECK(reps[1].bytes == testing::dims_major(want[1]).bytes);
+  CHECK(reps[2].bytes == testing::dims_major(want[2]).bytes);
 }

@@ -58,9 +58,10 @@ struct config {
   std::optional<program> score_mod;  // (f32 s, i32 q_pos, i32 k, i32 h) -> f32
   std::optional<program> mask_mod;   // (i32 q_pos, i32 k, i32 h) -> bool
   int64_t splits = 0;                // 0: the planner decides
-  // Decode steps: selection reads block representatives f32 [Hkv, KB, D] given as inputs (rep_names:
+  // Decode steps: selection reads block representatives f32 [Hkv, D, KB] given as inputs (rep_names:
   // the mean; the max; or the min and max for minmax, as rep_update_plan keeps them) instead of
-  // pooling K each step. Plan inputs then: q, the representatives, k, v.
+  // pooling K each step. Plan inputs then: q, the representatives, k, v. Dims-major, so the block
+  // scores (sums over D in index order, as pooling's) read consecutive blocks side by side.
   bool cached_reps = false;
 
   int64_t groups() const { return heads / kv_heads; }
@@ -323,7 +324,7 @@ inline program selection_program(const config& c) {
   std::optional<expr<f32>> k, cached[2];
   if (!c.cached_reps) k = c.kv_type == dtype::f16 ? key_values<f16>(g, c) : key_values<f32>(g, c);
   else
-    for (size_t r = 0; r < rep_names(c).size(); ++r) cached[r] = g.input<f32>(rep_names(c)[r], {Hk, KB, D});
+    for (size_t r = 0; r < rep_names(c).size(); ++r) cached[r] = g.input<f32>(rep_names(c)[r], {Hk, D, KB});
   auto rep = [&](int which) -> expr<f32> {  // 0 mean, 1 min, 2 max
     if (c.cached_reps) return *cached[which == 1 || c.pooling != pool_kind::minmax ? 0 : 1];
     return which == 0 ? pool_mean(*k, 1, B) : which == 1 ? pool_min(*k, 1, B) : pool_max(*k, 1, B);
@@ -339,7 +340,11 @@ inline program selection_program(const config& c) {
   if (!c.dense) {
     auto qrep = reshape(pool_mean(q, 1, B), {Hk, G * QB, D});
     expr<f32> sc;
-    if (c.pooling == pool_kind::minmax) {
+    if (c.cached_reps) {  // [Hk, D, KB]: the same sums over D (from -0, in order) as the pooled path's
+      auto qe = expand(qrep, 3, KB);
+      auto at = [&](int which) { return expand(rep(which), 1, G * QB); };
+      sc = c.pooling == pool_kind::minmax ? sum(max(qe * at(1), qe * at(2)), 2) : sum(qe * at(c.pooling == pool_kind::max ? 2 : 0), 2);
+    } else if (c.pooling == pool_kind::minmax) {
       auto qe = expand(qrep, 2, KB);
       auto lo = expand(rep(1), 1, G * QB), hi = expand(rep(2), 1, G * QB);
       sc = sum(max(qe * lo, qe * hi), 3);
@@ -706,16 +711,17 @@ inline void check_rep_lengths(const char* plan, int64_t kv_heads, int64_t old_le
 // Incremental block representatives for decode. Appending keys [old_len, new_len) updates only the
 // blocks those keys touch; every other block is copied. The sums run in token order with the same
 // flush as pool_mean, so the result is bit-identical to re-pooling the whole cache.
-//   inputs:  k [Hkv, new_len, D] (f32|f16), sum_in, min_in, max_in f32 [Hkv, KB, D] (blocks of the
+//   inputs:  k [Hkv, new_len, D] (f32|f16), sum_in, min_in, max_in f32 [Hkv, D, KB] (blocks of the
 //            old cache; entries of blocks past old_len are ignored), recip f32 [B] = fl32(1/c)
-//   outputs: sum, min, max, mean f32 [Hkv, KB, D] with KB = ceil(new_len / B)
+//   outputs: sum, min, max, mean f32 [Hkv, D, KB] with KB = ceil(new_len / B) (dims-major, as
+//            config::cached_reps takes them)
 inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
   detail::check_rep_lengths("rep_append", kv_heads, old_len, new_len, D, B);
   using codegen::buffer_role;
   codegen::kernel_plan kp;
   kp.prog.name = "rep_append";
   const int64_t KB = (new_len + B - 1) / B;
-  const shape_t reps = {kv_heads, KB, D};
+  const shape_t reps = {kv_heads, D, KB};
   const int32_t k = kp.add_buffer("k", kv_type, {kv_heads, new_len, D}, buffer_role::input);
   const int32_t si = kp.add_buffer("sum_in", dtype::f32, reps, buffer_role::input);
   const int32_t mi = kp.add_buffer("min_in", dtype::f32, reps, buffer_role::input);
@@ -729,22 +735,23 @@ inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, i
   st.name = "rep_append", st.count = kv_heads * KB * D, st.params = {k, si, mi, xi, rc, so, mo, xo, me};
   st.root = st.out = -1;
   st.body = detail::fill(R"(  uint d = i % @D@u; uint b = (i / @D@u) % @KB@u; uint h = i / (@D@u * @KB@u);
+  uint x = (h * @D@u + d) * @KB@u + b;
   uint t0 = b * @B@u; uint t1 = t0 + @B@u < @NEW@u ? t0 + @B@u : @NEW@u;
-  float sm = CC_LD_SUM_IN(i); float lo = CC_LD_MIN_IN(i); float hi = CC_LD_MAX_IN(i);
+  float sm = CC_LD_SUM_IN(x); float lo = CC_LD_MIN_IN(x); float hi = CC_LD_MAX_IN(x);
   uint from = t0;
   if (t1 <= @OLD@u) { from = t1; } else if (t0 < @OLD@u) { from = @OLD@u; } else { sm = cc_float(0x80000000u); lo = cc_float(0x7f800000u); hi = cc_float(0xff800000u); }
   for (uint t = from; t < t1; ++t) {
     float x = CC_LD_K((h * @NEW@u + t) * @D@u + d);
     sm = cc_ftz(sm + x); lo = cc_fmin(lo, x); hi = cc_fmax(hi, x);
   }
-  CC_ST_SUM(i) = sm; CC_ST_MIN(i) = lo; CC_ST_MAX(i) = hi;
-  CC_ST_MEAN(i) = cc_ftz(sm * CC_LD_RECIP(t1 - t0 - 1u));
+  CC_ST_SUM(x) = sm; CC_ST_MIN(x) = lo; CC_ST_MAX(x) = hi;
+  CC_ST_MEAN(x) = cc_ftz(sm * CC_LD_RECIP(t1 - t0 - 1u));
 )", {{"D", std::to_string(D)}, {"KB", std::to_string(KB)}, {"B", std::to_string(B)}, {"NEW", std::to_string(new_len)}, {"OLD", std::to_string(old_len)}});
   kp.stages.push_back(st);
   return kp;
 }
 
-// The same update in place: sum, min, max, mean are inout [Hkv, KB, D] (KB = ceil(new_len / B); the
+// The same update in place: sum, min, max, mean are inout [Hkv, D, KB] (KB = ceil(new_len / B); the
 // entries of blocks starting at or past old_len are ignored), and only the blocks that keys
 // [old_len, new_len) touch are read and written, one invocation per (head, touched block, dim).
 //   inputs: k [Hkv, new_len, D], sum, min, max, mean (inout), recip f32 [B]; outputs: sum, min, max, mean
@@ -754,7 +761,7 @@ inline codegen::kernel_plan rep_update_plan(int64_t kv_heads, int64_t old_len, i
   codegen::kernel_plan kp;
   kp.prog.name = "rep_update";
   const int64_t KB = (new_len + B - 1) / B, first = old_len / B, touched = KB - first;
-  const shape_t reps = {kv_heads, KB, D};
+  const shape_t reps = {kv_heads, D, KB};
   const int32_t k = kp.add_buffer("k", kv_type, {kv_heads, new_len, D}, buffer_role::input);
   const int32_t sm = kp.add_buffer("sum", dtype::f32, reps, buffer_role::inout);
   const int32_t mn = kp.add_buffer("min", dtype::f32, reps, buffer_role::inout);
@@ -765,7 +772,7 @@ inline codegen::kernel_plan rep_update_plan(int64_t kv_heads, int64_t old_len, i
   st.name = "rep_update", st.count = kv_heads * touched * D, st.params = {k, sm, mn, mx, me, rc};
   st.root = st.out = -1;
   st.body = detail::fill(R"(  uint d = i % @D@u; uint b = @FIRST@u + (i / @D@u) % @T@u; uint h = i / (@D@u * @T@u);
-  uint x = (h * @KB@u + b) * @D@u + d;
+  uint x = (h * @D@u + d) * @KB@u + b;
   uint t0 = b * @B@u; uint t1 = t0 + @B@u < @NEW@u ? t0 + @B@u : @NEW@u;
   float sm = cc_float(0x80000000u); float lo = cc_float(0x7f800000u); float hi = cc_float(0xff800000u);
   uint from = t0;
