@@ -374,8 +374,7 @@ inline program selection_program(const config& c) {
 }
 
 inline std::string fill(std::string t, const std::vector<std::pair<std::string, std::string>>& vals) {
-  for (auto& [k, v] : vals)
-    for (size_t pos; (pos = t.find("@" + k + "@")) != std::string::npos;) t.replace(pos, k.size() + 2, v);
+  for (auto& [k, v] : vals) replace_all(t, "@" + k + "@", v);
   return t;
 }
 

@@ -27,8 +27,15 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 namespace concord::attention::detail {
+
+// Kernel-text assembly: every `key` in t becomes `val`, scanning on after each replacement (so a
+// value may contain its own key).
+inline void replace_all(std::string& t, const std::string& key, const std::string& val) {
+  for (size_t at = 0; (at = t.find(key, at)) != std::string::npos; at += val.size()) t.replace(at, key.size(), val);
+}
 
 inline constexpr int64_t coop_threads = 128;
 // HIP builds decode for 8 resident workgroups per multiprocessor (<= 64 registers on NVIDIA): ptxas

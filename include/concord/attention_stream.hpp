@@ -223,11 +223,8 @@ inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, 
     t.replace(t.find("@KW@"), 4, k), t.replace(t.find("@VW@"), 4, v);
     return t;
   };
-  auto put = [](std::string& t, const std::string& key, const std::string& val) {
-    for (size_t at = 0; (at = t.find(key, at)) != std::string::npos; at += val.size()) t.replace(at, key.size(), val);
-  };
   std::string b = stream_decode_body, scores;
-  if (!sh.transpose) put(b, " float myx = ninf;", "");
+  if (!sh.transpose) replace_all(b, " float myx = ninf;", "");
   if (sh.transpose) {
     const int64_t NV = GQ * sh.unroll;
     int64_t sh_bits = 0;
@@ -236,21 +233,21 @@ inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, 
     for (int64_t m = int64_t{1} << sh_bits; m < (sh.unroll << sh_bits); m *= 2)
       tmax += "      { float o_ = CC_SHFL_XOR(tmax, " + std::to_string(m) + "u); tmax = o_ > tmax ? o_ : tmax; }\n";
     scores = stream_scores_transposed;
-    put(scores, "@HALVE@", stream_halving(NV, sh.lanes));
-    put(scores, "@TMAX@", tmax);
-    put(scores, "@SH@", std::to_string(sh_bits));
+    replace_all(scores, "@HALVE@", stream_halving(NV, sh.lanes));
+    replace_all(scores, "@TMAX@", tmax);
+    replace_all(scores, "@SH@", std::to_string(sh_bits));
   } else {
     scores = stream_scores_butterfly;
-    put(scores, "@REDUCE@", sh.lanes > 1 ? stream_reduce : "");
-    put(scores, "@SPREAD@", spread ? stream_spread_shuffle : stream_spread_local);
+    replace_all(scores, "@REDUCE@", sh.lanes > 1 ? stream_reduce : "");
+    replace_all(scores, "@SPREAD@", spread ? stream_spread_shuffle : stream_spread_local);
   }
-  put(b, "@SCORES@", scores);
-  put(b, "@ADVANCE@", stream_advance);
-  put(b, "@PRELOAD@", sh.prefetch ? "  if (k0 < kend) {\n" + load("kw", "vw") + "  }\n" : "");
-  put(b, "@LOADNOW@", sh.prefetch ? "" : load("kw", "vw"));
-  put(b, "@LOADNEXT@", sh.prefetch ? "      CC_RAW8 nkw[@UC@]; CC_RAW8 nvw[@UC@];\n      if (k0 < kend) {\n" + load("nkw", "nvw") + "      }\n" : "");
-  put(b, "@SHIFT@", sh.prefetch ? "      if (k0 < kend) { for (uint j = 0u; j < @UC@u; ++j) { kw[j] = nkw[j]; vw[j] = nvw[j]; } }\n" : "");
-  if (unroll_hints) put(b, "for (uint ", "CC_UNROLL for (uint ");
+  replace_all(b, "@SCORES@", scores);
+  replace_all(b, "@ADVANCE@", stream_advance);
+  replace_all(b, "@PRELOAD@", sh.prefetch ? "  if (k0 < kend) {\n" + load("kw", "vw") + "  }\n" : "");
+  replace_all(b, "@LOADNOW@", sh.prefetch ? "" : load("kw", "vw"));
+  replace_all(b, "@LOADNEXT@", sh.prefetch ? "      CC_RAW8 nkw[@UC@]; CC_RAW8 nvw[@UC@];\n      if (k0 < kend) {\n" + load("nkw", "nvw") + "      }\n" : "");
+  replace_all(b, "@SHIFT@", sh.prefetch ? "      if (k0 < kend) { for (uint j = 0u; j < @UC@u; ++j) { kw[j] = nkw[j]; vw[j] = nvw[j]; } }\n" : "");
+  if (unroll_hints) replace_all(b, "for (uint ", "CC_UNROLL for (uint ");
   return b;
 }
 
