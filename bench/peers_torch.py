@@ -3,9 +3,11 @@
 SDPA (dense) and FlexAttention (create_block_mask from the same keep rule, compiled), plus the
 device ceilings: a device copy and an fp16 matrix product. Prints one JSON list.
     python3 bench/peers_torch.py [--quick] [--decode] [--queued] > peers.json
---decode: the ceilings and the decode cases only. --queued: each timed call waits behind a ~200 us
-GPU spin (torch.cuda._sleep), so its events measure GPU time alone, not the host's launch latency
-(as a CUDA graph or a busy stream would see it); bench/bench.cpp --queued does the same.
+--decode: the ceilings and the decode cases only. --queued: each decode case is also timed queued
+(a second row, note "queued"): each timed call waits behind a ~200 us GPU spin (torch.cuda._sleep),
+so its events measure GPU time alone, not the host's launch latency (as a CUDA graph or a busy
+stream would see it); bench/bench.cpp --queued does the same. Both rows come from one process, so
+FlexAttention compiles each shape once.
 """
 import json
 import sys
@@ -26,14 +28,14 @@ flex = torch.compile(flex_attention)
 rows = []
 
 
-def timed(fn, reps=20):
+def timed(fn, reps=20, spin=False):
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
     ts = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        if queued:
+        if spin:
             torch.cuda._sleep(400_000)
         a.record()
         fn()
@@ -45,7 +47,6 @@ def timed(fn, reps=20):
 
 
 def add(bench, shape, ms, metric, value, kept=1.0, note=""):
-    note = (note + "; " if note else "") + "queued" if queued else note
     rows.append(dict(backend="torch", bench=bench, shape=shape, median_ms=ms, metric=metric, value=value, kept_fraction=kept, note=note))
     print(f"  torch {bench:22s} {shape:44s} {ms:10.4f} ms {value:9.2f} {metric} kept {kept:.3f}", file=sys.stderr)
 
@@ -93,13 +94,17 @@ for Nk in ((16384,) if quick else (16384, 32768, 131072)):
         v = torch.randn_like(k)
         shape = f"H={Hq}/{Hk} D={D} Nq=1 Nk={Nk} B={B}"
         kv_bytes = 2 * Hk * Nk * D * 2
-        ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != Hk))
-        add("sdpa_decode_dense", shape, ms, "GB/s", kv_bytes / ms / 1e6)
+        sdpa = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != Hk)
+        for spin in (False, True) if queued else (False,):
+            ms = timed(sdpa, spin=spin)
+            add("sdpa_decode_dense", shape, ms, "GB/s", kv_bytes / ms / 1e6, note="queued" if spin else "")
         KB = Nk // B
         W = max(1, round(0.25 * KB) - 1)
         bm = create_block_mask(lambda b, h, qi, ki: ((KB - 1 - ki // B) < W) | (ki // B < 1), None, None, 1, Nk, device=dev, BLOCK_SIZE=B)
         kept = (W + 1) / KB
-        ms = timed(lambda: flex(q, k, v, block_mask=bm, enable_gqa=Hq != Hk))
-        add("flex_decode_sparse", shape, ms, "GB/s", kv_bytes * kept / ms / 1e6, kept)
+        fx = lambda: flex(q, k, v, block_mask=bm, enable_gqa=Hq != Hk)
+        for spin in (False, True) if queued else (False,):
+            ms = timed(fx, spin=spin)
+            add("flex_decode_sparse", shape, ms, "GB/s", kv_bytes * kept / ms / 1e6, kept, "queued" if spin else "")
 
 print(json.dumps(rows, indent=1))

@@ -83,7 +83,7 @@ elif [ "$phase" = variants ]; then
   # Decode kernel variants by environment, in one call: both suites, then for each VARIANTS entry
   # "tag:VAR=value,VAR=value[:cases[:bench flags]]" (tag alone: the defaults) the HIP benches matching
   # ONLY (for the tags in HIPTAGS, default all), the Vulkan ones for the tags in VKTAGS, and the peers
-  # (PEERS=0: none; PEERQ=1: the decode peers queued too; VERIFY=0: no suites; VERIFY=vulkan: the
+  # (PEERS=0: none; PEERQ=1: the decode peers also timed queued; VERIFY=0: no suites; VERIFY=vulkan: the
   # Vulkan suite only). Step times in steps.log.
   if [ "${VERIFY:-1}" = vulkan ]; then
     step verify-vulkan
@@ -105,9 +105,10 @@ elif [ "$phase" = variants ]; then
       (env $envs timeout ${BT:-100} gpu-carry/bench --backend vulkan --only "$only" $flags --out "$out/vulkan_$tag.json" > "$out/vulkan_$tag.log" 2>&1; echo "exit $?" >> "$out/vulkan_$tag.log");;
     esac
   done
-  if [ "${PEERS:-1}" != 0 ]; then step peers; (timeout 180 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log"); fi
-  if [ "${PEERQ:-0}" != 0 ]; then  # the decode peers again, each call queued behind a GPU spin (bench --queued)
-    step peers-queued; (timeout 120 python3 bench/peers_torch.py --decode --queued > "$out/peers_queued.json" 2> "$out/peers_queued.log"; echo "exit $?" >> "$out/peers_queued.log")
+  # PEERQ=1: each decode peer also timed queued behind a GPU spin (bench --queued), in the same process
+  if [ "${PEERS:-1}" != 0 ]; then
+    q=; [ "${PEERQ:-0}" != 0 ] && q=--queued
+    step peers; (timeout 180 python3 bench/peers_torch.py $q > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log")
   fi
   step done
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
