@@ -110,7 +110,7 @@ int main() {
         vk::dispatch_cmd cmd;
         cmd.pipe = pipe.get();
         for (int32_t b : st.params) cmd.buffers.push_back(&d.bufs[b]);
-        const uint64_t per = st.group > 0 ? 1 : codegen::glsl_local_size, groups = (static_cast<uint64_t>(st.count) + per - 1) / per;
+        const uint64_t per = st.group > 0 ? 1 : st.threads > 0 ? st.threads : codegen::glsl_local_size, groups = (static_cast<uint64_t>(st.count) + per - 1) / per;
         const uint32_t gx = static_cast<uint32_t>(std::min<uint64_t>(groups, v.max_gx)), gy = static_cast<uint32_t>((groups + gx - 1) / gx);
         const uint32_t push[3] = {static_cast<uint32_t>(st.count), gx * static_cast<uint32_t>(per), 0u};
         cmd.push.assign(reinterpret_cast<const uint8_t*>(push), reinterpret_cast<const uint8_t*>(push) + sizeof push);

@@ -29,6 +29,10 @@ void float_ops(graph& g, expr<T> a, expr<T> b, expr<boolean> c) {
   g.output("pool_mean", pool_mean(b, 1, 3)), g.output("pool_max", pool_max(a, 1, 3)), g.output("pool_min", pool_min(b, 0, 5));
   auto clean = select(is_nan(a) || abs(a) > 100.0, a * 0.0 + 0.5, a);
   g.output("matmul", matmul(clean, select(is_nan(b) || abs(b) > 100.0, b * 0.0 - 0.25, b)));
+  // Reductions fused into their output's stage (read once, at the output's own element).
+  g.output("sum1_b_above_0", above(sum(b, 1), 0.0)), g.output("pool_b_scaled", pool_max(b, 1, 3) * 2.0 - 1.0);
+  auto mm = matmul(select(is_nan(b) || abs(b) > 100.0, b * 0.0 + 0.75, b), clean);
+  g.output("matmul_keep", above(mm, 0.0) || g.template iota<i32>({conf_rows, conf_rows}, 1) == 0);
 }
 
 inline std::vector<case_t> conformance_cases(uint64_t seed = 1) {

@@ -38,6 +38,18 @@ inline program block_scores() {
   return lower(g);
 }
 
-inline std::vector<program> all() { return {keep_mask(), fused_elementwise(), block_scores()}; }
+// Block scores and the keep rule in one stage: the matmul is fused into the keep output's epilogue.
+inline program block_keep() {
+  graph g("block_keep");
+  auto keys = g.input<f32>("keys", {2, 64, 16});
+  auto qry = g.input<f32>("query", {2, 4, 16});
+  auto scores = matmul(qry, pool_max(keys, 1, 16));
+  const shape_t s = {2, 4, 4};
+  auto qb = g.iota<i32>(s, 1), kb = g.iota<i32>(s, 2);
+  g.output("keep", kb <= qb && (above(scores, 0.0) || kb == 0));
+  return lower(g);
+}
+
+inline std::vector<program> all() { return {keep_mask(), fused_elementwise(), block_scores(), block_keep()}; }
 
 }  // namespace concord::golden

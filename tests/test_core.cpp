@@ -3,6 +3,8 @@
 #include <concord/concord.hpp>
 #include <concord/cpu/runtime.hpp>
 
+#include <map>
+
 #include "support.hpp"
 
 using namespace concord;
@@ -127,6 +129,46 @@ TEST_CASE("a reduction or pool over an axis of one element folds to a reshape, b
         CHECK((nan_a ? nan_c : a == c));
       }
     }
+}
+
+TEST_CASE("a reduction read only by one output at its own element is fused into that output's stage", "[core][plan]") {
+  graph g("epilogues");
+  auto x = g.input<f32>("x", {6, 40}), y = g.input<f32>("y", {6, 40});
+  auto col = g.iota<i32>({6}, 0);
+  g.output("fused", above(sum(x, 1), 0.0) || col == 0);              // fused: read once, at its own element
+  g.output("plain", max_over(x, 1));                                  // an output itself: its own stage
+  g.output("also", at_least(max_over(x, 1), 0.0));                    // reads that output's buffer
+  auto shared = min_over(y, 1);
+  g.output("twice_a", shared > 0.0f), g.output("twice_b", shared < 1.0f);  // read by two stages: materialized
+  g.output("expanded", expand(sum(y, 1), 1, 40) > y);                 // read at other elements: materialized
+  const auto plan = codegen::make_plan(lower(g));
+  std::map<std::string, const codegen::stage*> by_out;
+  for (const auto& st : plan.stages) by_out[plan.buffers[st.out].name] = &st;
+  REQUIRE(by_out.count("fused"));
+  CHECK(by_out["fused"]->fused >= 0);
+  CHECK(by_out["fused"]->threads > 0);
+  for (const char* nm : {"plain", "also", "twice_a", "twice_b", "expanded"}) {
+    INFO(nm);
+    REQUIRE(by_out.count(nm));
+    CHECK(by_out[nm]->fused == -1);
+  }
+  CHECK(plan.stages.size() == 8);  // fused, plain, also, min (shared), twice_a, twice_b, sum (expanded), expanded
+  CHECK(codegen::looped_reduction(plan, *by_out["fused"]) == by_out["fused"]->fused);
+  CHECK(codegen::looped_reduction(plan, *by_out["also"]) == -1);
+  tensor xi(dtype::f32, {6, 40}), yi(dtype::f32, {6, 40});
+  const std::vector<float> edge = {0.0f, -0.0f, 1e-40f, -1e-40f, INFINITY, -INFINITY, std::nanf(""), 1.0f, -1.0f, 3.0e38f};
+  for (int k = 0; k < 240; ++k) {
+    const float a = (k % 7 == 0) ? edge[(k / 7) % edge.size()] : static_cast<float>((k * 37) % 23) - 11.0f;
+    const float b = (k % 5 == 0) ? edge[(k / 5) % edge.size()] : static_cast<float>((k * 13) % 17) * 0.25f - 2.0f;
+    std::memcpy(xi.bytes.data() + 4 * k, &a, 4), std::memcpy(yi.bytes.data() + 4 * k, &b, 4);
+  }
+  const program p = lower(g);
+  const auto want = interpret(p, {xi, yi}), got = cpu::run(cpu::compile(codegen::make_plan(p)), {xi, yi});
+  REQUIRE(want.size() == got.size());
+  for (size_t o = 0; o < want.size(); ++o) {
+    INFO("output " << p.outputs[o].name);
+    CHECK(std::memcmp(want[o].bytes.data(), got[o].bytes.data(), want[o].bytes.size()) == 0);
+  }
 }
 
 TEST_CASE("shape errors name the shapes", "[core][bad-input]") {

@@ -11,7 +11,7 @@
 #define MAXS 32
 
 typedef struct { int index; char role[16]; char dtype[8]; size_t bytes; } buf_t;
-typedef struct { char spv[256]; char launcher[256]; uint32_t invocations; int nbind; int bind[MAXB]; } stage_t;
+typedef struct { char spv[256]; char launcher[256]; uint32_t invocations, per_workgroup; int nbind; int bind[MAXB]; } stage_t;
 
 static inline char* slurp(const char* path, size_t* len) {
   FILE* f = fopen(path, "rb");
@@ -45,6 +45,8 @@ static inline int parse_manifest(const char* js, buf_t* bufs, int* nb, stage_t* 
     stage_t* s = &st[(*ns)++];
     const char* q = strstr(p, "\"invocations\": ");
     s->invocations = (uint32_t)strtoul(q + 15, NULL, 10);
+    q = strstr(p, "\"invocations_per_workgroup\": ");
+    s->per_workgroup = q ? (uint32_t)strtoul(q + 29, NULL, 10) : 256u;
     q = strstr(p, "\"spirv\": \"");
     sscanf(q + 10, "%255[^\"]", s->spv);
     q = strstr(p, "\"hip_launcher\": \"");

@@ -128,8 +128,8 @@ int main(int argc, char** argv) {
       w[k] = x;
     }
     vkUpdateDescriptorSets(dev, (uint32_t)st[s].nbind, w, 0, NULL);
-    uint32_t groups = (st[s].invocations + 255) / 256, gx = groups < 65535 ? groups : 65535, gy = (groups + gx - 1) / gx;
-    uint32_t push[3] = {st[s].invocations, gx * 256, 0};
+    uint32_t per = st[s].per_workgroup, groups = (st[s].invocations + per - 1) / per, gx = groups < 65535 ? groups : 65535, gy = (groups + gx - 1) / gx;
+    uint32_t push[3] = {st[s].invocations, gx * per, 0};
     vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     vkCmdBindDescriptorSets(cb, VK_PIPELINE_BIND_POINT_COMPUTE, pl, 0, 1, &set, 0, NULL);
     vkCmdPushConstants(cb, pl, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof push, push);

@@ -45,8 +45,8 @@ CC_FN float cc_h2f(uint h) {
 }
 CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 
-extern "C" __global__ void __launch_bounds__(256) block_scores_s0(const uint16_t* __restrict__ p0, uint16_t* __restrict__ p1, uint count) {
-  uint i = blockIdx.x * 256u + threadIdx.x;
+extern "C" __global__ void __launch_bounds__(32) block_scores_s0(const uint16_t* __restrict__ p0, uint16_t* __restrict__ p1, uint count) {
+  uint i = blockIdx.x * 32u + threadIdx.x;
   if (i >= count) return;
   float acc = (-0.0f);
   uint j0 = (i / 16u) % 4u;
@@ -63,18 +63,19 @@ extern "C" __global__ void __launch_bounds__(256) block_scores_s0(const uint16_t
   p1[i] = uint16_t(cc_f2h(t6));
 }
 extern "C" int block_scores_s0_launch(void* const* params, uint count, void* stream) {
-  hipLaunchKernelGGL(block_scores_s0, dim3((count + 255u) / 256u), dim3(256), 0, (hipStream_t)stream, static_cast<const uint16_t*>(params[0]), static_cast<uint16_t*>(params[1]), count);
+  hipLaunchKernelGGL(block_scores_s0, dim3((count + 31u) / 32u), dim3(32), 0, (hipStream_t)stream, static_cast<const uint16_t*>(params[0]), static_cast<uint16_t*>(params[1]), count);
   return static_cast<int>(hipGetLastError());
 }
 
-extern "C" __global__ void __launch_bounds__(256) block_scores_s1(const uint16_t* __restrict__ p0, const uint16_t* __restrict__ p1, uint16_t* __restrict__ p2, uint count) {
-  uint i = blockIdx.x * 256u + threadIdx.x;
+extern "C" __global__ void __launch_bounds__(32) block_scores_s1(const uint16_t* __restrict__ p0, const uint16_t* __restrict__ p1, uint16_t* __restrict__ p2, uint count) {
+  uint i = blockIdx.x * 32u + threadIdx.x;
   if (i >= count) return;
   float acc = (-0.0f);
   uint j0 = i / 4u;
   uint j1 = i % 4u;
   uint j2 = j0 * 16u;
   uint j3 = ((j0 / 4u) * 4u + j1) * 16u;
+  #pragma unroll 16
   for (uint r = 0u; r < 16u; ++r) {
     uint j4 = j2 + r;
     uint j5 = j3 + r;
@@ -86,6 +87,6 @@ extern "C" __global__ void __launch_bounds__(256) block_scores_s1(const uint16_t
   p2[i] = uint16_t(cc_f2h(t8));
 }
 extern "C" int block_scores_s1_launch(void* const* params, uint count, void* stream) {
-  hipLaunchKernelGGL(block_scores_s1, dim3((count + 255u) / 256u), dim3(256), 0, (hipStream_t)stream, static_cast<const uint16_t*>(params[0]), static_cast<const uint16_t*>(params[1]), static_cast<uint16_t*>(params[2]), count);
+  hipLaunchKernelGGL(block_scores_s1, dim3((count + 31u) / 32u), dim3(32), 0, (hipStream_t)stream, static_cast<const uint16_t*>(params[0]), static_cast<const uint16_t*>(params[1]), static_cast<uint16_t*>(params[2]), count);
   return static_cast<int>(hipGetLastError());
 }

@@ -25,8 +25,9 @@ inline void check_loops(const codegen::kernel_plan& kp, const device_info& di) {
   const int64_t limit = loop_limit(di);
   if (!limit) return;
   for (const codegen::stage& st : kp.stages) {
-    if (st.custom()) continue;
-    const node& n = kp.prog.nodes[st.root];
+    const int32_t red = codegen::looped_reduction(kp, st);
+    if (red < 0) continue;
+    const node& n = kp.prog.nodes[red];
     int64_t len = 0;
     const op_kind k = info(n.code).kind;
     if (k == op_kind::reduce) len = kp.prog.nodes[n.args[0]].shape[n.axis];
@@ -110,7 +111,7 @@ inline std::vector<double> dispatch_all(const compiled& c, device_buffers& d) {
     dispatch_cmd cmd;
     cmd.pipe = c.pipes[s].get();
     for (int32_t b : st.params) cmd.buffers.push_back(&d.bufs[b]);
-    const uint64_t per_group = st.group > 0 ? 1 : codegen::glsl_local_size;  // cooperative: one workgroup per i
+    const uint64_t per_group = st.group > 0 ? 1 : st.threads > 0 ? st.threads : codegen::glsl_local_size;  // cooperative: one workgroup per i
     const uint64_t groups = (static_cast<uint64_t>(st.count) + per_group - 1) / per_group;
     const uint32_t gx = static_cast<uint32_t>(std::min<uint64_t>(groups, 65535));
     const uint32_t gy = static_cast<uint32_t>((groups + gx - 1) / gx);

@@ -226,6 +226,9 @@ class c_emitter {
   // CC_FMA(a, b, c): a * b + c, fused where the dialect has an exact fused multiply-add (attention
   // kernels only: tolerance-checked; DSL stages never contract).
   virtual std::string fma_def() const { return "#define CC_FMA(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n"; }
+  // Before a DSL reduction loop of constant trip count: the dialect's partial-unroll hint, so one
+  // invocation has several iterations' loads in flight (the sums still run in index order).
+  virtual std::string reduction_unroll(int64_t /*trip*/) const { return ""; }
   // CC_UNROLL before a loop of constant trip count: the dialect's hint to unroll it fully.
   virtual std::string unroll_def() const { return "#define CC_UNROLL\n"; }
   // Whether the stage writes parameter p: a DSL stage writes its last; a hand-written one the buffers
@@ -255,7 +258,8 @@ class c_emitter {
   virtual std::string reduction_stage(const kernel_plan& kp, const stage& st, const reduction_parts& r) {
     std::string s = kernel_open(kp, st) + indent + r.acc_type + " acc = " + r.acc_init + ";\n";
     for (const auto& [nm, e] : r.index) s += indent + "uint " + nm + " = " + e + ";\n";
-    s += indent + "for (uint r = " + r.r0 + "; r < " + r.r1 + "; ++r) {\n" + r.loop + indent + "}\n" + r.tail;
+    const bool fixed = r.r0 == "0u" && r.r1.size() > 1 && r.r1.find_first_not_of("0123456789") == r.r1.size() - 1;
+    s += (fixed ? reduction_unroll(std::stoll(r.r1)) : std::string()) + indent + "for (uint r = " + r.r0 + "; r < " + r.r1 + "; ++r) {\n" + r.loop + indent + "}\n" + r.tail;
     return s + kernel_close(kp, st);
   }
   std::string indent = "  ";
@@ -488,9 +492,15 @@ class c_emitter {
     c.kp = &kp, c.st = &st;
     c.memo.emplace_back();
     c.pad = indent;
-    const node& n = kp.prog.nodes[st.root];
-    const bool reduces = is_stage_root(n.code) && kp.node_buffer[st.root] == st.out;
-    std::string v = reduces ? reduction(c, n) : value(c, st.root, "i");
+    const int32_t red = looped_reduction(kp, st);
+    const bool reduces = red >= 0;
+    std::string v;
+    if (st.fused >= 0) {
+      c.memo.back()[{st.fused, "i"}] = reduction(c, kp.prog.nodes[st.fused]);
+      v = value(c, st.root, "i");
+    } else {
+      v = reduces ? reduction(c, kp.prog.nodes[red]) : value(c, st.root, "i");
+    }
     const buffer_ref& ob = kp.buffers[st.out];
     std::string el = element(kp, st, static_cast<int>(st.params.size()) - 1, "i");
     switch (ob.type) {

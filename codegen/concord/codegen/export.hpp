@@ -70,14 +70,15 @@ inline std::vector<exported_file> export_plan(kernel_plan kp, const std::string&
   m << "  ],\n  \"stages\": [\n";
   for (size_t s = 0; s < kp.stages.size(); ++s) {
     const stage& st = kp.stages[s];
-    m << "    {\"name\": " << json_string(st.name) << ", \"invocations\": " << st.count << ", \"glsl\": " << json_string(st.name + ".comp")
-      << ", \"spirv\": " << json_string(st.name + ".spv") << ", \"glsl_entry\": \"main\", \"workgroup_size\": [" << (st.group > 0 ? st.group : glsl_local_size)
+    const int64_t per = st.group > 0 ? 1 : st.threads > 0 ? st.threads : glsl_local_size;  // invocations per workgroup
+    m << "    {\"name\": " << json_string(st.name) << ", \"invocations\": " << st.count << ", \"invocations_per_workgroup\": " << per << ", \"glsl\": " << json_string(st.name + ".comp")
+      << ", \"spirv\": " << json_string(st.name + ".spv") << ", \"glsl_entry\": \"main\", \"workgroup_size\": [" << (st.group > 0 ? st.group : st.threads > 0 ? st.threads : glsl_local_size)
       << ", 1, 1], \"push_constants\": [{\"name\": \"count\", \"offset\": 0, \"type\": \"u32\"}, {\"name\": \"row\", \"offset\": 4, \"type\": \"u32\"}, "
          "{\"name\": \"opaque\", \"offset\": 8, \"type\": \"u32\", \"value\": 0}], \"dispatch\": "
       << (st.group > 0 ? "\"groups = count (one workgroup each); x = min(groups, 65535); y = ceil(groups / x); row = x\", "
-                       : "\"groups = ceil(count / 256); x = min(groups, 65535); y = ceil(groups / x); row = x * 256\", ")
+                       : "\"groups = ceil(count / " + std::to_string(per) + "); x = min(groups, 65535); y = ceil(groups / x); row = x * " + std::to_string(per) + "\", ")
       << "\"hip_kernel\": "
-      << json_string(st.name) << ", \"hip_launcher\": " << json_string(st.name + "_launch") << ", \"hip_block_size\": " << (st.group > 0 ? st.group : hip_block_size)
+      << json_string(st.name) << ", \"hip_launcher\": " << json_string(st.name + "_launch") << ", \"hip_block_size\": " << (st.group > 0 ? st.group : st.threads > 0 ? st.threads : hip_block_size)
       << ", \"cpp_function\": " << json_string(st.name) << ", \"bindings\": [";
     for (size_t k = 0; k < st.params.size(); ++k) m << (k ? ", " : "") << "{\"binding\": " << k << ", \"buffer\": " << st.params[k] << "}";
     m << "]}" << (s + 1 < kp.stages.size() ? "," : "") << "\n";

@@ -33,7 +33,7 @@ class glsl_emitter : public c_emitter {
       s += "#extension GL_KHR_shader_subgroup_basic : require\n#extension GL_KHR_shader_subgroup_shuffle : require\n";
     else if (st && st->body.find("CC_SUBGROUP_LANE") != std::string::npos)
       s += "#extension GL_KHR_shader_subgroup_basic : require\n";
-    if (st && st->body.find("CC_UNROLL") != std::string::npos) s += "#extension GL_EXT_control_flow_attributes : require\n";
+    if (st && (st->body.find("CC_UNROLL") != std::string::npos || looped_reduction(kp, *st) >= 0)) s += "#extension GL_EXT_control_flow_attributes : require\n";
     if (signed_zero_)
       s += "#extension GL_EXT_spirv_intrinsics : require\n"
            "spirv_execution_mode(extensions = [\"SPV_KHR_float_controls\"], capabilities = [4466], 4461, 32);\n";
@@ -56,7 +56,7 @@ class glsl_emitter : public c_emitter {
     return s;
   }
   std::string kernel_open(const kernel_plan& kp, const stage& st) override {
-    std::string s = "layout(local_size_x = " + std::to_string(st.group > 0 ? st.group : glsl_local_size) + ") in;\n";
+    std::string s = "layout(local_size_x = " + std::to_string(st.group > 0 ? st.group : st.threads > 0 ? st.threads : glsl_local_size) + ") in;\n";
     for (const auto& [nm, n] : st.shared) s += "shared float " + nm + "[" + std::to_string(n) + "];\n";
     for (const auto& [nm, n] : st.shared_u32) s += "shared uint " + nm + "[" + std::to_string(n) + "];\n";
     for (size_t k = 0; k < st.params.size(); ++k) {
@@ -122,6 +122,8 @@ class glsl_emitter : public c_emitter {
   // Vulkan does not tie gl_LocalInvocationID to gl_SubgroupInvocationID: lanes that shuffle are
   // numbered by subgroup.
   std::string subgroup_lane() const override { return "(gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID)"; }
+  // GLSL has no partial unroll: loops of up to 128 iterations are unrolled whole.
+  std::string reduction_unroll(int64_t trip) const override { return trip <= 128 ? indent + "[[unroll]]\n" : ""; }
   std::string unroll_def() const override { return "#define CC_UNROLL [[unroll]]\n"; }
   std::string shuffle_defs() const override {
     return "#define CC_SHFL_XOR(cc_v, cc_m) subgroupShuffleXor((cc_v), (cc_m))\n#define CC_SHFL_FROM(cc_v, cc_m) subgroupShuffle((cc_v), gl_SubgroupInvocationID ^ (cc_m))\n";

@@ -43,11 +43,11 @@ class hip_emitter : public c_emitter {
       for (const auto& [nm, n] : st.shared_u32) s += "  __shared__ uint " + nm + "[" + std::to_string(n) + "];\n";
       return s + "  if (i >= count) return;\n";
     }
-    return s + "uint count) {\n  uint i = blockIdx.x * " + std::to_string(hip_block_size) + "u + threadIdx.x;\n  if (i >= count) return;\n";
+    return s + "uint count) {\n  uint i = blockIdx.x * " + std::to_string(block(st)) + "u + threadIdx.x;\n  if (i >= count) return;\n";
   }
   std::string kernel_close(const kernel_plan& kp, const stage& st) override {
     std::string s = "}\nextern \"C\" int " + st.name + "_launch(void* const* params, uint count, void* stream) {\n";
-    const std::string grid = st.group > 0 ? std::string("count") : "(count + " + std::to_string(hip_block_size - 1) + "u) / " + std::to_string(hip_block_size) + "u";
+    const std::string grid = st.group > 0 ? std::string("count") : "(count + " + std::to_string(block(st) - 1) + "u) / " + std::to_string(block(st)) + "u";
     s += "  hipLaunchKernelGGL(" + st.name + ", dim3(" + grid + "), dim3(" + std::to_string(block(st)) + "), 0, (hipStream_t)stream";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const bool out = written(kp, st, static_cast<int>(k));
@@ -96,6 +96,7 @@ class hip_emitter : public c_emitter {
            "#define CC_SHFL_XOR(cc_v, cc_m) __shfl_xor_sync(0xffffffffu, (cc_v), (int)(cc_m))\n#endif\n#define CC_SHFL_FROM(cc_v, cc_m) CC_SHFL_XOR(cc_v, cc_m)\n";
   }
   std::string fma_def() const override { return "#define CC_FMA(cc_a, cc_b, cc_c) fmaf((cc_a), (cc_b), (cc_c))\n"; }
+  std::string reduction_unroll(int64_t) const override { return indent + "#pragma unroll 16\n"; }
   std::string unroll_def() const override { return "#define CC_UNROLL _Pragma(\"unroll\")\n"; }
   std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
   std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
@@ -104,7 +105,7 @@ class hip_emitter : public c_emitter {
   }
 
  private:
-  static int64_t block(const stage& st) { return st.group > 0 ? st.group : hip_block_size; }
+  static int64_t block(const stage& st) { return st.group > 0 ? st.group : st.threads > 0 ? st.threads : hip_block_size; }
 };
 
 }  // namespace concord::codegen

@@ -1,6 +1,10 @@
 // Scheduling: a program becomes a list of kernel stages. Every reduce/pool/matmul node is a stage
 // root written to its own buffer; elementwise and index nodes are fused (recomputed inline) into
 // the stages that use them. Each graph output is written by one stage. Stages run in order.
+// Epilogue fusion: a reduction that nothing reads but one elementwise output, at that output's own
+// element (same count, no expand between them), is not materialized: the output's stage runs the
+// reduction loop and applies the output's expression to its result (stage::fused), in the same
+// order and rounding as the two stages would.
 #pragma once
 #include <concord/passes.hpp>
 
@@ -28,6 +32,8 @@ struct stage {
   int32_t out = -1;             // buffer written
   std::vector<int32_t> params;  // buffers bound, in binding order; `out` is last
   int64_t count = 0;            // elements written (one invocation each)
+  int32_t fused = -1;           // a reduction node computed inline (epilogue fusion); -1: none
+  int64_t threads = 0;          // non-cooperative GPU stages: invocations per workgroup (0: the dialect's default)
   // Hand-written stages (attention): `body` runs once per invocation i in [0, count) and reads or
   // writes any bound buffer through CC_LD_<NAME>(idx) (value) and CC_ST_<NAME>(idx) (lvalue);
   // `helpers` are functions placed before the kernel. Empty for DSL stages.
@@ -103,6 +109,17 @@ inline std::string identifier(const std::string& s) {
   return r;
 }
 
+// The reduction node whose loop a DSL stage runs (its root, or the reduction fused into it), or -1.
+inline int32_t looped_reduction(const kernel_plan& kp, const stage& st) {
+  if (st.custom()) return -1;
+  if (st.fused >= 0) return st.fused;
+  return is_stage_root(kp.prog.nodes[st.root].code) && kp.node_buffer[st.root] == st.out ? st.root : -1;
+}
+
+// Workgroup size of a non-cooperative stage: reduction loops over few elements take small groups,
+// so the elements spread over more multiprocessors (each invocation's loads run one after another).
+inline int64_t reduction_threads(int64_t count) { return count >= 8192 ? 64 : 32; }
+
 namespace plan_detail {
 inline void collect_reads(const kernel_plan& kp, int32_t id, int32_t root, std::set<int32_t>& reads, std::vector<bool>& seen) {
   if (seen[id]) return;
@@ -113,6 +130,57 @@ inline void collect_reads(const kernel_plan& kp, int32_t id, int32_t root, std::
   }
   const node& n = kp.prog.nodes[id];
   for (int k = 0; k < info(n.code).arity; ++k) collect_reads(kp, n.args[k], root, reads, seen);
+}
+// The stage roots an expression reads (walk stops at them and at inputs); `identity` is cleared
+// when `target` is reached under an expand (read at another element than the expression's own).
+inline void roots_read(const program& pr, int32_t id, bool top, std::set<int32_t>& out, std::vector<uint8_t>& seen, int32_t target = -1,
+                       bool* identity = nullptr, bool under_expand = false) {
+  const node& n = pr.nodes[id];
+  if (!top && is_stage_root(n.code)) {
+    out.insert(id);
+    if (id == target && under_expand && identity) *identity = false;
+    return;
+  }
+  if (n.code == op::input) return;
+  const uint8_t bit = under_expand ? 2 : 1;  // each node walked at most once plain and once under an expand
+  if (seen[id] & bit) return;
+  seen[id] |= bit;
+  for (int k = 0; k < info(n.code).arity; ++k) roots_read(pr, n.args[k], false, out, seen, target, identity, under_expand || n.code == op::expand);
+}
+
+// For each output index, the reduction its stage computes inline (-1: none).
+inline std::vector<int32_t> choose_epilogues(const program& pr) {
+  std::vector<int> readers(pr.nodes.size(), 0);
+  std::vector<bool> is_output(pr.nodes.size(), false);
+  std::vector<std::set<int32_t>> out_reads(pr.outputs.size());
+  for (const io_desc& o : pr.outputs) is_output[o.node] = true;
+  for (size_t id = 0; id < pr.nodes.size(); ++id)
+    if (is_stage_root(pr.nodes[id].code)) {
+      std::set<int32_t> r;
+      std::vector<uint8_t> seen(pr.nodes.size(), 0);
+      roots_read(pr, static_cast<int32_t>(id), true, r, seen);
+      for (int32_t x : r) ++readers[x];
+    }
+  for (size_t o = 0; o < pr.outputs.size(); ++o) {
+    if (is_stage_root(pr.nodes[pr.outputs[o].node].code)) continue;
+    std::vector<uint8_t> seen(pr.nodes.size(), 0);
+    roots_read(pr, pr.outputs[o].node, true, out_reads[o], seen);
+    for (int32_t x : out_reads[o]) ++readers[x];
+  }
+  std::vector<int32_t> fused(pr.outputs.size(), -1);
+  for (size_t o = 0; o < pr.outputs.size(); ++o)
+    for (int32_t r : out_reads[o]) {
+      if (readers[r] != 1 || is_output[r] || numel(pr.nodes[r].shape) != numel(pr.nodes[pr.outputs[o].node].shape)) continue;
+      bool identity = true;
+      std::set<int32_t> unused;
+      std::vector<uint8_t> seen(pr.nodes.size(), 0);
+      roots_read(pr, pr.outputs[o].node, true, unused, seen, r, &identity);
+      if (identity) {
+        fused[o] = r;
+        break;
+      }
+    }
+  return fused;
 }
 }  // namespace plan_detail
 
@@ -132,10 +200,15 @@ inline kernel_plan make_plan(program p) {
   }
   std::vector<bool> written(pr.outputs.size(), false);
   const std::string base = identifier(pr.name);
-  auto add_stage = [&](int32_t root, int32_t out) {
+  const std::vector<int32_t> epilogue_of = plan_detail::choose_epilogues(pr);
+  std::vector<bool> inline_reduction(pr.nodes.size(), false);
+  for (int32_t r : epilogue_of)
+    if (r >= 0) inline_reduction[r] = true;
+  auto add_stage = [&](int32_t root, int32_t out, int32_t fused = -1) {
     stage s;
     s.name = base + "_s" + std::to_string(kp.stages.size());
-    s.root = root, s.out = out, s.count = numel(pr.nodes[root].shape);
+    s.root = root, s.out = out, s.count = numel(pr.nodes[root].shape), s.fused = fused;
+    if (fused >= 0 || (is_stage_root(pr.nodes[root].code) && kp.node_buffer[root] == out)) s.threads = reduction_threads(s.count);
     std::set<int32_t> reads;
     std::vector<bool> seen(pr.nodes.size(), false);
     if (kp.node_buffer[root] == out) {
@@ -149,7 +222,7 @@ inline kernel_plan make_plan(program p) {
     kp.stages.push_back(std::move(s));
   };
   for (size_t id = 0; id < pr.nodes.size(); ++id) {
-    if (!is_stage_root(pr.nodes[id].code)) continue;
+    if (!is_stage_root(pr.nodes[id].code) || inline_reduction[id]) continue;
     int32_t buf = -1;
     for (size_t o = 0; o < pr.outputs.size(); ++o)
       if (pr.outputs[o].node == static_cast<int32_t>(id) && !written[o]) {
@@ -164,7 +237,7 @@ inline kernel_plan make_plan(program p) {
     add_stage(static_cast<int32_t>(id), buf);
   }
   for (size_t o = 0; o < pr.outputs.size(); ++o)
-    if (!written[o]) add_stage(pr.outputs[o].node, out_buffer[o]);
+    if (!written[o]) add_stage(pr.outputs[o].node, out_buffer[o], epilogue_of[o]);
   return kp;
 }
 
