@@ -96,7 +96,7 @@ TEST_CASE("lowering folds constants, merges common nodes and drops dead ones", "
   CHECK(out.size() == 1);
 }
 
-TEST_CASE("a reduction or pool over an axis of one element folds to a reshape, bit for bit", "[core][passes]") {
+TEST_CASE("a reduction, pool or expand over an axis of one element folds to a reshape, bit for bit", "[core][passes]") {
   // NaN, -0, +0, +-inf, a denormal (flushed on load), huge and tiny values, each reduced alone.
   const std::vector<float> v = {std::nanf(""), -0.0f, 0.0f, INFINITY, -INFINITY, 1e-40f, -3.5f, 3.4e38f, 1e-30f, 7.0f, -1e-45f, 2.0f};
   graph g("unit_reductions");
@@ -107,10 +107,12 @@ TEST_CASE("a reduction or pool over an axis of one element folds to a reshape, b
   g.output("pmean", pool_mean(x, 1, 4)), g.output("pmax", pool_max(x, 1, 2)), g.output("pmin", pool_min(x, 1, 1));
   g.output("isum", sum(n, 1)), g.output("imax", max_over(n, 1)), g.output("imin", min_over(n, 1));
   g.output("any", any(b, 1)), g.output("all", all(b, 1)), g.output("wide", sum(x, 2));
+  g.output("unit_expand", expand(x, 2, 1)), g.output("unit_expand_sum", sum(expand(n, 3, 1), 2));
   const program folded = lower(g), plain = g.source();
-  int reductions = 0;
-  for (const node& nd : folded.nodes) reductions += info(nd.code).kind == op_kind::reduce || info(nd.code).kind == op_kind::pool;
-  CHECK(reductions == 1);  // only the sum over the axis of 4
+  int reductions = 0, expands = 0;
+  for (const node& nd : folded.nodes) reductions += info(nd.code).kind == op_kind::reduce || info(nd.code).kind == op_kind::pool, expands += nd.code == op::expand;
+  CHECK(reductions == 2);  // only the sums over the axis of 4
+  CHECK(expands == 0);
   tensor xi(dtype::f32, {3, 1, 4}), ni(dtype::i32, {3, 1, 4});
   std::memcpy(xi.bytes.data(), v.data(), v.size() * 4);
   const std::vector<int32_t> iv = {INT32_MIN, INT32_MAX, -1, 0, 1, 7, -7, 100, INT32_MIN + 1, 3, 2, -2};

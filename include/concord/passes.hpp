@@ -64,10 +64,15 @@ inline program fold_constants(program p) {
 // A reduction or pool over an axis of extent 1 is its operand reshaped: sum starts at -0, max at
 // -inf, min at +inf, mean multiplies by fl32(1/1) = 1, any/all start at false/true, so every value
 // (NaN, -0, +-inf, already-flushed denormals) comes out unchanged. One stage fewer where it was a
-// stage root (decode selection: the pooled q of one row, the max over a group of one head).
-inline program fold_unit_reductions(program p) {
+// stage root (decode selection: the pooled q of one row, the max over a group of one head). An
+// expand to an axis of extent 1 keeps the element order: a reshape too (no index arithmetic).
+inline program fold_unit_axes(program p) {
   for (node& n : p.nodes) {
     const op_kind k = info(n.code).kind;
+    if (n.code == op::expand && n.block == 1) {
+      n.code = op::reshape, n.axis = 0, n.block = 0;
+      continue;
+    }
     if (k != op_kind::reduce && k != op_kind::pool) continue;
     const node& src = p.nodes[n.args[0]];
     if (src.shape[n.axis] != 1 || src.type != n.type) continue;
@@ -113,7 +118,7 @@ struct named_pass {
 inline const std::vector<named_pass>& default_passes() {
   static const std::vector<named_pass> passes = {
       {"fold_constants", [](const program& p) { return fold_constants(p); }},
-      {"fold_unit_reductions", [](const program& p) { return fold_unit_reductions(p); }},
+      {"fold_unit_axes", [](const program& p) { return fold_unit_axes(p); }},
       {"eliminate_common", [](const program& p) { return eliminate_common(p); }},
       {"eliminate_dead", [](const program& p) { return eliminate_dead(p); }},
   };

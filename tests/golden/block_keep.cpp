@@ -127,7 +127,7 @@ extern "C" void block_keep_s1(void* const* params, uint begin, uint end) {
       uint j2 = j2_l[l];
       uint j3 = j3_l[l];
       float acc = acc_l[l];
-      int t8 = int(((i / 1u) % 4u));
+      int t8 = int((i % 4u));
       int t9 = int(((i / 4u) % 4u));
       bool t10 = (t8 <= t9);
       bool t11 = (acc > 0.0f);

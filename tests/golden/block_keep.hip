@@ -81,7 +81,7 @@ extern "C" __global__ void __launch_bounds__(32) block_keep_s1(const float* __re
     float t7 = cc_ftz(p1[j5]);
     acc = cc_ftz(acc + cc_ftz(t6 * t7));
   }
-  int t8 = int(((i / 1u) % 4u));
+  int t8 = int((i % 4u));
   int t9 = int(((i / 4u) % 4u));
   bool t10 = (t8 <= t9);
   bool t11 = (acc > 0.0f);

@@ -67,7 +67,7 @@ void main() {
     precise float t7 = cc_ftz(p1.d[j5]);
     acc = cc_ftz(acc + cc_ftz(t6 * t7));
   }
-  int t8 = int(((i / 1u) % 4u));
+  int t8 = int((i % 4u));
   int t9 = int(((i / 4u) % 4u));
   bool t10 = (t8 <= t9);
   bool t11 = (acc > cc_float(0x00000000u ^ pc.opaque));

@@ -48,7 +48,7 @@ CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 extern "C" __global__ void __launch_bounds__(256) sparse_select_s0(uint32_t* __restrict__ p0, uint count) {
   uint i = blockIdx.x * 256u + threadIdx.x;
   if (i >= count) return;
-  int t0 = int(((i / 1u) % 256u));
+  int t0 = int((i % 256u));
   int t1 = int(((i / 256u) % 1u));
   int t2 = int(uint(t1) + uint(int(1)));
   int t3 = int(uint(t2) * uint(int(128)));

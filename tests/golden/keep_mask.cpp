@@ -43,8 +43,8 @@ extern "C" void keep_mask_s0(void* const* params, uint begin, uint end) {
   const float* __restrict p0 = static_cast<const float*>(params[0]);
   uint32_t* __restrict p1 = static_cast<uint32_t*>(params[1]);
   for (uint i = begin; i < end; ++i) {
-    int t0 = int(((i / 1u) % 8u));
-    int t1 = int(((i / 8u) % 8u));
+    int t0 = int((i % 8u));
+    int t1 = int((i / 8u));
     bool t2 = (t0 <= t1);
     float t3 = cc_ftz(p0[i]);
     bool t4 = (t3 > 0.0f);

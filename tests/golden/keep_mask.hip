@@ -48,8 +48,8 @@ CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 extern "C" __global__ void __launch_bounds__(256) keep_mask_s0(const float* __restrict__ p0, uint32_t* __restrict__ p1, uint count) {
   uint i = blockIdx.x * 256u + threadIdx.x;
   if (i >= count) return;
-  int t0 = int(((i / 1u) % 8u));
-  int t1 = int(((i / 8u) % 8u));
+  int t0 = int((i % 8u));
+  int t1 = int((i / 8u));
   bool t2 = (t0 <= t1);
   float t3 = cc_ftz(p0[i]);
   bool t4 = (t3 > 0.0f);

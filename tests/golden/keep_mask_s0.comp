@@ -52,8 +52,8 @@ layout(std430, set = 0, binding = 1) buffer B1 { uint d[]; } p1;
 void main() {
   uint i = gl_GlobalInvocationID.x + gl_GlobalInvocationID.y * pc.row;
   if (i >= pc.count) return;
-  int t0 = int(((i / 1u) % 8u));
-  int t1 = int(((i / 8u) % 8u));
+  int t0 = int((i % 8u));
+  int t1 = int((i / 8u));
   bool t2 = (t0 <= t1);
   precise float t3 = cc_ftz(p0.d[i]);
   bool t4 = (t3 > cc_float(0x00000000u ^ pc.opaque));

@@ -318,13 +318,16 @@ class c_emitter {
     } else if (n.code == op::constant) {
       return constant(n.type, n.value);
     } else if (n.code == op::iota) {
-      std::string e = "((" + idx + " / " + std::to_string(inner_of(n.shape, n.axis)) + "u) % " + std::to_string(n.shape[n.axis]) + "u)";
+      const int64_t inner = inner_of(n.shape, n.axis);
+      const std::string q = inner == 1 ? idx : "(" + idx + " / " + std::to_string(inner) + "u)";
+      std::string e = n.axis == 0 ? q : "(" + q + " % " + std::to_string(n.shape[n.axis]) + "u)";
       r = fresh(c, n.type, n.type == dtype::u32 ? e : cast_expr(dtype::u32, n.type, e));
     } else if (n.code == op::reshape) {
       return value(c, n.args[0], idx);
     } else if (n.code == op::expand) {
       const int64_t inner = inner_of(n.shape, n.axis);
-      std::string j = fresh_index(c, "(" + idx + " / " + std::to_string(n.block * inner) + "u) * " + std::to_string(inner) + "u + " + idx + " % " + std::to_string(inner) + "u");
+      std::string j = fresh_index(c, inner == 1 ? idx + " / " + std::to_string(n.block) + "u"
+                                                : "(" + idx + " / " + std::to_string(n.block * inner) + "u) * " + std::to_string(inner) + "u + " + idx + " % " + std::to_string(inner) + "u");
       return value(c, n.args[0], j);
     } else if (n.code == op::cast) {
       const node& a = c.kp->prog.nodes[n.args[0]];
