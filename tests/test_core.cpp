@@ -406,12 +406,13 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     using attention::detail::choose_stream_shape;
     CHECK(choose_stream_shape(1, 128, 32).lanes == 8);   // one head: 2 chunks per lane
     CHECK(choose_stream_shape(1, 128, 32).unroll == 4);
-    CHECK(choose_stream_shape(4, 128, 32).unroll == 2);  // 64 - 64 registers: the floor of 16 for loads in flight
+    CHECK(choose_stream_shape(4, 128, 32).unroll == 4);  // 64 - 64 registers: the floor of 32 for loads in flight
+    CHECK(choose_stream_shape(4, 64, 8).unroll == 2);    // 8 lanes: 4 heads x 2 keys still take the transposed reduce
     CHECK(choose_stream_shape(4, 128, 32).lanes == 16);
     CHECK(choose_stream_shape(4, 128, 8).lanes == 0);    // 8 lanes: 2 chunks x 4 heads = 64 floats of q
     CHECK(choose_stream_shape(1, 48, 32).lanes == 2);
     CHECK(choose_stream_shape(1, 128, 32, 16, 4).unroll == 4);
-    CHECK(choose_stream_shape(4, 128, 32).transpose);       // 4 heads x 2 keys = 8 values over 16 lanes
+    CHECK(choose_stream_shape(4, 128, 32).transpose);       // 4 heads x 4 keys = 16 values over 16 lanes
     {
       attention::config cc;
       cc.q_len = 1, cc.kv_len = 4096, cc.kv_type = dtype::f16;

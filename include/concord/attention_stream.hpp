@@ -41,7 +41,9 @@ inline constexpr int64_t stream_prefetch_resident = 4;
 // (one head: two chunks per lane halve the butterflies and the redundant exps); C = D / 8 / L.
 // q and O for GQ heads take 2 x GQ x 8C floats: at most 64. U: keys per step; one head: 4 (H200
 // run 34, MHA 32K: U = 2 0.0448 ms, U = 4 0.0419, 16 lanes x U = 4 0.0436); several: K and V loads
-// in flight in 64 - 16 GQ C registers (at least 16), at most 4 keys. `lanes`/`unroll` override the
+// in flight in 64 - 16 GQ C registers (at least 32), at most 4 keys (H200 run 41, GQA 4:1 32K:
+// U = 2 0.0659 ms dense, 0.0284 at 25% kept; U = 4 0.0607 / 0.0258: twice the bytes in flight),
+// and no more than keep GQ x U within L where the transposed reduce fits (lavapipe's 8 lanes: 2). `lanes`/`unroll` override the
 // choice (device_caps tuning knobs; 0: automatic). `prefetch` (-1/0 off, 1 on): H200 run 37, GQA
 // 4:1 32K / 128K: 0.0640 / 0.1924 ms without, 0.0660 / 0.2013 with. `transpose` (-1/1 on where
 // GQ x U <= L, 0 off): same run, GQA with prefetch 0.0812 / 0.2584 ms without, 0.0660 / 0.2013 with
@@ -54,7 +56,8 @@ inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup,
   while (L * 2 <= cap && n8 % (L * 2) == 0) L *= 2;
   const int64_t C = n8 / L;
   if (GQ * C * 8 > 32) return {};
-  const int64_t U = unroll > 0 ? unroll : GQ == 1 ? 4 : std::clamp<int64_t>(std::max<int64_t>(16, 64 - 16 * GQ * C) / (8 * C), 1, 4);
+  int64_t U = unroll > 0 ? unroll : GQ == 1 ? 4 : std::clamp<int64_t>(std::max<int64_t>(32, 64 - 16 * GQ * C) / (8 * C), 1, 4);
+  if (unroll <= 0 && GQ > 1 && L >= 2 * GQ) U = std::min(U, L / GQ);  // keep the transposed reduce (GQ x U <= L) where it fits
   const int64_t NV = GQ * U;
   const bool can_transpose = L > 1 && NV <= L && (NV & (NV - 1)) == 0;
   return {L, C, U, prefetch > 0, can_transpose && transpose != 0};

@@ -204,60 +204,62 @@ extern "C" __global__ void __launch_bounds__(128) sparse_attend(const float* __r
       k0 = kb * 128u; kend = k0 + 128u < 32768u ? k0 + 128u : 32768u;
       if (true && kend > qpos + 1u) kend = qpos + 1u;
     }
-  CC_RAW8 kw[2]; CC_RAW8 vw[2];
+  CC_RAW8 kw[4]; CC_RAW8 vw[4];
   while (k0 < kend) {
-    uint kt = k0 + kg * 2u; uint ke = kend;
-      for (uint t = 0u; t < 2u; ++t) {
-        uint kr = k0 + kg * 2u + t < kend ? k0 + kg * 2u + t : kend - 1u;
+    uint kt = k0 + kg * 4u; uint ke = kend;
+      for (uint t = 0u; t < 4u; ++t) {
+        uint kr = k0 + kg * 4u + t < kend ? k0 + kg * 4u + t : kend - 1u;
         for (uint c = 0u; c < 1u; ++c) {
           uint x = (kvh * 32768u + kr) * 16u + sub + c * 16u;
           kw[t * 1u + c] = CC_LDR8_K(x); vw[t * 1u + c] = CC_LDR8_V(x);
         }
       }
-    k0 += 16u;
+    k0 += 32u;
     while (k0 >= kend && e < e1) {
       uint kb = nkb; e += 1u; tiles += 1u;
       nkb = e < e1 ? CC_LD_KV_INDEX(lrow * 256u + e) : 0u;
       k0 = kb * 128u; kend = k0 + 128u < 32768u ? k0 + 128u : 32768u;
       if (true && kend > qpos + 1u) kend = qpos + 1u;
     }
-      float s[8];
-      for (uint y = 0u; y < 8u; ++y) s[y] = 0.0f;
-      for (uint t = 0u; t < 2u; ++t)
+      float s[16];
+      for (uint y = 0u; y < 16u; ++y) s[y] = 0.0f;
+      for (uint t = 0u; t < 4u; ++t)
         for (uint c = 0u; c < 1u; ++c) {
           float f[8]; CC_CVT8(kw[t * 1u + c], f);
           for (uint g = 0u; g < 4u; ++g)
-            for (uint u = 0u; u < 8u; ++u) s[g * 2u + t] = CC_FMA(q[(g * 1u + c) * 8u + u], f[u], s[g * 2u + t]);
+            for (uint u = 0u; u < 8u; ++u) s[g * 4u + t] = CC_FMA(q[(g * 1u + c) * 8u + u], f[u], s[g * 4u + t]);
         }
       { bool hi = (sub & 8u) != 0u;
-        for (uint j = 0u; j < 4u; ++j) { float kv_ = hi ? s[j + 4u] : s[j]; float gv_ = hi ? s[j] : s[j + 4u]; s[j] = kv_ + CC_SHFL_XOR(gv_, 8u); } }
+        for (uint j = 0u; j < 8u; ++j) { float kv_ = hi ? s[j + 8u] : s[j]; float gv_ = hi ? s[j] : s[j + 8u]; s[j] = kv_ + CC_SHFL_XOR(gv_, 8u); } }
       { bool hi = (sub & 4u) != 0u;
-        for (uint j = 0u; j < 2u; ++j) { float kv_ = hi ? s[j + 2u] : s[j]; float gv_ = hi ? s[j] : s[j + 2u]; s[j] = kv_ + CC_SHFL_XOR(gv_, 4u); } }
+        for (uint j = 0u; j < 4u; ++j) { float kv_ = hi ? s[j + 4u] : s[j]; float gv_ = hi ? s[j] : s[j + 4u]; s[j] = kv_ + CC_SHFL_XOR(gv_, 4u); } }
       { bool hi = (sub & 2u) != 0u;
-        for (uint j = 0u; j < 1u; ++j) { float kv_ = hi ? s[j + 1u] : s[j]; float gv_ = hi ? s[j] : s[j + 1u]; s[j] = kv_ + CC_SHFL_XOR(gv_, 2u); } }
-      s[0] = s[0] + CC_SHFL_XOR(s[0], 1u);
-      uint yy = sub >> 1u; uint gy = yy / 2u; uint kp = kt + yy % 2u;
+        for (uint j = 0u; j < 2u; ++j) { float kv_ = hi ? s[j + 2u] : s[j]; float gv_ = hi ? s[j] : s[j + 2u]; s[j] = kv_ + CC_SHFL_XOR(gv_, 2u); } }
+      { bool hi = (sub & 1u) != 0u;
+        for (uint j = 0u; j < 1u; ++j) { float kv_ = hi ? s[j + 1u] : s[j]; float gv_ = hi ? s[j] : s[j + 1u]; s[j] = kv_ + CC_SHFL_XOR(gv_, 1u); } }
+      uint yy = sub >> 0u; uint gy = yy / 4u; uint kp = kt + yy % 4u;
       float sc = cc_score_mod(s[0] * 8.838834614e-02f, int(qpos), int(kp), int(h0 + gy));
       bool live = kp < ke && cc_mask_mod(int(qpos), int(kp), int(h0 + gy)) && sc > ninf;
       float sv = live ? sc : ninf; float tmax = sv;
+      { float o_ = CC_SHFL_XOR(tmax, 1u); tmax = o_ > tmax ? o_ : tmax; }
       { float o_ = CC_SHFL_XOR(tmax, 2u); tmax = o_ > tmax ? o_ : tmax; }
       float mo = myx; float mnv = tmax > mo ? tmax : mo; myx = mnv;
       float pv = sv > ninf ? cc_exp(sv - mnv) : 0.0f;
       float crv = mnv > ninf ? cc_exp(mo - mnv) : 1.0f;
       float mn[4]; float cr[4];
-      for (uint y = 0u; y < 8u; ++y) s[y] = CC_SHFL_FROM(pv, sub ^ (y << 1u));
-      for (uint g = 0u; g < 4u; ++g) { mn[g] = CC_SHFL_FROM(mnv, sub ^ ((g * 2u) << 1u)); cr[g] = CC_SHFL_FROM(crv, sub ^ ((g * 2u) << 1u)); }
+      for (uint y = 0u; y < 16u; ++y) s[y] = CC_SHFL_FROM(pv, sub ^ (y << 0u));
+      for (uint g = 0u; g < 4u; ++g) { mn[g] = CC_SHFL_FROM(mnv, sub ^ ((g * 4u) << 0u)); cr[g] = CC_SHFL_FROM(crv, sub ^ ((g * 4u) << 0u)); }
       for (uint g = 0u; g < 4u; ++g) {
         mx[g] = mn[g]; sm[g] = sm[g] * cr[g];
         for (uint y = 0u; y < 8u; ++y) acc[g * 8u + y] = acc[g * 8u + y] * cr[g];
-        for (uint t = 0u; t < 2u; ++t) sm[g] = sm[g] + s[g * 2u + t];
+        for (uint t = 0u; t < 4u; ++t) sm[g] = sm[g] + s[g * 4u + t];
       }
-      for (uint t = 0u; t < 2u; ++t) {
+      for (uint t = 0u; t < 4u; ++t) {
         if (kt + t >= ke) continue;
         for (uint c = 0u; c < 1u; ++c) {
           float f[8]; CC_CVT8(vw[t * 1u + c], f);
           for (uint g = 0u; g < 4u; ++g)
-            for (uint u = 0u; u < 8u; ++u) acc[(g * 1u + c) * 8u + u] = CC_FMA(s[g * 2u + t], f[u], acc[(g * 1u + c) * 8u + u]);
+            for (uint u = 0u; u < 8u; ++u) acc[(g * 1u + c) * 8u + u] = CC_FMA(s[g * 4u + t], f[u], acc[(g * 1u + c) * 8u + u]);
         }
       }
   }
