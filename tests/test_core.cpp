@@ -260,13 +260,18 @@ TEST_CASE("the CPU backend splits work across threads and still matches", "[core
 
 TEST_CASE("the CPU thread pool runs every chunk exactly once as the thread count changes", "[core][cpu]") {
   std::vector<int> hits(100000);
-  int bad = 0;
+  int bad = 0, unaligned = 0;
   for (int rep = 0; rep < 60; ++rep) {
+    const size_t n = rep % 4 == 3 ? 2048 + rep : hits.size();  // a reduction's few elements of 128 iterations each
     std::fill(hits.begin(), hits.end(), 0);
-    cpu::parallel_for(static_cast<int64_t>(hits.size()), 1 + rep % 6, [&](uint32_t b, uint32_t e) { for (uint32_t i = b; i < e; ++i) hits[i] += 1; }, rep % 2 == 1);
-    bad += static_cast<int>(std::count_if(hits.begin(), hits.end(), [](int h) { return h != 1; }));
+    cpu::parallel_for(static_cast<int64_t>(n), 1 + rep % 6, [&](uint32_t b, uint32_t e) {
+      unaligned += rep % 2 == 0 && b % 64 != 0;  // static chunks start at multiples of 64 (the CPU lanes' blocks)
+      for (uint32_t i = b; i < e; ++i) hits[i] += 1;
+    }, rep % 2 == 1, rep % 4 == 3 ? 128 : 1);
+    bad += static_cast<int>(std::count_if(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(n), [](int h) { return h != 1; }));
   }
   CHECK(bad == 0);
+  CHECK(unaligned == 0);
 }
 
 #include <concord/npy.hpp>

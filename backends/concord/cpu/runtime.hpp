@@ -123,11 +123,11 @@ class thread_pool {
   unsigned active_ = 0;
 };
 
-// Runs fn over [0, count) on the shared pool: elementwise stages split into contiguous chunks
-// (multiples of 64, at least 16K elements each); hand-written stages (uneven rows, e.g. causal
-// attention) are handed out dynamically in small chunks.
-inline void parallel_for(int64_t count, unsigned threads, const std::function<void(uint32_t, uint32_t)>& fn, bool dynamic = false) {
-  const int64_t min_chunk = dynamic ? 1 : (1 << 14);
+// Runs fn over [0, count) on the shared pool: DSL stages split into contiguous chunks (multiples
+// of 64, at least 16K loop iterations each: `work` iterations per element); hand-written stages
+// (uneven rows, e.g. causal attention) are handed out dynamically in small chunks.
+inline void parallel_for(int64_t count, unsigned threads, const std::function<void(uint32_t, uint32_t)>& fn, bool dynamic = false, int64_t work = 1) {
+  const int64_t min_chunk = dynamic ? 1 : std::max<int64_t>(64, (int64_t{1} << 14) / std::max<int64_t>(1, work));
   unsigned t = static_cast<unsigned>(std::clamp<int64_t>(count / min_chunk, 1, threads));
   if (t <= 1) return fn(0, static_cast<uint32_t>(count));
   if (dynamic) {
@@ -179,7 +179,7 @@ inline std::vector<double> execute(const compiled& c, device_buffers& d, unsigne
     std::vector<void*> params;
     for (int32_t b : st.params) params.push_back(d.ptr[b]);
     auto t0 = std::chrono::steady_clock::now();
-    parallel_for(st.count, threads, [&](uint32_t b, uint32_t e) { c.fns[s](params.data(), b, e); }, st.custom());
+    parallel_for(st.count, threads, [&](uint32_t b, uint32_t e) { c.fns[s](params.data(), b, e); }, st.custom(), codegen::loop_length(c.plan, st));
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return ms;

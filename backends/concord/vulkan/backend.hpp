@@ -25,15 +25,7 @@ inline void check_loops(const codegen::kernel_plan& kp, const device_info& di) {
   const int64_t limit = loop_limit(di);
   if (!limit) return;
   for (const codegen::stage& st : kp.stages) {
-    const int32_t red = codegen::looped_reduction(kp, st);
-    if (red < 0) continue;
-    const node& n = kp.prog.nodes[red];
-    int64_t len = 0;
-    const op_kind k = info(n.code).kind;
-    if (k == op_kind::reduce) len = kp.prog.nodes[n.args[0]].shape[n.axis];
-    else if (k == op_kind::pool) len = n.block;
-    else if (k == op_kind::contract) len = kp.prog.nodes[n.args[0]].shape.back();
-    if (len > limit)
+    if (const int64_t len = codegen::loop_length(kp, st); len > limit)
       throw backend_error("concord vulkan: stage " + st.name + " loops " + std::to_string(len) + " times per invocation; " + di.name +
                           " ends loops after " + std::to_string(limit) + " iterations");
   }

@@ -155,6 +155,32 @@ inline std::string cast_expr(dtype from, dtype to, const std::string& a) {
   return value_type(to) + "(" + a + ")";
 }
 
+// How an index line varies over `lane_block` consecutive output elements starting at a multiple of
+// lane_block (the CPU reduction's lanes): the same value for all (uniform; uniform16: a multiple of
+// lane_block too), the first lane's value plus the lane (unit; the first value a multiple of
+// lane_block), or neither. Derived from the arithmetic that builds each line.
+inline constexpr int64_t lane_block = 32;
+enum class lane_class : uint8_t { other, uniform, uniform16, unit };
+inline lane_class lane_div(lane_class x, int64_t c) {
+  if (x == lane_class::unit) return c == 1 ? x : c % lane_block == 0 ? lane_class::uniform : lane_class::other;
+  return x == lane_class::other ? x : c == 1 ? x : lane_class::uniform;
+}
+inline lane_class lane_mod(lane_class x, int64_t c) {
+  if (x == lane_class::unit) return c % lane_block == 0 ? x : lane_class::other;
+  return x == lane_class::other ? x : lane_class::uniform;
+}
+inline lane_class lane_mul(lane_class x, int64_t c) {
+  if (c == 1 || x == lane_class::other) return x;
+  if (x == lane_class::unit) return lane_class::other;
+  return x == lane_class::uniform16 || c % lane_block == 0 ? lane_class::uniform16 : lane_class::uniform;
+}
+inline lane_class lane_add(lane_class a, lane_class b) {
+  if (a == lane_class::other || b == lane_class::other) return lane_class::other;
+  if (a == lane_class::unit || b == lane_class::unit)
+    return (a == lane_class::unit ? b : a) == lane_class::uniform16 ? lane_class::unit : lane_class::other;
+  return a == lane_class::uniform16 && b == lane_class::uniform16 ? lane_class::uniform16 : lane_class::uniform;
+}
+
 class c_emitter {
  public:
   virtual ~c_emitter() = default;
@@ -253,6 +279,9 @@ class c_emitter {
     std::string acc_type, acc_init, r0, r1;
     std::vector<std::pair<std::string, std::string>> index;  // (jN, expression)
     std::string loop, tail;
+    // Each index line's lane class, the prologue's (`index`) and the loop body's (name, expression).
+    std::map<std::string, lane_class> lanes;
+    std::vector<std::pair<std::string, std::string>> loop_index;
   };
   // The default runs one element per invocation; a dialect may schedule several at once.
   virtual std::string reduction_stage(const kernel_plan& kp, const stage& st, const reduction_parts& r) {
@@ -283,11 +312,18 @@ class c_emitter {
     c.out << c.pad << decl(t) << " " << v << " = " << e << ";\n";
     return v;
   }
-  std::string fresh_index(ctx& c, const std::string& e) {
+  std::string fresh_index(ctx& c, const std::string& e, lane_class lc = lane_class::other) {
     std::string v = "j" + std::to_string(c.tmp++);
+    c.red.lanes[v] = lc;
     if (c.in_prologue) c.red.index.push_back({v, e});
-    else c.out << c.pad << "uint " << v << " = " << e << ";\n";
+    else c.out << c.pad << "uint " << v << " = " << e << ";\n", c.red.loop_index.push_back({v, e});
     return v;
+  }
+  static lane_class lanes_of(const ctx& c, const std::string& idx) {
+    if (idx == "i") return lane_class::unit;
+    if (idx == "r") return lane_class::uniform;
+    auto it = c.red.lanes.find(idx);
+    return it == c.red.lanes.end() ? lane_class::other : it->second;
   }
 
   std::string load(ctx& c, int32_t buf, const std::string& idx) {
@@ -326,8 +362,10 @@ class c_emitter {
       return value(c, n.args[0], idx);
     } else if (n.code == op::expand) {
       const int64_t inner = inner_of(n.shape, n.axis);
+      const lane_class x = lanes_of(c, idx);
       std::string j = fresh_index(c, inner == 1 ? idx + " / " + std::to_string(n.block) + "u"
-                                                : "(" + idx + " / " + std::to_string(n.block * inner) + "u) * " + std::to_string(inner) + "u + " + idx + " % " + std::to_string(inner) + "u");
+                                                : "(" + idx + " / " + std::to_string(n.block * inner) + "u) * " + std::to_string(inner) + "u + " + idx + " % " + std::to_string(inner) + "u",
+                                  inner == 1 ? lane_div(x, n.block) : lane_add(lane_mul(lane_div(x, n.block * inner), inner), lane_mod(x, inner)));
       return value(c, n.args[0], j);
     } else if (n.code == op::cast) {
       const node& a = c.kp->prog.nodes[n.args[0]];
@@ -372,10 +410,12 @@ class c_emitter {
     if (kind == op_kind::contract) {
       const node& an = pr.nodes[n.args[0]];
       const int64_t M = an.shape[an.shape.size() - 2], K = an.shape.back(), N = n.shape.back();
-      std::string bm = fresh_index(c, "i / " + std::to_string(N) + "u");
-      std::string nn = fresh_index(c, "i % " + std::to_string(N) + "u");
-      a_base = fresh_index(c, bm + " * " + std::to_string(K) + "u");
-      b_base = fresh_index(c, "((" + bm + " / " + std::to_string(M) + "u) * " + std::to_string(N) + "u + " + nn + ") * " + std::to_string(K) + "u");
+      const lane_class lbm = lane_div(lane_class::unit, N), lnn = lane_mod(lane_class::unit, N);
+      std::string bm = fresh_index(c, "i / " + std::to_string(N) + "u", lbm);
+      std::string nn = fresh_index(c, "i % " + std::to_string(N) + "u", lnn);
+      a_base = fresh_index(c, bm + " * " + std::to_string(K) + "u", lane_mul(lbm, K));
+      b_base = fresh_index(c, "((" + bm + " / " + std::to_string(M) + "u) * " + std::to_string(N) + "u + " + nn + ") * " + std::to_string(K) + "u",
+                           lane_mul(lane_add(lane_mul(lane_div(lbm, M), N), lnn), K));
       r0 = "0u", r1 = std::to_string(K) + "u";
     } else {
       const node& src = pr.nodes[n.args[0]];
@@ -391,7 +431,8 @@ class c_emitter {
           scale = "((" + r1 + " - " + r0 + " == " + std::to_string(n.block) + "u) ? " + float_literal(mean_scale(n.block)) + " : " + float_literal(mean_scale(last)) + ")";
         }
       } else {
-        base = fresh_index(c, "(i / " + std::to_string(inner) + "u) * " + std::to_string(len * inner) + "u + i % " + std::to_string(inner) + "u");
+        base = fresh_index(c, "(i / " + std::to_string(inner) + "u) * " + std::to_string(len * inner) + "u + i % " + std::to_string(inner) + "u",
+                           lane_add(lane_mul(lane_div(lane_class::unit, inner), len * inner), lane_mod(lane_class::unit, inner)));
         r0 = "0u", r1 = std::to_string(len) + "u";
         if (n.code == op::reduce_mean) scale = float_literal(mean_scale(len));
       }
@@ -403,11 +444,12 @@ class c_emitter {
     c.memo.emplace_back();
     std::string e;
     if (kind == op_kind::contract) {
-      std::string ja = fresh_index(c, a_base + " + r"), jb = fresh_index(c, b_base + " + r");
+      std::string ja = fresh_index(c, a_base + " + r", lane_add(lanes_of(c, a_base), lane_class::uniform));
+      std::string jb = fresh_index(c, b_base + " + r", lane_add(lanes_of(c, b_base), lane_class::uniform));
       std::string a[3] = {acc, value(c, n.args[0], ja), value(c, n.args[1], jb)};
       e = substitute(comb, a, 3);
     } else {
-      std::string j = fresh_index(c, base + " + r * " + std::to_string(inner) + "u");
+      std::string j = fresh_index(c, base + " + r * " + std::to_string(inner) + "u", lane_add(lanes_of(c, base), lane_mul(lane_class::uniform, inner)));
       std::string a[2] = {acc, value(c, n.args[0], j)};
       e = substitute(comb, a, 2);
     }

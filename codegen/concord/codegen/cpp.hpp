@@ -4,6 +4,8 @@
 // params[k] points at the k-th buffer in stage.params (storage layout of types.hpp).
 #pragma once
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <vector>
 #include <concord/codegen/c_style.hpp>
 
@@ -52,12 +54,65 @@ class cpp_emitter : public c_emitter {
   // reduction loop advances every chain one step at a time (each element still sums in its own
   // order, so results are bit-identical; interleaved chains hide the add latency, and 16 lanes of
   // consecutive f32 elements read whole cache lines per step: selection at 8K went from 155 to ~50 ms).
+  // An aligned block of lane_block lanes whose index lines are all uniform or unit-stride
+  // (lane_class) and whose loop bounds are constants takes a second form: each line is computed once
+  // for the first lane and the lanes add their offset, so the compiler sees contiguous and broadcast
+  // loads (decode block scores over cached representatives, 16K: MHA 0.175 -> 0.044 ms, GQA 4:1
+  // 0.66 -> 0.18 ms on the 2-core CPU).
   static constexpr int reduction_lanes = 16;
+  static_assert(lane_block % reduction_lanes == 0, "the fast form's blocks are whole steps of the lane loop");
+  static std::string first_lane(const std::string& e, const std::map<std::string, lane_class>& names) {
+    std::string r;
+    for (size_t k = 0; k < e.size();) {
+      if (std::isalpha(static_cast<unsigned char>(e[k])) || e[k] == '_') {
+        size_t b = k;
+        while (k < e.size() && (std::isalnum(static_cast<unsigned char>(e[k])) || e[k] == '_')) ++k;
+        const std::string id = e.substr(b, k - b);
+        r += id == "i" ? "i0" : names.count(id) ? id + "_0" : id;
+      } else if (std::isdigit(static_cast<unsigned char>(e[k]))) {
+        while (k < e.size() && std::isalnum(static_cast<unsigned char>(e[k]))) r += e[k++];
+      } else {
+        r += e[k++];
+      }
+    }
+    return r;
+  }
+  static std::string lane_value(const std::string& nm, lane_class lc) { return lc == lane_class::unit ? nm + "_0 + l" : nm + "_0"; }
+  static bool uniform_lanes(const reduction_parts& rp) {
+    const bool fixed = rp.r0 == "0u" && rp.r1.size() > 1 && rp.r1.find_first_not_of("0123456789") == rp.r1.size() - 1;
+    if (!fixed) return false;
+    for (const auto& [nm, lc] : rp.lanes)
+      if (lc == lane_class::other) {
+        for (const auto& [n2, e] : rp.index) if (n2 == nm) return false;
+        for (const auto& [n2, e] : rp.loop_index) if (n2 == nm) return false;
+      }
+    return true;
+  }
+  std::string fast_lanes(const reduction_parts& rp) {
+    const std::string L = std::to_string(lane_block);
+    std::string s = "    if (i0 % " + L + "u == 0u && i0 + " + L + "u <= end) {\n      " + rp.acc_type + " acc_l[" + L + "];\n";
+    s += "      for (uint l = 0u; l < " + L + "u; ++l) acc_l[l] = " + rp.acc_init + ";\n";
+    std::string lanes_in;  // the prologue's lines per lane
+    for (const auto& [nm, e] : rp.index) s += "      uint " + nm + "_0 = " + first_lane(e, rp.lanes) + ";\n", lanes_in += "        uint " + nm + " = " + lane_value(nm, rp.lanes.at(nm)) + ";\n";
+    s += "      for (uint r = 0u; r < " + rp.r1 + "; ++r) {\n";
+    std::string body = rp.loop;
+    for (const auto& [nm, e] : rp.loop_index) {
+      s += "        uint " + nm + "_0 = " + first_lane(e, rp.lanes) + ";\n";
+      const std::string line = "uint " + nm + " = " + e + ";", lane = "uint " + nm + " = " + lane_value(nm, rp.lanes.at(nm)) + ";";
+      if (const size_t at = body.find(line); at != std::string::npos) body.replace(at, line.size(), lane);
+    }
+    s += "        for (uint l = 0u; l < " + L + "u; ++l) {\n" + indent_lines(lanes_in, "  ") + "          " + rp.acc_type + " acc = acc_l[l];\n";
+    s += indent_lines(body, "    ") + "          acc_l[l] = acc;\n        }\n      }\n";
+    s += "      for (uint l = 0u; l < " + L + "u; ++l) {\n        uint i = i0 + l;\n" + lanes_in + "        " + rp.acc_type + " acc = acc_l[l];\n" + indent_lines(rp.tail, "  ");
+    const std::string extra = std::to_string(lane_block - reduction_lanes);  // the loop itself adds reduction_lanes
+    return s + "      }\n" + (lane_block > reduction_lanes ? "      i0 += " + extra + "u;\n" : "") + "      continue;\n    }\n";
+  }
   std::string reduction_stage(const kernel_plan& kp, const stage& st, const reduction_parts& rp) override {
     const std::string L = std::to_string(reduction_lanes);
     std::string open = kernel_open(kp, st);
     open.erase(open.rfind("  for (uint i"));
-    std::string s = open + "  for (uint i0 = begin; i0 < end; i0 += " + L + "u) {\n    " + rp.acc_type + " acc_l[" + L + "]; uint r0_l[" + L + "], r1_l[" + L + "], span = 0u;\n";
+    std::string s = open + "  for (uint i0 = begin; i0 < end; i0 += " + L + "u) {\n" + (uniform_lanes(rp) ? fast_lanes(rp) : std::string()) + "    " + rp.acc_type +
+                    " acc_l[" + L + "]; uint r0_l[" + L + "], r1_l[" + L + "], span = 0u;\n";
     std::string restore;  // the lane's index values, inside the step and epilogue loops
     for (const auto& [nm, e] : rp.index) s += "    uint " + nm + "_l[" + L + "];\n", restore += "      uint " + nm + " = " + nm + "_l[l];\n";
     s += "    for (uint l = 0u; l < " + L + "u; ++l) {\n      uint i = i0 + l < end ? i0 + l : i0;\n";

@@ -116,6 +116,17 @@ inline int32_t looped_reduction(const kernel_plan& kp, const stage& st) {
   return is_stage_root(kp.prog.nodes[st.root].code) && kp.node_buffer[st.root] == st.out ? st.root : -1;
 }
 
+// Iterations of that loop per element (0: no loop).
+inline int64_t loop_length(const kernel_plan& kp, const stage& st) {
+  const int32_t red = looped_reduction(kp, st);
+  if (red < 0) return 0;
+  const node& n = kp.prog.nodes[red];
+  const op_kind k = info(n.code).kind;
+  if (k == op_kind::reduce) return kp.prog.nodes[n.args[0]].shape[n.axis];
+  if (k == op_kind::pool) return n.block;
+  return k == op_kind::contract ? kp.prog.nodes[n.args[0]].shape.back() : 0;
+}
+
 // Workgroup size of a non-cooperative stage: reduction loops over few elements take small groups,
 // so the elements spread over more multiprocessors (each invocation's loads run one after another).
 inline int64_t reduction_threads(int64_t count) { return count >= 8192 ? 64 : 32; }
