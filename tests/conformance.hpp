@@ -72,6 +72,17 @@ inline std::vector<case_t> conformance_cases(uint64_t seed = 1) {
     const int64_t nbi = static_cast<int64_t>(boundary_int(T::code).size());
     cases.push_back({lower(g), {make_input(T::code, s, seed + 6), make_input(T::code, s, seed + 7, nbi), make_input(dtype::boolean, s, seed + 8)}});
   };
+  {
+    // Reductions over a leading axis with 32-aligned rows: the CPU's contiguous-lane form.
+    graph g("lanes_f32");
+    const shape_t w = {12, 96}, x3 = {2, 12, 64};
+    auto a = g.input<f32>("a", w), b = g.input<f32>("b", w), q = g.input<f32>("q", {12}), x = g.input<f32>("x", x3);
+    g.output("sum0", sum(a, 0)), g.output("max0", max_over(b, 0)), g.output("mean0", mean(a * b, 0));
+    g.output("sum0_q", sum(a * expand(q, 1, 96), 0)), g.output("sum0_b_above_0", above(sum(b, 0), 0.0));
+    g.output("sum1_3d", sum(x, 1)), g.output("min1_3d", min_over(x, 1));
+    cases.push_back({lower(g), {make_input(dtype::f32, w, seed + 11), make_input(dtype::f32, w, seed + 12, nbf), make_input(dtype::f32, {12}, seed + 13),
+                                make_input(dtype::f32, x3, seed + 14, nbf)}});
+  }
   int_case("ops_i32", i32{});
   int_case("ops_u32", u32{});
   {

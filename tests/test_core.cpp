@@ -258,6 +258,20 @@ TEST_CASE("the CPU backend splits work across threads and still matches", "[core
   }
 }
 
+TEST_CASE("CPU reductions over 32-aligned unit-stride lanes take the contiguous form", "[core][cpu]") {
+  graph g("lanes");
+  auto a = g.input<f32>("a", {12, 96}), q = g.input<f32>("q", {12});
+  g.output("s", sum(a * expand(q, 1, 96), 0));
+  g.output("t", sum(a, 1));  // lanes 96 elements apart: the per-lane form only
+  const auto plan = codegen::make_plan(lower(g));
+  REQUIRE(plan.stages.size() == 2);
+  const std::string src = codegen::cpp_emitter().emit(plan);
+  const size_t s1 = src.find("void lanes_s1(");
+  REQUIRE(s1 != std::string::npos);
+  CHECK(src.substr(0, s1).find("_0 + l;") != std::string::npos);
+  CHECK(src.substr(s1).find("_0 + l;") == std::string::npos);
+}
+
 TEST_CASE("the CPU thread pool runs every chunk exactly once as the thread count changes", "[core][cpu]") {
   std::vector<int> hits(100000);
   int bad = 0, unaligned = 0;
