@@ -46,7 +46,8 @@ static inline int parse_manifest(const char* js, buf_t* bufs, int* nb, stage_t* 
     const char* q = strstr(p, "\"invocations\": ");
     s->invocations = (uint32_t)strtoul(q + 15, NULL, 10);
     q = strstr(p, "\"invocations_per_workgroup\": ");
-    s->per_workgroup = q ? (uint32_t)strtoul(q + 29, NULL, 10) : 256u;
+    const char* obj_end = strstr(p, "]}");  /* this stage's object ends after its bindings */
+    s->per_workgroup = q && (!obj_end || q < obj_end) ? (uint32_t)strtoul(q + 29, NULL, 10) : 256u;
     q = strstr(p, "\"spirv\": \"");
     sscanf(q + 10, "%255[^\"]", s->spv);
     q = strstr(p, "\"hip_launcher\": \"");

@@ -57,7 +57,7 @@ inline stream_shape choose_stream_shape(int64_t GQ, int64_t D, int64_t subgroup,
   const int64_t C = n8 / L;
   if (GQ * C * 8 > 32) return {};
   int64_t U = unroll > 0 ? unroll : GQ == 1 ? 4 : std::clamp<int64_t>(std::max<int64_t>(32, 64 - 16 * GQ * C) / (8 * C), 1, 4);
-  if (unroll <= 0 && GQ > 1 && L >= 2 * GQ) U = std::min(U, L / GQ);  // keep the transposed reduce (GQ x U <= L) where it fits
+  if (unroll <= 0 && transpose != 0 && GQ > 1 && (GQ & (GQ - 1)) == 0 && L >= 2 * GQ) U = std::min(U, L / GQ);  // keep the transposed reduce (GQ x U <= L) where it fits
   const int64_t NV = GQ * U;
   const bool can_transpose = L > 1 && NV <= L && (NV & (NV - 1)) == 0;
   return {L, C, U, prefetch > 0, can_transpose && transpose != 0};

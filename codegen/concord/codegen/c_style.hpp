@@ -156,11 +156,11 @@ inline std::string cast_expr(dtype from, dtype to, const std::string& a) {
 }
 
 // How an index line varies over `lane_block` consecutive output elements starting at a multiple of
-// lane_block (the CPU reduction's lanes): the same value for all (uniform; uniform16: a multiple of
+// lane_block (the CPU reduction's lanes): the same value for all (uniform; uniform_aligned: a multiple of
 // lane_block too), the first lane's value plus the lane (unit; the first value a multiple of
 // lane_block), or neither. Derived from the arithmetic that builds each line.
 inline constexpr int64_t lane_block = 32;
-enum class lane_class : uint8_t { other, uniform, uniform16, unit };
+enum class lane_class : uint8_t { other, uniform, uniform_aligned, unit };
 inline lane_class lane_div(lane_class x, int64_t c) {
   if (x == lane_class::unit) return c == 1 ? x : c % lane_block == 0 ? lane_class::uniform : lane_class::other;
   return x == lane_class::other ? x : c == 1 ? x : lane_class::uniform;
@@ -172,13 +172,13 @@ inline lane_class lane_mod(lane_class x, int64_t c) {
 inline lane_class lane_mul(lane_class x, int64_t c) {
   if (c == 1 || x == lane_class::other) return x;
   if (x == lane_class::unit) return lane_class::other;
-  return x == lane_class::uniform16 || c % lane_block == 0 ? lane_class::uniform16 : lane_class::uniform;
+  return x == lane_class::uniform_aligned || c % lane_block == 0 ? lane_class::uniform_aligned : lane_class::uniform;
 }
 inline lane_class lane_add(lane_class a, lane_class b) {
   if (a == lane_class::other || b == lane_class::other) return lane_class::other;
   if (a == lane_class::unit || b == lane_class::unit)
-    return (a == lane_class::unit ? b : a) == lane_class::uniform16 ? lane_class::unit : lane_class::other;
-  return a == lane_class::uniform16 && b == lane_class::uniform16 ? lane_class::uniform16 : lane_class::uniform;
+    return (a == lane_class::unit ? b : a) == lane_class::uniform_aligned ? lane_class::unit : lane_class::other;
+  return a == lane_class::uniform_aligned && b == lane_class::uniform_aligned ? lane_class::uniform_aligned : lane_class::uniform;
 }
 
 class c_emitter {
@@ -542,7 +542,9 @@ class c_emitter {
     std::string v;
     if (st.fused >= 0) {
       c.memo.back()[{st.fused, "i"}] = reduction(c, kp.prog.nodes[st.fused]);
+      const size_t in_loop = c.red.loop_index.size();
       v = value(c, st.root, "i");
+      c.red.loop_index.resize(in_loop);  // the epilogue's index lines are the tail's, not the loop's
     } else {
       v = reduces ? reduction(c, kp.prog.nodes[red]) : value(c, st.root, "i");
     }

@@ -33,7 +33,8 @@ class glsl_emitter : public c_emitter {
       s += "#extension GL_KHR_shader_subgroup_basic : require\n#extension GL_KHR_shader_subgroup_shuffle : require\n";
     else if (st && st->body.find("CC_SUBGROUP_LANE") != std::string::npos)
       s += "#extension GL_KHR_shader_subgroup_basic : require\n";
-    if (st && (st->body.find("CC_UNROLL") != std::string::npos || looped_reduction(kp, *st) >= 0)) s += "#extension GL_EXT_control_flow_attributes : require\n";
+    const bool unrolled = st && looped_reduction(kp, *st) >= 0 && info(kp.prog.nodes[looped_reduction(kp, *st)].code).kind != op_kind::pool && loop_length(kp, *st) <= 128;
+    if (st && (st->body.find("CC_UNROLL") != std::string::npos || unrolled)) s += "#extension GL_EXT_control_flow_attributes : require\n";
     if (signed_zero_)
       s += "#extension GL_EXT_spirv_intrinsics : require\n"
            "spirv_execution_mode(extensions = [\"SPV_KHR_float_controls\"], capabilities = [4466], 4461, 32);\n";

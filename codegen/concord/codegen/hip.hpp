@@ -1,6 +1,6 @@
 // HIP dialect: one __global__ kernel per stage plus an extern "C" host launcher, pure HIP source
 // (built with hipcc for AMD, or with nvcc through backends/hip_compat for NVIDIA).
-//   __global__ void <stage>(const T0* p0, ..., Tout* pN, uint count)    block size 256
+//   __global__ void <stage>(const T0* p0, ..., Tout* pN, uint count)    block size 256 (stage.threads if set)
 //   int <stage>_launch(void* const* params, uint count, void* stream)   returns hipError_t
 //   cooperative stages: block size = stage.group, grid = count, i = blockIdx.x, lane = threadIdx.x
 #pragma once
