@@ -80,6 +80,7 @@ inline std::vector<case_t> conformance_cases(uint64_t seed = 1) {
     g.output("sum0", sum(a, 0)), g.output("max0", max_over(b, 0)), g.output("mean0", mean(a * b, 0));
     g.output("sum0_q", sum(a * expand(q, 1, 96), 0)), g.output("sum0_b_above_0", above(sum(b, 0), 0.0));
     g.output("sum1_3d", sum(x, 1)), g.output("min1_3d", min_over(x, 1));
+    g.output("pool_mean0", pool_mean(a, 0, 5)), g.output("pool_max0", pool_max(b, 0, 4)), g.output("pool_min1_3d", pool_min(x, 1, 5));
     cases.push_back({lower(g), {make_input(dtype::f32, w, seed + 11), make_input(dtype::f32, w, seed + 12, nbf), make_input(dtype::f32, {12}, seed + 13),
                                 make_input(dtype::f32, x3, seed + 14, nbf)}});
   }

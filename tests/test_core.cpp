@@ -266,16 +266,26 @@ TEST_CASE("CPU reductions over 32-aligned unit-stride lanes take the contiguous 
   g.output("t", sum(a, 1));  // lanes 96 elements apart: the per-lane form only
   auto x = g.input<f32>("x", {6, 128}), r = g.input<f32>("r", {32});
   g.output("u", min_over(x, 0) + reshape(expand(r, 1, 4), {128}));  // fused, with an expand in its epilogue
+  g.output("v", pool_mean(x, 0, 4));                                  // a pool whose block bounds are uniform over the lanes
   const auto plan = codegen::make_plan(lower(g));
-  REQUIRE(plan.stages.size() == 3);
-  CHECK(plan.stages[2].fused >= 0);
+  REQUIRE(plan.stages.size() == 4);
   const std::string src = codegen::cpp_emitter().emit(plan);
-  const size_t s1 = src.find("void lanes_s1("), s2 = src.find("void lanes_s2(");
-  REQUIRE(s1 != std::string::npos);
-  REQUIRE(s2 != std::string::npos);
-  CHECK(src.substr(0, s1).find("_0 + l;") != std::string::npos);
-  CHECK(src.substr(s1, s2 - s1).find("_0 + l;") == std::string::npos);
-  CHECK(src.substr(s2).find("_0 + l;") != std::string::npos);
+  auto body = [&](const char* out) {  // the emitted function of the stage writing `out`
+    for (const auto& st : plan.stages)
+      if (plan.buffers[st.out].name == out) {
+        const size_t at = src.find("void " + st.name + "(");
+        return at == std::string::npos ? std::string() : src.substr(at, src.find("\n}\n", at) - at);
+      }
+    return std::string();
+  };
+  for (const char* nm : {"s", "u", "v"}) {
+    INFO(nm);
+    CHECK(body(nm).find("_0 + l;") != std::string::npos);
+  }
+  CHECK(body("t").find("_0 + l;") == std::string::npos);
+  CHECK(!body("t").empty());
+  for (const auto& st : plan.stages)
+    if (plan.buffers[st.out].name == "u") CHECK(st.fused >= 0);
 }
 
 TEST_CASE("the CPU thread pool runs every chunk exactly once as the thread count changes", "[core][cpu]") {

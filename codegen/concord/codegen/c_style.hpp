@@ -422,10 +422,13 @@ class c_emitter {
       len = src.shape[n.axis], inner = inner_of(src.shape, n.axis);
       if (kind == op_kind::pool) {
         const int64_t nb = n.shape[n.axis];
-        std::string blk = fresh_index(c, "(i / " + std::to_string(inner) + "u) % " + std::to_string(nb) + "u");
-        base = fresh_index(c, "(i / " + std::to_string(nb * inner) + "u) * " + std::to_string(len * inner) + "u + i % " + std::to_string(inner) + "u");
-        r0 = fresh_index(c, blk + " * " + std::to_string(n.block) + "u");
-        r1 = fresh_index(c, "(" + r0 + " + " + std::to_string(n.block) + "u < " + std::to_string(len) + "u) ? " + r0 + " + " + std::to_string(n.block) + "u : " + std::to_string(len) + "u");
+        const lane_class lblk = lane_mod(lane_div(lane_class::unit, inner), nb), lr0 = lane_mul(lblk, n.block);
+        std::string blk = fresh_index(c, "(i / " + std::to_string(inner) + "u) % " + std::to_string(nb) + "u", lblk);
+        base = fresh_index(c, "(i / " + std::to_string(nb * inner) + "u) * " + std::to_string(len * inner) + "u + i % " + std::to_string(inner) + "u",
+                           lane_add(lane_mul(lane_div(lane_class::unit, nb * inner), len * inner), lane_mod(lane_class::unit, inner)));
+        r0 = fresh_index(c, blk + " * " + std::to_string(n.block) + "u", lr0);
+        r1 = fresh_index(c, "(" + r0 + " + " + std::to_string(n.block) + "u < " + std::to_string(len) + "u) ? " + r0 + " + " + std::to_string(n.block) + "u : " + std::to_string(len) + "u",
+                         lane_add(lr0, lane_class::uniform));
         if (n.code == op::pool_mean) {
           const int64_t last = len - (nb - 1) * n.block;
           scale = "((" + r1 + " - " + r0 + " == " + std::to_string(n.block) + "u) ? " + float_literal(mean_scale(n.block)) + " : " + float_literal(mean_scale(last)) + ")";

@@ -78,9 +78,15 @@ class cpp_emitter : public c_emitter {
     return r;
   }
   static std::string lane_value(const std::string& nm, lane_class lc) { return lc == lane_class::unit ? nm + "_0 + l" : nm + "_0"; }
+  // Loop bounds the same for every lane: constants, or index lines classed uniform (a pool's block).
+  static bool uniform_bound(const reduction_parts& rp, const std::string& b) {
+    if (b.size() > 1 && b.find_first_not_of("0123456789") == b.size() - 1) return true;
+    auto it = rp.lanes.find(b);
+    return it != rp.lanes.end() && (it->second == lane_class::uniform || it->second == lane_class::uniform_aligned);
+  }
+  static std::string first_bound(const reduction_parts& rp, const std::string& b) { return rp.lanes.count(b) ? b + "_0" : b; }
   static bool uniform_lanes(const reduction_parts& rp) {
-    const bool fixed = rp.r0 == "0u" && rp.r1.size() > 1 && rp.r1.find_first_not_of("0123456789") == rp.r1.size() - 1;
-    if (!fixed) return false;
+    if (!uniform_bound(rp, rp.r0) || !uniform_bound(rp, rp.r1)) return false;
     for (const auto& [nm, lc] : rp.lanes)
       if (lc == lane_class::other) {
         for (const auto& [n2, e] : rp.index) if (n2 == nm) return false;
@@ -94,7 +100,7 @@ class cpp_emitter : public c_emitter {
     s += "      for (uint l = 0u; l < " + L + "u; ++l) acc_l[l] = " + rp.acc_init + ";\n";
     std::string lanes_in;  // the prologue's lines per lane
     for (const auto& [nm, e] : rp.index) s += "      uint " + nm + "_0 = " + first_lane(e, rp.lanes) + ";\n", lanes_in += "        uint " + nm + " = " + lane_value(nm, rp.lanes.at(nm)) + ";\n";
-    s += "      for (uint r = 0u; r < " + rp.r1 + "; ++r) {\n";
+    s += "      for (uint r = " + first_bound(rp, rp.r0) + "; r < " + first_bound(rp, rp.r1) + "; ++r) {\n";
     std::string body = rp.loop;
     for (const auto& [nm, e] : rp.loop_index) {
       s += "        uint " + nm + "_0 = " + first_lane(e, rp.lanes) + ";\n";
