@@ -287,8 +287,8 @@ class c_emitter {
   virtual std::string reduction_stage(const kernel_plan& kp, const stage& st, const reduction_parts& r) {
     std::string s = kernel_open(kp, st) + indent + r.acc_type + " acc = " + r.acc_init + ";\n";
     for (const auto& [nm, e] : r.index) s += indent + "uint " + nm + " = " + e + ";\n";
-    const bool fixed = r.r0 == "0u" && r.r1.size() > 1 && r.r1.find_first_not_of("0123456789") == r.r1.size() - 1;
-    s += (fixed ? reduction_unroll(std::stoll(r.r1)) : std::string()) + indent + "for (uint r = " + r.r0 + "; r < " + r.r1 + "; ++r) {\n" + r.loop + indent + "}\n" + r.tail;
+    const int64_t trip = constant_trip(kp, st);
+    s += (trip > 0 ? reduction_unroll(trip) : std::string()) + indent + "for (uint r = " + r.r0 + "; r < " + r.r1 + "; ++r) {\n" + r.loop + indent + "}\n" + r.tail;
     return s + kernel_close(kp, st);
   }
   std::string indent = "  ";

@@ -127,6 +127,13 @@ inline int64_t loop_length(const kernel_plan& kp, const stage& st) {
   return k == op_kind::contract ? kp.prog.nodes[n.args[0]].shape.back() : 0;
 }
 
+// That loop's trip count where it is the same for every element (reductions and matmuls; a pool's
+// last block may be partial), else 0.
+inline int64_t constant_trip(const kernel_plan& kp, const stage& st) {
+  const int32_t red = looped_reduction(kp, st);
+  return red >= 0 && info(kp.prog.nodes[red].code).kind != op_kind::pool ? loop_length(kp, st) : 0;
+}
+
 // Workgroup size of a non-cooperative stage: reduction loops over few elements take small groups,
 // so the elements spread over more multiprocessors (each invocation's loads run one after another).
 inline int64_t reduction_threads(int64_t count) { return count >= 8192 ? 64 : 32; }
