@@ -259,16 +259,20 @@ TEST_CASE("the CPU backend splits work across threads and still matches", "[core
   }
 }
 
-TEST_CASE("CPU reductions over 32-aligned unit-stride lanes take the contiguous form", "[core][cpu]") {
+TEST_CASE("CPU reductions whose index lines are affine in the lane take the first-lane form", "[core][cpu]") {
   graph g("lanes");
   auto a = g.input<f32>("a", {12, 96}), q = g.input<f32>("q", {12});
   g.output("s", sum(a * expand(q, 1, 96), 0));
-  g.output("t", sum(a, 1));  // lanes 96 elements apart: the per-lane form only
+  g.output("t", sum(a, 1));  // lanes 96 elements apart: a constant stride
+  auto y = g.input<f32>("y", {12, 40});
+  g.output("z", sum(y, 0));  // rows of 40: a block of 32 lanes can cross a row, so the per-lane form only
   auto x = g.input<f32>("x", {6, 128}), r = g.input<f32>("r", {32});
   g.output("u", min_over(x, 0) + reshape(expand(r, 1, 4), {128}));  // fused, with an expand in its epilogue
   g.output("v", pool_mean(x, 0, 4));                                  // a pool whose block bounds are uniform over the lanes
+  auto ma = g.input<f32>("ma", {2, 32, 16}), mb = g.input<f32>("mb", {2, 32, 16});
+  g.output("w", matmul(ma, mb));                                      // lanes read rows of b 16 floats apart
   const auto plan = codegen::make_plan(lower(g));
-  REQUIRE(plan.stages.size() == 4);
+  REQUIRE(plan.stages.size() == 6);
   const std::string src = codegen::cpp_emitter().emit(plan);
   auto body = [&](const char* out) {  // the emitted function of the stage writing `out`
     for (const auto& st : plan.stages)
@@ -282,8 +286,10 @@ TEST_CASE("CPU reductions over 32-aligned unit-stride lanes take the contiguous 
     INFO(nm);
     CHECK(body(nm).find("_0 + l;") != std::string::npos);
   }
-  CHECK(body("t").find("_0 + l;") == std::string::npos);
-  CHECK(!body("t").empty());
+  CHECK(body("t").find("_0 + l * 96u;") != std::string::npos);
+  CHECK(body("w").find("_0 + l * 16u;") != std::string::npos);
+  CHECK(!body("z").empty());
+  CHECK(body("z").find("_0 + l") == std::string::npos);
   for (const auto& st : plan.stages)
     if (plan.buffers[st.out].name == "u") CHECK(st.fused >= 0);
 }

@@ -155,30 +155,37 @@ inline std::string cast_expr(dtype from, dtype to, const std::string& a) {
   return value_type(to) + "(" + a + ")";
 }
 
-// How an index line varies over `lane_block` consecutive output elements starting at a multiple of
-// lane_block (the CPU reduction's lanes): the same value for all (uniform; uniform_aligned: a multiple of
-// lane_block too), the first lane's value plus the lane (unit; the first value a multiple of
-// lane_block), or neither. Derived from the arithmetic that builds each line.
+// How an index line varies over `lane_block` consecutive output elements i0 + l, i0 a multiple of
+// lane_block (the CPU reduction's lanes): `affine` lines are the first lane's value plus
+// l * stride (stride 0: the same for all), and `aligned` ones start at a multiple of lane_block;
+// anything else is not affine. Derived from the arithmetic that builds each line; uint arithmetic
+// wraps alike on both sides, and division and remainder keep a line affine only where the lanes
+// cannot cross a multiple of the divisor.
 inline constexpr int64_t lane_block = 32;
-enum class lane_class : uint8_t { other, uniform, uniform_aligned, unit };
+struct lane_class {
+  bool affine = false;
+  int64_t stride = 0;
+  bool aligned = false;
+  static const lane_class other, uniform, unit;
+  bool is_uniform() const { return affine && stride == 0; }
+};
+constexpr lane_class lane_class::other{}, lane_class::uniform{true, 0, false}, lane_class::unit{true, 1, true};
 inline lane_class lane_div(lane_class x, int64_t c) {
-  if (x == lane_class::unit) return c == 1 ? x : c % lane_block == 0 ? lane_class::uniform : lane_class::other;
-  return x == lane_class::other ? x : c == 1 ? x : lane_class::uniform;
+  if (!x.affine || c == 1) return x;
+  return x.stride == 0 || (x.stride == 1 && x.aligned && c % lane_block == 0) ? lane_class::uniform : lane_class::other;
 }
 inline lane_class lane_mod(lane_class x, int64_t c) {
-  if (x == lane_class::unit) return c % lane_block == 0 ? x : lane_class::other;
-  return x == lane_class::other ? x : lane_class::uniform;
+  if (x.affine && c == 1) return {true, 0, true};  // x % 1 == 0
+  if (!x.affine || x.stride == 0) return x.affine ? lane_class::uniform : x;
+  return x.stride == 1 && x.aligned && c % lane_block == 0 ? lane_class::unit : lane_class::other;
 }
 inline lane_class lane_mul(lane_class x, int64_t c) {
-  if (c == 1 || x == lane_class::other) return x;
-  if (x == lane_class::unit) return lane_class::other;
-  return x == lane_class::uniform_aligned || c % lane_block == 0 ? lane_class::uniform_aligned : lane_class::uniform;
+  if (!x.affine) return x;
+  return {true, x.stride * c, x.aligned || c % lane_block == 0};
 }
 inline lane_class lane_add(lane_class a, lane_class b) {
-  if (a == lane_class::other || b == lane_class::other) return lane_class::other;
-  if (a == lane_class::unit || b == lane_class::unit)
-    return (a == lane_class::unit ? b : a) == lane_class::uniform_aligned ? lane_class::unit : lane_class::other;
-  return a == lane_class::uniform_aligned && b == lane_class::uniform_aligned ? lane_class::uniform_aligned : lane_class::uniform;
+  if (!a.affine || !b.affine) return lane_class::other;
+  return {true, a.stride + b.stride, a.aligned && b.aligned};
 }
 
 class c_emitter {

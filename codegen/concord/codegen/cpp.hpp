@@ -54,10 +54,10 @@ class cpp_emitter : public c_emitter {
   // reduction loop advances every chain one step at a time (each element still sums in its own
   // order, so results are bit-identical; interleaved chains hide the add latency, and 16 lanes of
   // consecutive f32 elements read whole cache lines per step: selection at 8K went from 155 to ~50 ms).
-  // An aligned block of lane_block lanes whose index lines are all uniform or unit-stride
-  // (lane_class) and whose loop bounds are constants takes a second form: each line is computed once
-  // for the first lane and the lanes add their offset, so the compiler sees contiguous and broadcast
-  // loads (decode block scores over cached representatives, 16K: MHA 0.175 -> 0.044 ms, GQA 4:1
+  // An aligned block of lane_block lanes whose index lines are all affine in the lane (lane_class)
+  // and whose loop bounds are the same for every lane takes a second form: each line is computed once
+  // for the first lane and the lanes add their offset, so the compiler sees contiguous, broadcast or
+  // constant-stride loads (decode block scores over cached representatives, 16K: MHA 0.175 -> 0.044 ms, GQA 4:1
   // 0.66 -> 0.18 ms on the 2-core CPU).
   static constexpr int reduction_lanes = 16;
   static_assert(lane_block % reduction_lanes == 0, "the fast form's blocks are whole steps of the lane loop");
@@ -77,18 +77,21 @@ class cpp_emitter : public c_emitter {
     }
     return r;
   }
-  static std::string lane_value(const std::string& nm, lane_class lc) { return lc == lane_class::unit ? nm + "_0 + l" : nm + "_0"; }
+  static std::string lane_value(const std::string& nm, lane_class lc) {
+    if (lc.stride == 0) return nm + "_0";
+    return nm + "_0 + l" + (lc.stride == 1 ? std::string() : " * " + std::to_string(static_cast<uint32_t>(lc.stride)) + "u");
+  }
   // Loop bounds the same for every lane: constants, or index lines classed uniform (a pool's block).
   static bool uniform_bound(const reduction_parts& rp, const std::string& b) {
     if (b.size() > 1 && b.find_first_not_of("0123456789") == b.size() - 1) return true;
     auto it = rp.lanes.find(b);
-    return it != rp.lanes.end() && (it->second == lane_class::uniform || it->second == lane_class::uniform_aligned);
+    return it != rp.lanes.end() && it->second.is_uniform();
   }
   static std::string first_bound(const reduction_parts& rp, const std::string& b) { return rp.lanes.count(b) ? b + "_0" : b; }
   static bool uniform_lanes(const reduction_parts& rp) {
     if (!uniform_bound(rp, rp.r0) || !uniform_bound(rp, rp.r1)) return false;
     for (const auto& [nm, lc] : rp.lanes)
-      if (lc == lane_class::other) {
+      if (!lc.affine) {
         for (const auto& [n2, e] : rp.index) if (n2 == nm) return false;
         for (const auto& [n2, e] : rp.loop_index) if (n2 == nm) return false;
       }
