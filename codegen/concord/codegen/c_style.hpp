@@ -435,7 +435,7 @@ class c_emitter {
                            lane_add(lane_mul(lane_div(lane_class::unit, nb * inner), len * inner), lane_mod(lane_class::unit, inner)));
         r0 = fresh_index(c, blk + " * " + std::to_string(n.block) + "u", lr0);
         r1 = fresh_index(c, "(" + r0 + " + " + std::to_string(n.block) + "u < " + std::to_string(len) + "u) ? " + r0 + " + " + std::to_string(n.block) + "u : " + std::to_string(len) + "u",
-                         lane_add(lr0, lane_class::uniform));
+                         lr0.is_uniform() ? lane_class::uniform : lane_class::other);  // the clamp at len is not affine
         if (n.code == op::pool_mean) {
           const int64_t last = len - (nb - 1) * n.block;
           scale = "((" + r1 + " - " + r0 + " == " + std::to_string(n.block) + "u) ? " + float_literal(mean_scale(n.block)) + " : " + float_literal(mean_scale(last)) + ")";
