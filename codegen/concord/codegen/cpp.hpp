@@ -90,11 +90,9 @@ class cpp_emitter : public c_emitter {
   static std::string first_bound(const reduction_parts& rp, const std::string& b) { return rp.lanes.count(b) ? b + "_0" : b; }
   static bool uniform_lanes(const reduction_parts& rp) {
     if (!uniform_bound(rp, rp.r0) || !uniform_bound(rp, rp.r1)) return false;
-    for (const auto& [nm, lc] : rp.lanes)
-      if (!lc.affine) {
-        for (const auto& [n2, e] : rp.index) if (n2 == nm) return false;
-        for (const auto& [n2, e] : rp.loop_index) if (n2 == nm) return false;
-      }
+    for (const auto* lines : {&rp.index, &rp.loop_index})
+      for (const auto& [nm, e] : *lines)
+        if (!rp.lanes.at(nm).affine) return false;
     return true;
   }
   std::string fast_lanes(const reduction_parts& rp) {
