@@ -217,7 +217,8 @@ TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup dec
   cases.push_back({"D=256 q_len=4 (causal cut inside the last block), 3 splits", c});
   c.head_dim = 64, c.kv_len = 129, c.splits = 3;
   cases.push_back({"129 keys, q_len=4: the last block empty for the first three rows, alone in its split", c});
-  const auto base = backend_caps();
+  auto base = backend_caps();
+  base.decode_mma = false;  // the tensor-core decode has its own case below
   const bool gpu = base.dialect == "glsl" || base.dialect == "hip";
   if (gpu && base.subgroup > 0) {  // GQA per group the other way from the backend's default: one workgroup per head, or per group
     auto caps = base;
@@ -250,6 +251,64 @@ TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup dec
           }
         if (!gpu || route.splits == 1) break;  // one split: no combine to vary
       }
+}
+
+TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (every backend runs them)", "[attention][decode][mma]") {
+  // On HIP for NVIDIA these take decode_mma: 2, 3, 4 and 8 heads per tile (8, 8, 8 and 4 lanes per
+  // head), D = 16, 48, 64 and 128, blocks of 8 (a sub-tile half empty), 32, 48 and 64, keys shorter
+  // than a block and 16K keys, causal cuts inside the last block (q_len 4), top-k, modifiers, one
+  // split, splits with the fused combine and with a separate stage, and per-head rows of q the
+  // scaling must handle (2^-24 .. 2^16, and 2^-20 with scale 2^20). Same tolerance as every route.
+  using namespace concord;
+  std::vector<std::pair<std::string, attention::config>> cases;
+  auto c = base_config();
+  c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 1000, c.head_dim = 128, c.block = 64, c.kv_type = dtype::f16, c.per_group = true, c.splits = 5;
+  cases.push_back({"GQA 4:1 D=128, 1000 keys, 5 splits", c});
+  c.splits = 1;
+  cases.push_back({"GQA 4:1 D=128, 1000 keys, one split", c});
+  c.heads = 4, c.head_dim = 64, c.kv_len = 777, c.block = 32, c.top_k = 3, c.splits = 0;
+  cases.push_back({"GQA 2:1 D=64, 777 keys in blocks of 32, top-3", c});
+  c = base_config();
+  c.heads = 6, c.kv_heads = 2, c.q_len = 1, c.kv_len = 500, c.head_dim = 48, c.block = 48, c.kv_type = dtype::f16, c.per_group = true, c.splits = 2;
+  c.score_mod = softcap_mod(), c.mask_mod = sliding_mod();
+  cases.push_back({"GQA 3:1 D=48 B=48, softcap + sliding window, 2 splits", c});
+  c = base_config();
+  c.heads = 16, c.kv_heads = 2, c.q_len = 1, c.kv_len = 300, c.head_dim = 16, c.block = 16, c.kv_type = dtype::f16, c.per_group = true, c.splits = 3;
+  cases.push_back({"GQA 8:1 D=16, 300 keys, 3 splits", c});
+  c.kv_len = 37, c.block = 64, c.splits = 0;
+  cases.push_back({"GQA 8:1 D=16, 37 keys: shorter than one block", c});
+  c = base_config();
+  c.heads = 8, c.kv_heads = 2, c.q_len = 4, c.kv_len = 203, c.head_dim = 128, c.block = 64, c.kv_type = dtype::f16, c.per_group = true, c.dense = true, c.splits = 3;
+  cases.push_back({"GQA 4:1 D=128 q_len=4 (causal cut inside the last block), 3 splits", c});
+  c.q_len = 1, c.kv_len = 100, c.block = 8, c.splits = 0, c.dense = false;
+  cases.push_back({"GQA 4:1 D=128, blocks of 8 (half of every sub-tile empty)", c});
+  c.kv_len = 16384, c.block = 128, c.dense = true;
+  cases.push_back({"GQA 4:1 D=128, 16K keys dense", c});
+  const auto base = backend_caps();
+  const bool mma = base.dialect == "hip" && base.mma_f16 && base.decode_mma;
+  for (const auto& [label, cfg] : cases)
+    for (bool fused : {true, false}) {
+      auto caps = base;
+      caps.fused_combine = fused;
+      const auto route = attention::build(cfg, caps).chosen;
+      INFO(label << (fused ? "" : ", separate combine") << " via " << route.variant << " splits " << route.splits);
+      if (mma) CHECK(route.variant == "decode_mma");
+      if (mma) CHECK(route.fused_combine == (fused && route.splits > 1));
+      run_attention_case(label, cfg, -1, 13, {}, caps);
+      if (route.splits == 1) break;
+    }
+  auto wide_rows = [&](std::vector<tensor>& in) {
+    float* q = in[0].as<float>();
+    for (int64_t i = 0; i < in[0].size(); ++i) q[i] = std::ldexp(q[i], static_cast<int>((i / c.head_dim) % 5) * 10 - 24);
+  };
+  c = base_config();
+  c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 700, c.head_dim = 128, c.block = 64, c.kv_type = dtype::f16, c.per_group = true, c.dense = true;
+  run_attention_case("GQA 4:1 decode, heads of q scaled 2^-24 .. 2^16", c, -1, 33, wide_rows);
+  auto tiny_rows = [&](std::vector<tensor>& in) {
+    for (int64_t i = 0; i < in[0].size(); ++i) in[0].as<float>()[i] = std::ldexp(in[0].as<float>()[i], -20);
+  };
+  c.scale = std::ldexp(1.0, 20) / std::sqrt(128.0);
+  run_attention_case("GQA 4:1 decode, q at 2^-20 with scale 2^20 / sqrt(D)", c, -1, 34, tiny_rows);
 }
 
 TEST_CASE("attention: scores in the thousands, where only the true running max keeps exp finite", "[attention][edges]") {

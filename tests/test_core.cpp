@@ -382,13 +382,13 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   dev.backend = "test", dev.max_accumulator = 1024;
   auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
   CHECK(r.variant == "row");
-  REQUIRE(r.rejected.size() == 8);
+  REQUIRE(r.rejected.size() == 9);
   const std::string log = attention::describe(c, r, dev);
   INFO(log);
   for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
                            "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head",
                            "rejected cpu_tile: C++ dialect only", "rejected decode_stream: GPU dialects only", "rejected decode_coop: GPU dialects only",
-                           "rejected prefill_coop: GPU dialects only", "rejected prefill_mma: HIP only"})
+                           "rejected prefill_coop: GPU dialects only", "rejected prefill_mma: HIP only", "rejected decode_mma: HIP only"})
     CHECK(log.find(want) != std::string::npos);
   dev.dialect = "hip", dev.shared_bytes = 48 * 1024;
   r = attention::plan_route(c, dev);
@@ -419,6 +419,32 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   CHECK(r.variant == "decode_stream");
   CHECK(r.group == 1);  // per-head selection: one head per workgroup
   c.per_group = true;
+  CHECK(attention::plan_route(c, dev).variant == "decode_mma");  // tensor cores take GQA decode of 2..8 heads per key list
+  {
+    auto d = c;
+    auto off = dev;
+    auto why = [&](const char* want) {
+      const auto rd = attention::plan_route(d, off);
+      INFO(attention::describe(d, rd, off));
+      CHECK(rd.variant != "decode_mma");
+      CHECK(attention::describe(d, rd, off).find(std::string("rejected decode_mma: ") + want) != std::string::npos);
+    };
+    off.decode_mma = false;
+    why("off (device_caps::decode_mma");
+    off = dev, d.head_dim = 144;
+    why("head_dim 144 is not a multiple of 16 up to 128");
+    d.head_dim = 128, d.heads = 36;
+    why("9 heads per workgroup");
+    d.heads = 12, d.kv_type = dtype::f32;
+    why("K/V f32");
+    d.kv_type = dtype::f16, off.shared_bytes = 32 * 1024;
+    why("37568 bytes of workgroup memory > the device's 32768");
+    off = dev, d.q_len = 5;
+    why("q_len 5 > 4");
+    off.mma_f16 = false, d.q_len = 1;
+    why("no f16 tensor cores");
+  }
+  dev.decode_mma = false;
   CHECK(attention::plan_route(c, dev).group == 3);  // GQA 3:1, D = 128: 16 lanes per key, q and O in 8 + 8 floats per head
   c.head_dim = 256;
   CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: G * D / lanes") != std::string::npos);

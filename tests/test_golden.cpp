@@ -66,6 +66,11 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
   REQUIRE(gqa.chosen.variant == "decode_stream");
   REQUIRE(gqa.chosen.shape.find("transposed") != std::string::npos);
   check_golden("decode_stream_gqa.hip", codegen::hip_emitter().emit(gqa.plan));
+  dev.mma_f16 = true;  // the same shape on tensor cores
+  const auto tc = attention::build(c, dev);
+  REQUIRE(tc.chosen.variant == "decode_mma");
+  check_golden("decode_mma_gqa.hip", codegen::hip_emitter().emit(tc.plan));
+  dev.mma_f16 = false;
   dev.backend = "vulkan", dev.dialect = "glsl", dev.unroll_hints = true;
   c.heads = 8;
   const auto mha = attention::build(c, dev);
@@ -176,17 +181,24 @@ TEST_CASE("HIP source of every golden graph and attention pipeline compiles for 
   std::printf("hip compile-only: %d sources x targets compiled\n", compiled);
 }
 
-TEST_CASE("the tensor-core prefill compiles for sm_90 and stops AMD builds with a clear error", "[golden][hip-compile]") {
+TEST_CASE("the tensor-core prefill and decode compile for sm_90 and stop AMD builds with a clear error", "[golden][hip-compile]") {
   attention::device_caps dev;
-  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.mma_f16 = true;
+  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.mma_f16 = true, dev.subgroup = 32;
   attention::config c;
   c.heads = 8, c.kv_heads = 2, c.q_len = 1000, c.kv_len = 1200, c.head_dim = 128, c.block = 128, c.kv_type = dtype::f16;
-  for (int64_t splits : {1, 3}) {
-    c.splits = splits;
+  struct variant {
+    int64_t q_len, splits;
+    bool fused;
+    const char* route;
+  };
+  for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
+                           {1, 3, false, "decode_mma"}}) {
+    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, dev.fused_combine = x.fused;
     const auto p = attention::build(c, dev);
-    REQUIRE(p.chosen.variant == "prefill_mma");
+    REQUIRE(p.chosen.variant == x.route);
+    CHECK(p.chosen.fused_combine == (x.route == std::string("decode_mma") && x.fused && x.splits > 1));
     const std::string src = codegen::hip_emitter().emit(p.plan);
-    INFO("splits " << splits);
+    INFO(x.route << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
     for (const char* target : {"sm_90", "gfx90a"}) {
       INFO("target " << target);
       try {
@@ -197,7 +209,7 @@ TEST_CASE("the tensor-core prefill compiles for sm_90 and stops AMD builds with 
         WARN("skipped: " << e.what());
       } catch (const backend_error& e) {
         CHECK(std::string(target) == "gfx90a");
-        CHECK(std::string(e.what()).find("concord prefill_mma is built on nvcuda::wmma") != std::string::npos);
+        CHECK(std::string(e.what()).find("concord tensor-core kernels (prefill_mma, decode_mma) are built on nvcuda::wmma") != std::string::npos);
       }
     }
   }

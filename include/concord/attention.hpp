@@ -22,6 +22,7 @@
 #include <concord/attention_cpu.hpp>
 #include <concord/attention_gpu.hpp>
 #include <concord/attention_mma.hpp>
+#include <concord/attention_mma_decode.hpp>
 #include <concord/attention_stream.hpp>
 #include <concord/codegen/plan.hpp>
 
@@ -114,6 +115,7 @@ struct device_caps {
   int decode_prefetch = -1, decode_transpose = -1;  // decode_stream: next step's loads early / transposed reduce (-1: chosen, 0 off, 1 on)
   bool coop_compact = true;        // GPU dialects: the block-list compaction as a workgroup per row (false: one thread per row)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
+  bool decode_mma = true;          // with mma_f16: GQA decode (2..8 heads per key list) on tensor cores (decode_mma)
 };
 
 // A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
@@ -122,7 +124,8 @@ struct device_caps {
 // CONCORD_DECODE_SPREAD=0 has every lane evaluate all exps, CONCORD_DECODE_FMA=0 keeps Q.K and P.V
 // unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage, CONCORD_DECODE_PREFETCH
 // and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on,
-// CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction.
+// CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
+// CONCORD_DECODE_MMA=0 keeps GQA decode off the tensor cores.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -136,6 +139,7 @@ inline void tune_decode_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_UNROLL_HINTS"); v >= 0) d.unroll_hints = v != 0;
   if (num("CONCORD_COOP_COMPACT") == 0) d.coop_compact = false;
   if (const int64_t v = num("CONCORD_DECODE_TRANSPOSE"); v >= 0) d.decode_transpose = v != 0;
+  if (num("CONCORD_DECODE_MMA") == 0) d.decode_mma = false;
 }
 
 namespace detail {
@@ -178,6 +182,18 @@ inline route plan_route(const config& c, const device_caps& dev) {
     return r;
   }
   const int64_t GS = shared && dev.decode_share_group ? G : 1;
+  if (dev.dialect != "hip" || !dev.mma_f16) reject("decode_mma", dev.dialect != "hip" ? "HIP only (this plan is for " + dev.dialect + ")" : "no f16 tensor cores (NVIDIA sm_70+ only; AMD builds have none here)");
+  else if (!decode) reject("decode_mma", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
+  else if (c.kv_type != dtype::f16) reject("decode_mma", "K/V f32: tensor cores take f16");
+  else if (GS < 2 || GS > 8) reject("decode_mma", std::to_string(GS) + " heads per workgroup: the 16-row tiles hold 2 to 8 heads (hi and lo pieces)");
+  else if (!dev.decode_mma) reject("decode_mma", "off (device_caps::decode_mma, CONCORD_DECODE_MMA=0)");
+  else if (D % 16 != 0 || D > 128) reject("decode_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
+  else if (detail::mma_decode_shared_bytes(D) > dev.shared_bytes)
+    reject("decode_mma", std::to_string(detail::mma_decode_shared_bytes(D)) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
+  else {
+    r.variant = "decode_mma", r.group = GS, r.splits = splits_for(c.heads / GS * c.q_len * detail::mma_decode_split_threads, 1);
+    return r;
+  }
   const auto ssh = detail::stream_shape_for(GS, D, dev);
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_stream", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_stream", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
@@ -618,6 +634,22 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                           {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                           {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
     if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len);
+  }
+  if (p.chosen.variant == "decode_mma") {
+    const int64_t NW = detail::mma_decode_warps, W = 32 * NW, KT = detail::mma_decode_keys, LPR = detail::mma_decode_lanes(GQ);
+    attend.group = W;
+    attend.resident = detail::mma_decode_resident;
+    attend.count = (H / GQ) * c.q_len * S;
+    attend.helpers += detail::mma_helpers;
+    p.chosen.fused_combine = S > 1 && LH == H / GQ && dev.fused_combine && detail::mma_decode_combine_fits(S, D);
+    p.chosen.shape = std::to_string(NW) + " warps x " + std::to_string(KT) + "-key sub-tiles, " + std::to_string(LPR) + " lanes per head";
+    auto tv = vals;
+    tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"NW", std::to_string(NW)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(D + 8)}, {"LDS", "20"},
+                         {"LDP", "24"}, {"DK", std::to_string(D / 16)}, {"D8N", std::to_string(D / 8)}, {"LPR", std::to_string(LPR)},
+                         {"KPL", std::to_string(KT / LPR)}, {"NSUB", std::to_string((c.block + KT - 1) / KT)}});
+    attend.body = detail::fill(detail::fill(detail::mma_decode_body, {{"PREAMBLE", detail::split_preamble},
+                                                                      {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
+    if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len);
   }
   if (p.chosen.variant == "prefill_coop") {
     const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);

@@ -34,7 +34,7 @@ inline int64_t mma_resident(int64_t D) { return D > 64 ? 3 : 0; }
 inline int64_t mma_shared_bytes(int64_t D) { return 2 * 2 * 2 * mma_keys * (D + 8) + 4 * (2 * 16 * (mma_keys + 8) * 2) + 4 * mma_rows; }
 
 inline constexpr const char* mma_helpers = R"(#ifdef __HIP_PLATFORM_AMD__
-#error "concord prefill_mma is built on nvcuda::wmma (NVIDIA); plan AMD targets with device_caps::mma_f16 = false"
+#error "concord tensor-core kernels (prefill_mma, decode_mma) are built on nvcuda::wmma (NVIDIA); plan AMD targets with device_caps::mma_f16 = false"
 #endif
 #include <mma.h>
 #include <cuda_pipeline.h>
