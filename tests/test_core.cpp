@@ -444,6 +444,13 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     off.mma_f16 = false, d.q_len = 1;
     why("no f16 tensor cores");
   }
+  // The fused combine goes by subgroups where D / 8 is a power of two within one and the weights fit.
+  CHECK(attention::detail::combine_by_subgroups(66, 128, 128, 32));
+  CHECK(attention::detail::combine_by_subgroups(66, 64, 128, 8));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(66, 128, 128, 8));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(3, 24, 128, 32));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(1000, 128, 128, 32));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(66, 128, 128, 0));
   dev.decode_mma = false;
   CHECK(attention::plan_route(c, dev).group == 3);  // GQA 3:1, D = 128: 16 lanes per key, q and O in 8 + 8 floats per head
   c.head_dim = 256;

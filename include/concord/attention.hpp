@@ -191,7 +191,11 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else if (detail::mma_decode_shared_bytes(D) > dev.shared_bytes)
     reject("decode_mma", std::to_string(detail::mma_decode_shared_bytes(D)) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
   else {
-    r.variant = "decode_mma", r.group = GS, r.splits = splits_for(c.heads / GS * c.q_len * detail::mma_decode_split_threads, 1);
+    // One wave, as even as it gets: splits = the resident workgroups (2048 threads per multiprocessor
+    // in dev.parallelism) over the rows, rounded down (H200 run 44: 704 of 792 slots, 0.89 waves).
+    const int64_t slots = std::max<int64_t>(1, dev.parallelism / 2048 * detail::mma_decode_resident), rows_ = c.heads / GS * c.q_len;
+    r.variant = "decode_mma", r.group = GS;
+    r.splits = c.splits > 0 ? std::min(c.splits, c.kv_blocks()) : std::clamp<int64_t>(slots / rows_, 1, std::max<int64_t>(1, std::min(c.kv_blocks() / 2, max_kept_blocks(c))));
     return r;
   }
   const auto ssh = detail::stream_shape_for(GS, D, dev);
@@ -509,11 +513,15 @@ inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i
 )";
 
 // The fused split combine appended to a decode kernel of W threads and GQ heads per workgroup.
-inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ) {
+inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0) {
+  const std::vector<std::pair<std::string, std::string>> common = {{"SLAST", std::to_string(S - 1) + ".0f"}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
+                                                                   {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}};
+  if (combine_by_subgroups(S, D, W, subgroup)) {
+    const int64_t SG = std::min<int64_t>(32, subgroup);
+    return fill(fill(coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))}}), common);
+  }
   const int64_t SL = W / (D / 8);
-  return fill(coop_combine_fused, {{"SLAST", std::to_string(S - 1) + ".0f"}, {"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)},
-                                   {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)}, {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)},
-                                   {"S", std::to_string(S)}, {"D", std::to_string(D)}});
+  return fill(fill(coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
 }
 
 }  // namespace detail
@@ -633,7 +641,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                           {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                           {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                           {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
-    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len);
+    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
   }
   if (p.chosen.variant == "decode_mma") {
     const int64_t NW = detail::mma_decode_warps, W = 32 * NW, KT = detail::mma_decode_keys, LPR = detail::mma_decode_lanes(GQ);
@@ -646,10 +654,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"NW", std::to_string(NW)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(D + 8)}, {"LDS", "20"},
                          {"LDP", "24"}, {"DK", std::to_string(D / 16)}, {"D8N", std::to_string(D / 8)}, {"LPR", std::to_string(LPR)},
-                         {"KPL", std::to_string(KT / LPR)}, {"NSUB", std::to_string((c.block + KT - 1) / KT)}});
+                         {"KPL", std::to_string(KT / LPR)}, {"QPL", std::to_string(D / LPR)}, {"NSUB", std::to_string((c.block + KT - 1) / KT)}});
     attend.body = detail::fill(detail::fill(detail::mma_decode_body, {{"PREAMBLE", detail::split_preamble},
                                                                       {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
-    if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len);
+    if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
   }
   if (p.chosen.variant == "prefill_coop") {
     const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);

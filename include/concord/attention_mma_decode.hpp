@@ -10,7 +10,8 @@
 //      rescale and p, written as f16 pieces; the O fragments are rescaled in registers (a fragment
 //      of row numbers tells each element its row, as in prefill_mma)
 //   3. O += P.V on tensor cores
-// Numerics are prefill_mma's, with the two f16 pieces of a row stacked in one 16-row tile instead
+// The split's block indices are read 32 at a time, one per lane, and taken by shuffles. Numerics
+// are prefill_mma's, with the two f16 pieces of a row stacked in one 16-row tile instead
 // of two: row g < 8 holds head g's hi piece and row 8 + g its lo piece, for Q (q * 2^e per head,
 // 2^e bringing its largest finite |q| just under 2^14) and for P (p * 2^12). The head's dot is
 // S[g] + S[8 + g] (each a sum of exact products in f32), and its O is O[g] + O[8 + g] times 2^-12.
@@ -30,8 +31,6 @@ namespace concord::attention::detail {
 inline constexpr int64_t mma_decode_warps = 2, mma_decode_keys = 16;
 // ptxas budget: 6 workgroups of 64 threads per multiprocessor (<= 170 registers).
 inline constexpr int64_t mma_decode_resident = 6;
-// Splits are planned for this many threads' worth of work per (head group, query row).
-inline constexpr int64_t mma_decode_split_threads = 384;
 inline int64_t mma_decode_rows_pow2(int64_t GQ) {
   int64_t rp = 1;
   while (rp < GQ) rp *= 2;
@@ -56,15 +55,17 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
   uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
   uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
+  uint ib = 0xffffffffu; uint myidx = 0u;
   auto sub = [&](uint s, uint& k0, uint& n) {
-    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e0 + s / @NSUB@u);
+    uint eb = s / @NSUB@u;
+    if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = e0 + ib + wl < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e0 + ib + wl) : 0u; }
+    uint kb = uint(__shfl_sync(0xffffffffu, int(myidx), int(eb & 31u)));
     uint kend = kb * @B@u + @B@u < @NK@u ? kb * @B@u + @B@u : @NK@u;
     if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
     k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
     n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
   };
-  auto issue = [&](uint t) {
-    uint k0; uint n; sub(w + t * @NW@u, k0, n);
+  auto issue = [&](uint t, uint k0, uint n) {
     __half* kd = kvs + (w * 2u + (t & 1u)) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
     uint kbase = (kvh * @NK@u + k0) * @D@u;
     for (uint x = wl; x < @KT@u * @D8N@u; x += 32u) {
@@ -79,10 +80,12 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
     }
     __pipeline_commit();
   };
-  if (mine > 0u) issue(0u);
+  uint ck0 = 0u; uint cn = 0u;
+  if (mine > 0u) { sub(w, ck0, cn); issue(0u, ck0, cn); }
   uint qbase = ((h0 + rr) * @NQ@u + qi) * @D@u;
-  float amax = 0.0f;
-  if (rowok) for (uint d = hf; d < @D@u; d += @LPR@u) { float x = fabsf(CC_LDF_Q(qbase + d)); amax = x < pinf && x > amax ? x : amax; }
+  float qv[@QPL@]; float amax = 0.0f;
+  for (uint y = 0u; y < @QPL@u; ++y) qv[y] = rowok ? CC_LDF_Q(qbase + hf + y * @LPR@u) : 0.0f;
+  for (uint y = 0u; y < @QPL@u; ++y) { float x = fabsf(qv[y]); amax = x < pinf && x > amax ? x : amax; }
   for (uint mm = 1u; mm < @LPR@u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, amax, mm); amax = o_ > amax ? o_ : amax; }
   int ex = 0;
   if (amax > 0.0f) frexpf(amax, &ex);
@@ -93,8 +96,8 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
   for (uint kk = 0u; kk < @DK@u; ++kk) {
     __syncwarp();
     if (rowok)
-      for (uint c = hf; c < 16u; c += @LPR@u) {
-        float xs = ldexpf(CC_LDF_Q(qbase + kk * 16u + c), e);
+      for (uint u = 0u; u < @KPL@u; ++u) {
+        uint c = hf + u * @LPR@u; float xs = ldexpf(qv[kk * @KPL@u + u], e);
         __half hi = __float2half_rn(xs); float hv = __half2float(hi);
         ph[rr * @LDP@u + c] = hi; ph[(rr + 8u) * @LDP@u + c] = __float2half_rn(fabsf(hv) < pinf ? xs - hv : 0.0f);
       }
@@ -110,9 +113,10 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
   for (uint f = 0u; f < @DK@u; ++f) cc_wmma::fill_fragment(of[f], 0.0f);
   float m = ninf; float l = 0.0f;
   for (uint t = 0u; t < mine; ++t) {
-    if (t + 1u < mine) { issue(t + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
+    uint xk0 = 0u; uint xn = 0u;
+    if (t + 1u < mine) { sub(w + (t + 1u) * @NW@u, xk0, xn); issue(t + 1u, xk0, xn); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
     __syncwarp();
-    uint k0; uint n; sub(w + t * @NW@u, k0, n);
+    uint k0 = ck0; uint n = cn; ck0 = xk0; cn = xn;
     if (n > 0u) {
       const __half* kt_ = kvs + (w * 2u + (t & 1u)) * 2u * @KT@u * @LDK@u; const __half* vt_ = kt_ + @KT@u * @LDK@u;
       cc_frag_c sa; cc_frag_c sb;

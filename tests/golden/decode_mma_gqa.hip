@@ -143,6 +143,13 @@ CC_FN void cc_ldv8(const float* p, uint x, float* f) {
 }
 #endif
 #define CC_FENCE() __threadfence()
+#ifdef __HIP_PLATFORM_AMD__
+#define CC_SHFL_XOR(cc_v, cc_m) __shfl_xor((cc_v), (int)(cc_m))
+#else
+#define CC_SHFL_XOR(cc_v, cc_m) __shfl_xor_sync(0xffffffffu, (cc_v), (int)(cc_m))
+#endif
+#define CC_SHFL_FROM(cc_v, cc_m) CC_SHFL_XOR(cc_v, cc_m)
+#define CC_SUBGROUP_LANE lane
 #define CC_LD_Q(x) cc_ftz(p0[(x)])
 #define CC_ST_Q(x) p0[(x)]
 #define CC_LDF_Q(x) p0[(x)]
@@ -181,12 +188,12 @@ CC_FN void cc_ldv8(const float* p, uint x, float* f) {
 extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(const float* __restrict__ p0, const uint16_t* __restrict__ p1, const uint16_t* __restrict__ p2, const uint32_t* __restrict__ p3, const uint32_t* __restrict__ p4, uint32_t* __restrict__ p5, float* __restrict__ p6, float* __restrict__ p7, float* __restrict__ p8, float* __restrict__ p9, uint32_t* __restrict__ p10, uint count) {
   uint i = blockIdx.x; uint lane = threadIdx.x;
   if (i >= count) return;
-  uint sp = i % 88u; uint t0 = i / 88u; uint qi = t0 % 1u; uint hg = t0 / 1u;
+  uint sp = i % 99u; uint t0 = i / 99u; uint qi = t0 % 1u; uint hg = t0 / 1u;
   uint h0 = hg * 4u; uint kvh = h0 / 4u;
   uint qpos = qi + 32767u; uint qb = qi / 128u;
   uint lrow = kvh * 1u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
-  uint per = (cnt + 88u - 1u) / 88u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  uint per = (cnt + 99u - 1u) / 99u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
   __shared__ __align__(32) __half kvs[2 * 4 * 16 * 136];
   __shared__ __align__(32) float sw[2 * 16 * 20];
@@ -196,15 +203,17 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
   uint nsub = e1 > e0 ? (e1 - e0) * 8u : 0u;
   uint mine = nsub > w ? (nsub - w + 2u - 1u) / 2u : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
+  uint ib = 0xffffffffu; uint myidx = 0u;
   auto sub = [&](uint s, uint& k0, uint& n) {
-    uint kb = CC_LD_KV_INDEX(lrow * 256u + e0 + s / 8u);
+    uint eb = s / 8u;
+    if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = e0 + ib + wl < e1 ? CC_LD_KV_INDEX(lrow * 256u + e0 + ib + wl) : 0u; }
+    uint kb = uint(__shfl_sync(0xffffffffu, int(myidx), int(eb & 31u)));
     uint kend = kb * 128u + 128u < 32768u ? kb * 128u + 128u : 32768u;
     if (true && kend > qpos + 1u) kend = qpos + 1u;
     k0 = kb * 128u + (s % 8u) * 16u;
     n = k0 < kend ? (kend - k0 < 16u ? kend - k0 : 16u) : 0u;
   };
-  auto issue = [&](uint t) {
-    uint k0; uint n; sub(w + t * 2u, k0, n);
+  auto issue = [&](uint t, uint k0, uint n) {
     __half* kd = kvs + (w * 2u + (t & 1u)) * 2u * 16u * 136u; __half* vd = kd + 16u * 136u;
     uint kbase = (kvh * 32768u + k0) * 128u;
     for (uint x = wl; x < 16u * 16u; x += 32u) {
@@ -219,10 +228,12 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
     }
     __pipeline_commit();
   };
-  if (mine > 0u) issue(0u);
+  uint ck0 = 0u; uint cn = 0u;
+  if (mine > 0u) { sub(w, ck0, cn); issue(0u, ck0, cn); }
   uint qbase = ((h0 + rr) * 1u + qi) * 128u;
-  float amax = 0.0f;
-  if (rowok) for (uint d = hf; d < 128u; d += 8u) { float x = fabsf(CC_LDF_Q(qbase + d)); amax = x < pinf && x > amax ? x : amax; }
+  float qv[16]; float amax = 0.0f;
+  for (uint y = 0u; y < 16u; ++y) qv[y] = rowok ? CC_LDF_Q(qbase + hf + y * 8u) : 0.0f;
+  for (uint y = 0u; y < 16u; ++y) { float x = fabsf(qv[y]); amax = x < pinf && x > amax ? x : amax; }
   for (uint mm = 1u; mm < 8u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, amax, mm); amax = o_ > amax ? o_ : amax; }
   int ex = 0;
   if (amax > 0.0f) frexpf(amax, &ex);
@@ -233,8 +244,8 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
   for (uint kk = 0u; kk < 8u; ++kk) {
     __syncwarp();
     if (rowok)
-      for (uint c = hf; c < 16u; c += 8u) {
-        float xs = ldexpf(CC_LDF_Q(qbase + kk * 16u + c), e);
+      for (uint u = 0u; u < 2u; ++u) {
+        uint c = hf + u * 8u; float xs = ldexpf(qv[kk * 2u + u], e);
         __half hi = __float2half_rn(xs); float hv = __half2float(hi);
         ph[rr * 24u + c] = hi; ph[(rr + 8u) * 24u + c] = __float2half_rn(fabsf(hv) < pinf ? xs - hv : 0.0f);
       }
@@ -250,9 +261,10 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
   for (uint f = 0u; f < 8u; ++f) cc_wmma::fill_fragment(of[f], 0.0f);
   float m = ninf; float l = 0.0f;
   for (uint t = 0u; t < mine; ++t) {
-    if (t + 1u < mine) { issue(t + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
+    uint xk0 = 0u; uint xn = 0u;
+    if (t + 1u < mine) { sub(w + (t + 1u) * 2u, xk0, xn); issue(t + 1u, xk0, xn); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
     __syncwarp();
-    uint k0; uint n; sub(w + t * 2u, k0, n);
+    uint k0 = ck0; uint n = cn; ck0 = xk0; cn = xn;
     if (n > 0u) {
       const __half* kt_ = kvs + (w * 2u + (t & 1u)) * 2u * 16u * 136u; const __half* vt_ = kt_ + 16u * 136u;
       cc_frag_c sa; cc_frag_c sb;
@@ -315,7 +327,7 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
     }
   }
   CC_BARRIER();
-  if (lane == 0u && qi % 128u == 0u) CC_ST_TILES((hg * 1u + qb) * 88u + sp) = e1 > e0 ? e1 - e0 : 0u;
+  if (lane == 0u && qi % 128u == 0u) CC_ST_TILES((hg * 1u + qb) * 99u + sp) = e1 > e0 ? e1 - e0 : 0u;
   for (uint x = lane; x < 4u * 128u; x += 64u) {
     uint g = x / 128u; uint d = x % 128u;
     float gm = ninf;
@@ -327,62 +339,49 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
     }
     o = o * 0.000244140625f;
     uint r = (h0 + g) * 1u + qi;
-    CC_ST_PART_ACC((r * 88u + sp) * 128u + d) = o;
-    if (d == 0u) { CC_ST_PART_MAX(r * 88u + sp) = gm; CC_ST_PART_SUM(r * 88u + sp) = gl; }
+    CC_ST_PART_ACC((r * 99u + sp) * 128u + d) = o;
+    if (d == 0u) { CC_ST_PART_MAX(r * 99u + sp) = gm; CC_ST_PART_SUM(r * 99u + sp) = gl; }
   }
   float* ks = mo; float* ss = rsm;
   CC_FENCE();
   CC_BARRIER();
   if (lane == 0u) ss[0] = float(CC_ATOMIC_ADD_DONE(hg * 1u + qi, 1u));
   CC_BARRIER();
-  if (ss[0] == 87.0f) {
+  if (ss[0] == 98.0f) {
     CC_FENCE();
-    uint c8 = lane % 16u; uint sl = lane / 16u;
-    for (uint g = 0u; g < 4u; ++g) {
-      uint r = (h0 + g) * 1u + qi;
+    uint cl_ = CC_SUBGROUP_LANE; uint sg = cl_ / 32u; uint sl = cl_ % 32u; uint c8 = sl % 16u; uint sli = sl / 16u;
+    for (uint g0 = 0u; g0 < 4u; g0 += 2u) {
+      uint g = g0 + sg; bool on = g < 4u;
+      uint r = (h0 + (on ? g : 0u)) * 1u + qi;
       float m = ninf;
-      for (uint s = lane; s < 88u; s += 64u) {
-        float ms = CC_LD_PART_MAX(r * 88u + s);
-        if (CC_LD_PART_SUM(r * 88u + s) > 0.0f && ms > m) m = ms;
-      }
-      ks[600u + lane] = m;
-      CC_BARRIER();
-      for (uint h = 64u / 2u; h > 0u; h = h / 2u) {
-        if (lane < h && ks[600u + lane + h] > ks[600u + lane]) ks[600u + lane] = ks[600u + lane + h];
-        CC_BARRIER();
-      }
-      m = ks[600u];
+      if (on)
+        for (uint s = sl; s < 99u; s += 32u) {
+          float ms = CC_LD_PART_MAX(r * 99u + s);
+          if (CC_LD_PART_SUM(r * 99u + s) > 0.0f && ms > m) m = ms;
+        }
+      for (uint k = 1u; k < 32u; k = k * 2u) { float o_ = CC_SHFL_XOR(m, k); m = o_ > m ? o_ : m; }
       float l = 0.0f;
-      for (uint s = lane; s < 88u; s += 64u) {
-        float ls = CC_LD_PART_SUM(r * 88u + s);
-        float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 88u + s) - m) : 0.0f;
-        ks[512u + s] = w; l = l + ls * w;
-      }
+      if (on)
+        for (uint s = sl; s < 99u; s += 32u) {
+          float ls = CC_LD_PART_SUM(r * 99u + s);
+          float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 99u + s) - m) : 0.0f;
+          ks[sg * 99u + s] = w; l = l + ls * w;
+        }
+      for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
-      ks[600u + lane] = l;
-      CC_BARRIER();
-      for (uint h = 64u / 2u; h > 0u; h = h / 2u) {
-        if (lane < h) ks[600u + lane] = ks[600u + lane] + ks[600u + lane + h];
-        CC_BARRIER();
-      }
-      float total = ks[600u];
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
-      if (sl < 4u) {
-        for (uint s = sl; s < 88u; s += 4u) {
-          float f[8]; CC_LDV8_PART_ACC((r * 88u + s) * 16u + c8, f);
-          float w = ks[512u + s];
+      if (on)
+        for (uint s = sli; s < 99u; s += 2u) {
+          float f[8]; CC_LDV8_PART_ACC((r * 99u + s) * 16u + c8, f);
+          float w = ks[sg * 99u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
         }
-        for (uint u = 0u; u < 8u; ++u) ks[sl * 128u + c8 * 8u + u] = o[u];
-      }
-      CC_BARRIER();
-      float inv = total > 0.0f ? 1.0f / total : 0.0f;
-      for (uint d = lane; d < 128u; d += 64u) {
-        float a = 0.0f;
-        for (uint k = 0u; k < 4u; ++k) a = a + ks[k * 128u + d];
-        CC_ST_OUT(r * 128u + d) = a * inv;
-      }
+      for (uint k = 16u; k < 32u; k = k * 2u)
+        for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + CC_SHFL_XOR(o[u], k);
+      float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      if (on && sli == 0u)
+        for (uint u = 0u; u < 8u; ++u) CC_ST_OUT(r * 128u + c8 * 8u + u) = o[u] * inv;
       CC_BARRIER();
     }
   }
@@ -392,6 +391,9 @@ extern "C" int sparse_attend_launch(void* const* params, uint count, void* strea
   return static_cast<int>(hipGetLastError());
 }
 #undef CC_FENCE
+#undef CC_SHFL_XOR
+#undef CC_SHFL_FROM
+#undef CC_SUBGROUP_LANE
 #undef CC_LD_Q
 #undef CC_ST_Q
 #undef CC_LDF_Q
