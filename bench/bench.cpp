@@ -324,6 +324,7 @@ void bench_backend(runner& r, recorder& rec) {
     decode(N, 8, 8, 128, 0.25);
     decode(N, 32, 8, 128, 0.25);
   }
+  if (!slow && !quick) decode(32768, 64, 8, 128, 1.0);  // GQA 8:1: too wide for decode_stream (decode_mma on HIP for NVIDIA)
   if (!quick) {
     attention::config c;  // selection stage alone at N = 32K (threshold rule, mean pooling)
     c.heads = 16, c.kv_heads = 16, c.q_len = is_cpu ? 8192 : slow ? 2048 : 32768, c.kv_len = c.q_len, c.head_dim = 128, c.block = slow ? 64 : 128;

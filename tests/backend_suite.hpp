@@ -218,7 +218,7 @@ TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup dec
   c.head_dim = 64, c.kv_len = 129, c.splits = 3;
   cases.push_back({"129 keys, q_len=4: the last block empty for the first three rows, alone in its split", c});
   auto base = backend_caps();
-  base.decode_mma = false;  // the tensor-core decode has its own case below
+  base.decode_mma = 0;  // the tensor-core decode has its own case below
   const bool gpu = base.dialect == "glsl" || base.dialect == "hip";
   if (gpu && base.subgroup > 0) {  // GQA per group the other way from the backend's default: one workgroup per head, or per group
     auto caps = base;
@@ -284,8 +284,11 @@ TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (eve
   cases.push_back({"GQA 4:1 D=128, blocks of 8 (half of every sub-tile empty)", c});
   c.kv_len = 16384, c.block = 128, c.dense = true;
   cases.push_back({"GQA 4:1 D=128, 16K keys dense", c});
-  const auto base = backend_caps();
-  const bool mma = base.dialect == "hip" && base.mma_f16 && base.decode_mma;
+  c.heads = 16, c.kv_len = 2000, c.block = 64, c.splits = 6;
+  cases.push_back({"GQA 8:1 D=128 (decode_mma by default on HIP for NVIDIA: too wide for decode_stream), 6 splits", c});
+  auto base = backend_caps();
+  const bool mma = base.dialect == "hip" && base.mma_f16 && base.decode_mma != 0;
+  base.decode_mma = mma ? 1 : base.decode_mma;  // before decode_stream, which serves most of these by default
   for (const auto& [label, cfg] : cases)
     for (bool fused : {true, false}) {
       auto caps = base;
@@ -297,6 +300,10 @@ TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (eve
       run_attention_case(label, cfg, -1, 13, {}, caps);
       if (route.splits == 1) break;
     }
+  if (auto dflt = backend_caps(); mma && dflt.decode_mma < 0) {
+    CHECK(attention::build(cases.back().second, dflt).chosen.variant == "decode_mma");
+    CHECK(attention::build(cases.front().second, dflt).chosen.variant == "decode_stream");
+  }
   auto wide_rows = [&](std::vector<tensor>& in) {
     float* q = in[0].as<float>();
     for (int64_t i = 0; i < in[0].size(); ++i) q[i] = std::ldexp(q[i], static_cast<int>((i / c.head_dim) % 5) * 10 - 24);

@@ -419,19 +419,26 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   CHECK(r.variant == "decode_stream");
   CHECK(r.group == 1);  // per-head selection: one head per workgroup
   c.per_group = true;
-  CHECK(attention::plan_route(c, dev).variant == "decode_mma");  // tensor cores take GQA decode of 2..8 heads per key list
+  CHECK(attention::plan_route(c, dev).variant == "decode_stream");  // decode_mma only where decode_stream cannot serve the shape
   {
     auto d = c;
+    d.heads = 32;  // GQA 8:1, D = 128: too many floats per lane for decode_stream
+    CHECK(attention::plan_route(d, dev).variant == "decode_mma");
+    CHECK(attention::plan_route(d, dev).group == 8);
+    CHECK(attention::describe(d, attention::plan_route(d, dev), dev).find("rejected decode_stream: G * D / lanes") != std::string::npos);
+    d.heads = 12;
     auto off = dev;
+    off.decode_mma = 1;  // before decode_stream
+    CHECK(attention::plan_route(d, off).variant == "decode_mma");
     auto why = [&](const char* want) {
       const auto rd = attention::plan_route(d, off);
       INFO(attention::describe(d, rd, off));
       CHECK(rd.variant != "decode_mma");
       CHECK(attention::describe(d, rd, off).find(std::string("rejected decode_mma: ") + want) != std::string::npos);
     };
-    off.decode_mma = false;
+    off.decode_mma = 0;
     why("off (device_caps::decode_mma");
-    off = dev, d.head_dim = 144;
+    off.decode_mma = 1, d.head_dim = 144;
     why("head_dim 144 is not a multiple of 16 up to 128");
     d.head_dim = 128, d.heads = 36;
     why("9 heads per workgroup");
@@ -439,19 +446,20 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     why("K/V f32");
     d.kv_type = dtype::f16, off.shared_bytes = 32 * 1024;
     why("37568 bytes of workgroup memory > the device's 32768");
-    off = dev, d.q_len = 5;
+    off.shared_bytes = dev.shared_bytes, d.q_len = 5;
     why("q_len 5 > 4");
     off.mma_f16 = false, d.q_len = 1;
     why("no f16 tensor cores");
   }
-  // The fused combine goes by subgroups where D / 8 is a power of two within one and the weights fit.
-  CHECK(attention::detail::combine_by_subgroups(66, 128, 128, 32));
-  CHECK(attention::detail::combine_by_subgroups(66, 64, 128, 8));
-  CHECK_FALSE(attention::detail::combine_by_subgroups(66, 128, 128, 8));
-  CHECK_FALSE(attention::detail::combine_by_subgroups(3, 24, 128, 32));
-  CHECK_FALSE(attention::detail::combine_by_subgroups(1000, 128, 128, 32));
-  CHECK_FALSE(attention::detail::combine_by_subgroups(66, 128, 128, 0));
-  dev.decode_mma = false;
+  // The fused combine goes by subgroups where D / 8 is a power of two within one, every subgroup has a
+  // head and the weights fit.
+  CHECK(attention::detail::combine_by_subgroups(66, 128, 128, 4, 32));
+  CHECK(attention::detail::combine_by_subgroups(66, 64, 128, 16, 8));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(66, 128, 128, 16, 8));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(3, 24, 128, 4, 32));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(1000, 128, 128, 4, 32));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(66, 128, 128, 4, 0));
+  CHECK_FALSE(attention::detail::combine_by_subgroups(66, 128, 128, 1, 32));  // MHA: three of four subgroups idle
   CHECK(attention::plan_route(c, dev).group == 3);  // GQA 3:1, D = 128: 16 lanes per key, q and O in 8 + 8 floats per head
   c.head_dim = 256;
   CHECK(attention::describe(c, attention::plan_route(c, dev), dev).find("rejected decode_stream: G * D / lanes") != std::string::npos);

@@ -66,11 +66,11 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
   REQUIRE(gqa.chosen.variant == "decode_stream");
   REQUIRE(gqa.chosen.shape.find("transposed") != std::string::npos);
   check_golden("decode_stream_gqa.hip", codegen::hip_emitter().emit(gqa.plan));
-  dev.mma_f16 = true;  // the same shape on tensor cores
+  dev.mma_f16 = true, dev.decode_mma = 1;  // the same shape on tensor cores
   const auto tc = attention::build(c, dev);
   REQUIRE(tc.chosen.variant == "decode_mma");
   check_golden("decode_mma_gqa.hip", codegen::hip_emitter().emit(tc.plan));
-  dev.mma_f16 = false;
+  dev.mma_f16 = false, dev.decode_mma = -1;
   dev.backend = "vulkan", dev.dialect = "glsl", dev.unroll_hints = true;
   c.heads = 8;
   const auto mha = attention::build(c, dev);
@@ -183,7 +183,7 @@ TEST_CASE("HIP source of every golden graph and attention pipeline compiles for 
 
 TEST_CASE("the tensor-core prefill and decode compile for sm_90 and stop AMD builds with a clear error", "[golden][hip-compile]") {
   attention::device_caps dev;
-  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.mma_f16 = true, dev.subgroup = 32;
+  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.mma_f16 = true, dev.subgroup = 32, dev.decode_mma = 1;
   attention::config c;
   c.heads = 8, c.kv_heads = 2, c.q_len = 1000, c.kv_len = 1200, c.head_dim = 128, c.block = 128, c.kv_type = dtype::f16;
   struct variant {

@@ -115,7 +115,7 @@ struct device_caps {
   int decode_prefetch = -1, decode_transpose = -1;  // decode_stream: next step's loads early / transposed reduce (-1: chosen, 0 off, 1 on)
   bool coop_compact = true;        // GPU dialects: the block-list compaction as a workgroup per row (false: one thread per row)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
-  bool decode_mma = true;          // with mma_f16: GQA decode (2..8 heads per key list) on tensor cores (decode_mma)
+  int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 where decode_stream cannot serve the shape, 1 before it, 0 off
 };
 
 // A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
@@ -125,7 +125,7 @@ struct device_caps {
 // unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage, CONCORD_DECODE_PREFETCH
 // and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on,
 // CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
-// CONCORD_DECODE_MMA=0 keeps GQA decode off the tensor cores.
+// CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -139,7 +139,7 @@ inline void tune_decode_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_UNROLL_HINTS"); v >= 0) d.unroll_hints = v != 0;
   if (num("CONCORD_COOP_COMPACT") == 0) d.coop_compact = false;
   if (const int64_t v = num("CONCORD_DECODE_TRANSPOSE"); v >= 0) d.decode_transpose = v != 0;
-  if (num("CONCORD_DECODE_MMA") == 0) d.decode_mma = false;
+  if (const int64_t v = num("CONCORD_DECODE_MMA"); v >= 0) d.decode_mma = v != 0 ? 1 : 0;
 }
 
 namespace detail {
@@ -182,22 +182,28 @@ inline route plan_route(const config& c, const device_caps& dev) {
     return r;
   }
   const int64_t GS = shared && dev.decode_share_group ? G : 1;
-  if (dev.dialect != "hip" || !dev.mma_f16) reject("decode_mma", dev.dialect != "hip" ? "HIP only (this plan is for " + dev.dialect + ")" : "no f16 tensor cores (NVIDIA sm_70+ only; AMD builds have none here)");
-  else if (!decode) reject("decode_mma", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
-  else if (c.kv_type != dtype::f16) reject("decode_mma", "K/V f32: tensor cores take f16");
-  else if (GS < 2 || GS > 8) reject("decode_mma", std::to_string(GS) + " heads per workgroup: the 16-row tiles hold 2 to 8 heads (hi and lo pieces)");
-  else if (!dev.decode_mma) reject("decode_mma", "off (device_caps::decode_mma, CONCORD_DECODE_MMA=0)");
-  else if (D % 16 != 0 || D > 128) reject("decode_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
-  else if (detail::mma_decode_shared_bytes(D) > dev.shared_bytes)
-    reject("decode_mma", std::to_string(detail::mma_decode_shared_bytes(D)) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
-  else {
-    // One wave, as even as it gets: splits = the resident workgroups (2048 threads per multiprocessor
-    // in dev.parallelism) over the rows, rounded down (H200 run 44: 704 of 792 slots, 0.89 waves).
-    const int64_t slots = std::max<int64_t>(1, dev.parallelism / 2048 * detail::mma_decode_resident), rows_ = c.heads / GS * c.q_len;
-    r.variant = "decode_mma", r.group = GS;
-    r.splits = c.splits > 0 ? std::min(c.splits, c.kv_blocks()) : std::clamp<int64_t>(slots / rows_, 1, std::max<int64_t>(1, std::min(c.kv_blocks() / 2, max_kept_blocks(c))));
-    return r;
-  }
+  // decode_mma: GQA decode on tensor cores (H200 run 45, GQA 4:1 32K: 0.0610 ms against
+  // decode_stream's 0.0517, so by default it serves only the shapes decode_stream cannot).
+  auto plan_mma = [&]() {
+    if (dev.dialect != "hip" || !dev.mma_f16) reject("decode_mma", dev.dialect != "hip" ? "HIP only (this plan is for " + dev.dialect + ")" : "no f16 tensor cores (NVIDIA sm_70+ only; AMD builds have none here)");
+    else if (!decode) reject("decode_mma", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
+    else if (c.kv_type != dtype::f16) reject("decode_mma", "K/V f32: tensor cores take f16");
+    else if (GS < 2 || GS > 8) reject("decode_mma", std::to_string(GS) + " heads per workgroup: the 16-row tiles hold 2 to 8 heads (hi and lo pieces)");
+    else if (D % 16 != 0 || D > 128) reject("decode_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
+    else if (detail::mma_decode_shared_bytes(D) > dev.shared_bytes)
+      reject("decode_mma", std::to_string(detail::mma_decode_shared_bytes(D)) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
+    else {
+      // One wave, as even as it gets: splits = the resident workgroups (2048 threads per multiprocessor
+      // in dev.parallelism) over the rows, rounded down (H200 run 44: 704 of 792 slots, 0.89 waves).
+      const int64_t slots = std::max<int64_t>(1, dev.parallelism / 2048 * detail::mma_decode_resident), rows_ = c.heads / GS * c.q_len;
+      r.variant = "decode_mma", r.group = GS;
+      r.splits = c.splits > 0 ? std::min(c.splits, c.kv_blocks()) : std::clamp<int64_t>(slots / rows_, 1, std::max<int64_t>(1, std::min(c.kv_blocks() / 2, max_kept_blocks(c))));
+      return true;
+    }
+    return false;
+  };
+  if (dev.decode_mma == 0) reject("decode_mma", "off (device_caps::decode_mma, CONCORD_DECODE_MMA=0)");
+  else if (dev.decode_mma > 0 && plan_mma()) return r;
   const auto ssh = detail::stream_shape_for(GS, D, dev);
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_stream", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_stream", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
@@ -214,6 +220,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
     r.variant = "decode_stream", r.group = GS, r.splits = splits_for(c.heads / GS * c.q_len * 512, 1);
     return r;
   }
+  if (dev.decode_mma < 0 && plan_mma()) return r;
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_coop", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (const int64_t GQ = shared ? G : 1, bytes = 4 * detail::coop_shared_floats(GQ, D, 8); detail::coop_key_tile(GQ, D, dev.shared_bytes) == 0)
@@ -516,7 +523,7 @@ inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i
 inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0) {
   const std::vector<std::pair<std::string, std::string>> common = {{"SLAST", std::to_string(S - 1) + ".0f"}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
                                                                    {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}};
-  if (combine_by_subgroups(S, D, W, subgroup)) {
+  if (combine_by_subgroups(S, D, W, GQ, subgroup)) {
     const int64_t SG = std::min<int64_t>(32, subgroup);
     return fill(fill(coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))}}), common);
   }

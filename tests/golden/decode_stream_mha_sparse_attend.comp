@@ -226,39 +226,52 @@ void main() {
   CC_BARRIER();
   if (ss[0] == 65.0f) {
     CC_FENCE();
-    uint cl_ = CC_SUBGROUP_LANE; uint sg = cl_ / 32u; uint sl = cl_ % 32u; uint c8 = sl % 16u; uint sli = sl / 16u;
-    for (uint g0 = 0u; g0 < 1u; g0 += 4u) {
-      uint g = g0 + sg; bool on = g < 1u;
-      uint r = (h0 + (on ? g : 0u)) * 1u + qi;
+    uint c8 = lane % 16u; uint sl = lane / 16u;
+    for (uint g = 0u; g < 1u; ++g) {
+      uint r = (h0 + g) * 1u + qi;
       float m = ninf;
-      if (on)
-        for (uint s = sl; s < 66u; s += 32u) {
-          float ms = CC_LD_PART_MAX(r * 66u + s);
-          if (CC_LD_PART_SUM(r * 66u + s) > 0.0f && ms > m) m = ms;
-        }
-      for (uint k = 1u; k < 32u; k = k * 2u) { float o_ = CC_SHFL_XOR(m, k); m = o_ > m ? o_ : m; }
-      float l = 0.0f;
-      if (on)
-        for (uint s = sl; s < 66u; s += 32u) {
-          float ls = CC_LD_PART_SUM(r * 66u + s);
-          float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 66u + s) - m) : 0.0f;
-          ks[sg * 66u + s] = w; l = l + ls * w;
-        }
-      for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
+      for (uint s = lane; s < 66u; s += 128u) {
+        float ms = CC_LD_PART_MAX(r * 66u + s);
+        if (CC_LD_PART_SUM(r * 66u + s) > 0.0f && ms > m) m = ms;
+      }
+      ks[1090u + lane] = m;
       CC_BARRIER();
+      for (uint h = 128u / 2u; h > 0u; h = h / 2u) {
+        if (lane < h && ks[1090u + lane + h] > ks[1090u + lane]) ks[1090u + lane] = ks[1090u + lane + h];
+        CC_BARRIER();
+      }
+      m = ks[1090u];
+      float l = 0.0f;
+      for (uint s = lane; s < 66u; s += 128u) {
+        float ls = CC_LD_PART_SUM(r * 66u + s);
+        float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 66u + s) - m) : 0.0f;
+        ks[1024u + s] = w; l = l + ls * w;
+      }
+      CC_BARRIER();
+      ks[1090u + lane] = l;
+      CC_BARRIER();
+      for (uint h = 128u / 2u; h > 0u; h = h / 2u) {
+        if (lane < h) ks[1090u + lane] = ks[1090u + lane] + ks[1090u + lane + h];
+        CC_BARRIER();
+      }
+      float total = ks[1090u];
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
-      if (on)
-        for (uint s = sli; s < 66u; s += 2u) {
+      if (sl < 8u) {
+        for (uint s = sl; s < 66u; s += 8u) {
           float f[8]; CC_LDV8_PART_ACC((r * 66u + s) * 16u + c8, f);
-          float w = ks[sg * 66u + s];
+          float w = ks[1024u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
         }
-      for (uint k = 16u; k < 32u; k = k * 2u)
-        for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + CC_SHFL_XOR(o[u], k);
-      float inv = l > 0.0f ? 1.0f / l : 0.0f;
-      if (on && sli == 0u)
-        for (uint u = 0u; u < 8u; ++u) CC_ST_OUT(r * 128u + c8 * 8u + u) = o[u] * inv;
+        for (uint u = 0u; u < 8u; ++u) ks[sl * 128u + c8 * 8u + u] = o[u];
+      }
+      CC_BARRIER();
+      float inv = total > 0.0f ? 1.0f / total : 0.0f;
+      for (uint d = lane; d < 128u; d += 128u) {
+        float a = 0.0f;
+        for (uint k = 0u; k < 8u; ++k) a = a + ks[k * 128u + d];
+        CC_ST_OUT(r * 128u + d) = a * inv;
+      }
       CC_BARRIER();
     }
   }
