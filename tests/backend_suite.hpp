@@ -217,6 +217,9 @@ TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup dec
   cases.push_back({"D=256 q_len=4 (causal cut inside the last block), 3 splits", c});
   c.head_dim = 64, c.kv_len = 129, c.splits = 3;
   cases.push_back({"129 keys, q_len=4: the last block empty for the first three rows, alone in its split", c});
+  c = base_config();
+  c.heads = 16, c.kv_heads = 2, c.q_len = 1, c.kv_len = 2000, c.head_dim = 128, c.block = 64, c.kv_type = dtype::f16, c.per_group = true, c.splits = 6;
+  cases.push_back({"GQA 8:1 per group D=128, 6 splits: the group in workgroups of fewer heads", c});
   auto base = backend_caps();
   base.decode_mma = 0;  // the tensor-core decode has its own case below
   const bool gpu = base.dialect == "glsl" || base.dialect == "hip";

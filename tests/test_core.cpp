@@ -426,7 +426,18 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(attention::plan_route(d, dev).variant == "decode_mma");
     CHECK(attention::plan_route(d, dev).group == 8);
     CHECK(attention::describe(d, attention::plan_route(d, dev), dev).find("rejected decode_stream: G * D / lanes") != std::string::npos);
-    d.heads = 12;
+    auto nomma = dev;
+    nomma.decode_mma = 0;  // without tensor cores the group is served in two workgroups of 4 heads
+    CHECK(attention::plan_route(d, nomma).variant == "decode_stream");
+    CHECK(attention::plan_route(d, nomma).group == 4);
+    nomma.dialect = "glsl";
+    CHECK(attention::plan_route(d, nomma).group == 4);
+    d.head_dim = 256;  // 2 chunks per lane at 16 lanes: 2 heads per workgroup
+    CHECK(attention::plan_route(d, nomma).group == 2);
+    d.kv_type = dtype::f32;  // no stream at all: no second attempt either
+    CHECK(attention::plan_route(d, nomma).variant == "decode_coop");
+    CHECK(attention::describe(d, attention::plan_route(d, nomma), nomma).find("heads per workgroup: K/V f32") == std::string::npos);
+    d.kv_type = dtype::f16, d.head_dim = 128, d.heads = 12;
     auto off = dev;
     off.decode_mma = 1;  // before decode_stream
     CHECK(attention::plan_route(d, off).variant == "decode_mma");

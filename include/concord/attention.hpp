@@ -204,23 +204,36 @@ inline route plan_route(const config& c, const device_caps& dev) {
   };
   if (dev.decode_mma == 0) reject("decode_mma", "off (device_caps::decode_mma, CONCORD_DECODE_MMA=0)");
   else if (dev.decode_mma > 0 && plan_mma()) return r;
-  const auto ssh = detail::stream_shape_for(GS, D, dev);
-  if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_stream", "GPU dialects only (this plan is for " + dev.dialect + ")");
-  else if (!decode) reject("decode_stream", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
-  else if (c.kv_type != dtype::f16) reject("decode_stream", "K/V f32: its 16-byte loads take 8 halves (decode_coop reads f32)");
-  else if (dev.subgroup <= 0) reject("decode_stream", "the device has no subgroup shuffles");
-  else if (!dev.wide_loads) reject("decode_stream", "16-byte K/V loads are off (device_caps::wide_loads)");
-  else if (ssh.lanes == 0)
-    reject("decode_stream", D % 8 != 0 ? "head_dim " + std::to_string(D) + " is not a multiple of 8"
-                                       : "G * D / lanes = " + std::to_string(GS * D / std::min<int64_t>(dev.subgroup, GS == 1 ? 8 : 16)) + "+ q and accumulator floats per lane > 32");
-  else if (4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads) > dev.shared_bytes)
-    reject("decode_stream", std::to_string(4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads)) + " bytes of workgroup memory > the device's " +
-                                std::to_string(dev.shared_bytes));
-  else {
-    r.variant = "decode_stream", r.group = GS, r.splits = splits_for(c.heads / GS * c.q_len * 512, 1);
-    return r;
-  }
+  auto plan_stream = [&](int64_t gs) {
+    const auto ssh = detail::stream_shape_for(gs, D, dev);
+    const std::string v = gs == GS ? "decode_stream" : "decode_stream with " + std::to_string(gs) + " of the group's " + std::to_string(GS) + " heads per workgroup";
+    if (dev.dialect != "glsl" && dev.dialect != "hip") reject(v.c_str(), "GPU dialects only (this plan is for " + dev.dialect + ")");
+    else if (!decode) reject(v.c_str(), "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
+    else if (c.kv_type != dtype::f16) reject(v.c_str(), "K/V f32: its 16-byte loads take 8 halves (decode_coop reads f32)");
+    else if (dev.subgroup <= 0) reject(v.c_str(), "the device has no subgroup shuffles");
+    else if (!dev.wide_loads) reject(v.c_str(), "16-byte K/V loads are off (device_caps::wide_loads)");
+    else if (ssh.lanes == 0)
+      reject(v.c_str(), D % 8 != 0 ? "head_dim " + std::to_string(D) + " is not a multiple of 8"
+                                   : "G * D / lanes = " + std::to_string(gs * D / std::min<int64_t>(dev.subgroup, gs == 1 ? 8 : 16)) + "+ q and accumulator floats per lane > 32");
+    else if (4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads) > dev.shared_bytes)
+      reject(v.c_str(), std::to_string(4 * detail::stream_shared_floats(ssh, D, 0, detail::coop_threads)) + " bytes of workgroup memory > the device's " +
+                            std::to_string(dev.shared_bytes));
+    else {
+      r.variant = "decode_stream", r.group = gs, r.splits = splits_for(c.heads / gs * c.q_len * 512, 1);
+      return true;
+    }
+    return false;
+  };
+  if (plan_stream(GS)) return r;
   if (dev.decode_mma < 0 && plan_mma()) return r;
+  // A group too wide for the stream's registers in one workgroup is served in equal parts, each
+  // reading the group's K/V once (GQA 8:1 at D = 128: two workgroups of 4 heads).
+  const bool stream_could = (dev.dialect == "glsl" || dev.dialect == "hip") && decode && c.kv_type == dtype::f16 && dev.subgroup > 0 && dev.wide_loads;
+  for (int64_t gs = GS / 2; gs >= 2 && stream_could && D % 8 == 0 && detail::stream_shape_for(GS, D, dev).lanes == 0; --gs)
+    if (G % gs == 0 && detail::stream_shape_for(gs, D, dev).lanes > 0) {
+      if (plan_stream(gs)) return r;
+      break;
+    }
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_coop", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (const int64_t GQ = shared ? G : 1, bytes = 4 * detail::coop_shared_floats(GQ, D, 8); detail::coop_key_tile(GQ, D, dev.shared_bytes) == 0)
