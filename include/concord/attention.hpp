@@ -675,7 +675,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"NW", std::to_string(NW)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(D + 8)}, {"LDS", "20"},
                          {"LDP", "24"}, {"DK", std::to_string(D / 16)}, {"D8N", std::to_string(D / 8)}, {"LPR", std::to_string(LPR)},
                          {"KPL", std::to_string(KT / LPR)}, {"QPL", std::to_string(D / LPR)}, {"NSUB", std::to_string((c.block + KT - 1) / KT)}});
-    attend.body = detail::fill(detail::fill(detail::mma_decode_body, {{"PREAMBLE", detail::split_preamble},
+    attend.body = detail::fill(detail::fill(detail::mma_decode_body, {{"PREAMBLE", detail::split_preamble}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
                                                                       {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
   }
@@ -710,7 +710,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)},
                          {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)}});
-    attend.body = detail::fill(detail::fill(detail::mma_prefill_body, {{"HEAD", S > 1 ? detail::mma_head_partial : detail::mma_head_direct},
+    attend.body = detail::fill(detail::fill(detail::mma_prefill_body, {{"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "lane"}, {"CN", "@WG@"}})},
+                                                                       {"HEAD", S > 1 ? detail::mma_head_partial : detail::mma_head_direct},
                                                                        {"STORE", S > 1 ? detail::mma_store_partial : detail::mma_store_direct}}), tv);
   }
   if (p.chosen.variant == "cpu_tile") {

@@ -45,9 +45,25 @@ typedef cc_wmma::fragment<cc_wmma::matrix_b, 16, 16, 16, __half, cc_wmma::row_ma
 typedef cc_wmma::fragment<cc_wmma::accumulator, 16, 16, 16, float> cc_frag_c;
 )";
 
+// Copies keys k0 .. k0 + n of K and V into the shared rows at kd and vd (threads @CL@ of @CN@):
+// asynchronous 16-byte copies when both bases are 16-byte aligned, plain loads otherwise; rows past
+// n are zeroed (a stale row of V times p = 0 could be NaN). One committed batch.
+inline constexpr const char* mma_tile_copy = R"(    uint kbase = (kvh * @NK@u + k0) * @D@u;
+    for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
+      uint j = x / @D8N@u; uint o = j * @LDK@u + (x % @D8N@u) * 8u;
+      if (j >= n) {
+        *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
+      } else if (async16) {
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
+      } else {
+        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + x); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + x);
+      }
+    }
+    __pipeline_commit();
+)";
+
 // Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end).
-// issue(s) starts its K and V copies into buffer s % 2 (asynchronous 16-byte copies when both bases
-// are 16-byte aligned, plain loads otherwise; rows past n are zeroed) and commits them as one batch.
+// issue(s) starts its K and V copies into buffer s % 2 (mma_tile_copy).
 inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint ch = t0 % @CH@u; uint t1 = t0 / @CH@u;
   uint qb = t1 % @QB@u; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
   uint r0 = qb * @B@u + ch * 64u;
@@ -78,19 +94,7 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
   auto issue = [&](uint s) {
     uint k0; uint n; sub(s, k0, n);
     __half* kd = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
-    uint kbase = (kvh * @NK@u + k0) * @D@u;
-    for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
-      uint j = x / @D8N@u; uint o = j * @LDK@u + (x % @D8N@u) * 8u;
-      if (j >= n) {
-        *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
-      } else if (async16) {
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
-      } else {
-        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + x); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + x);
-      }
-    }
-    __pipeline_commit();
-  };
+@COPY@  };
   if (nsub > 0u) issue(0u);
   uint qbase = (h0 * @NQ@u + qrow) * @D@u;
   float amax = 0.0f;

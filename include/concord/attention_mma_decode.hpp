@@ -67,19 +67,7 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
   };
   auto issue = [&](uint t, uint k0, uint n) {
     __half* kd = kvs + (w * 2u + (t & 1u)) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
-    uint kbase = (kvh * @NK@u + k0) * @D@u;
-    for (uint x = wl; x < @KT@u * @D8N@u; x += 32u) {
-      uint j = x / @D8N@u; uint o = j * @LDK@u + (x % @D8N@u) * 8u;
-      if (j >= n) {
-        *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
-      } else if (async16) {
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
-      } else {
-        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + x); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + x);
-      }
-    }
-    __pipeline_commit();
-  };
+@COPY@  };
   uint ck0 = 0u; uint cn = 0u;
   if (mine > 0u) { sub(w, ck0, cn); issue(0u, ck0, cn); }
   uint qbase = ((h0 + rr) * @NQ@u + qi) * @D@u;
