@@ -461,6 +461,11 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     why("q_len 5 > 4");
     off.mma_f16 = false, d.q_len = 1;
     why("no f16 tensor cores");
+    d.heads = 32, d.kv_heads = 8, d.kv_len = 32768, d.block = 128, d.dense = true;  // splits fill one even wave of 6 workgroups per SM
+    off = dev, off.parallelism = 132 * 2048, off.decode_mma = 1;
+    CHECK(attention::plan_route(d, off).splits == 99);  // 8 groups x 99 = 792 = 132 x 6
+    d.q_len = 2;
+    CHECK(attention::plan_route(d, off).splits == 49);
   }
   // The fused combine goes by subgroups where D / 8 is a power of two within one, every subgroup has a
   // head and the weights fit.
