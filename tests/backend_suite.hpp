@@ -289,6 +289,10 @@ TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (eve
   cases.push_back({"GQA 4:1 D=128, 16K keys dense", c});
   c.heads = 16, c.kv_len = 2000, c.block = 64, c.splits = 6;
   cases.push_back({"GQA 8:1 D=128 (decode_mma by default on HIP for NVIDIA: too wide for decode_stream), 6 splits", c});
+  c.heads = 10, c.head_dim = 64, c.kv_len = 1500, c.block = 32, c.splits = 7, c.dense = false, c.top_k = 5;
+  cases.push_back({"GQA 5:1 D=64, top-5, 7 splits (rows 5-7 of the tile unused; the combine's last round of heads half idle)", c});
+  c.heads = 8, c.head_dim = 32, c.kv_len = 4000, c.block = 16, c.splits = 1, c.dense = true, c.top_k = 0;
+  cases.push_back({"GQA 4:1 D=32, 250 blocks of 16 in one split (block indices read 32 at a time, reloaded)", c});
   auto base = backend_caps();
   const bool mma = base.dialect == "hip" && base.mma_f16 && base.decode_mma != 0;
   base.decode_mma = mma ? 1 : base.decode_mma;  // before decode_stream, which serves most of these by default

@@ -382,13 +382,13 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   dev.backend = "test", dev.max_accumulator = 1024;
   auto r = attention::plan_route(c, dev);  // per-head selection, prefill, odd D: only the generic fallback serves it
   CHECK(r.variant == "row");
-  REQUIRE(r.rejected.size() == 9);
+  REQUIRE(r.rejected.size() == 8);
   const std::string log = attention::describe(c, r, dev);
   INFO(log);
   for (const char* want : {"q f32[12,300,7] strides [2100,7,1]", "k/v f16[4,700,7] strides [4900,7,1]", "mask bool[12,10,22]", "-> row",
                            "rejected decode_split_group: q_len 300 > 4", "rejected row_group: selection is per head",
                            "rejected cpu_tile: C++ dialect only", "rejected decode_stream: GPU dialects only", "rejected decode_coop: GPU dialects only",
-                           "rejected prefill_coop: GPU dialects only", "rejected prefill_mma: HIP only", "rejected decode_mma: HIP only"})
+                           "rejected prefill_coop: GPU dialects only", "rejected prefill_mma: HIP only"})
     CHECK(log.find(want) != std::string::npos);
   dev.dialect = "hip", dev.shared_bytes = 48 * 1024;
   r = attention::plan_route(c, dev);
@@ -426,6 +426,13 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(attention::plan_route(d, dev).variant == "decode_mma");
     CHECK(attention::plan_route(d, dev).group == 8);
     CHECK(attention::describe(d, attention::plan_route(d, dev), dev).find("rejected decode_stream: G * D / lanes") != std::string::npos);
+    auto nostream = dev;
+    nostream.subgroup = 0;  // CONCORD_DECODE_STREAM=0: decode_coop, not the tensor cores
+    CHECK(attention::plan_route(d, nostream).variant == "decode_coop");
+    nostream = dev, nostream.wide_loads = false;
+    CHECK(attention::plan_route(d, nostream).variant == "decode_coop");
+    nostream.decode_mma = 1;
+    CHECK(attention::describe(d, attention::plan_route(d, nostream), nostream).find("rejected decode_mma: 16-byte K/V loads are off") != std::string::npos);
     auto nomma = dev;
     nomma.decode_mma = 0;  // without tensor cores the group is served in two workgroups of 4 heads
     CHECK(attention::plan_route(d, nomma).variant == "decode_stream");

@@ -188,6 +188,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
     if (dev.dialect != "hip" || !dev.mma_f16) reject("decode_mma", dev.dialect != "hip" ? "HIP only (this plan is for " + dev.dialect + ")" : "no f16 tensor cores (NVIDIA sm_70+ only; AMD builds have none here)");
     else if (!decode) reject("decode_mma", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
     else if (c.kv_type != dtype::f16) reject("decode_mma", "K/V f32: tensor cores take f16");
+    else if (!dev.wide_loads) reject("decode_mma", "16-byte K/V loads are off (device_caps::wide_loads)");
     else if (GS < 2 || GS > 8) reject("decode_mma", std::to_string(GS) + " heads per workgroup: the 16-row tiles hold 2 to 8 heads (hi and lo pieces)");
     else if (D % 16 != 0 || D > 128) reject("decode_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
     else if (detail::mma_decode_shared_bytes(D) > dev.shared_bytes)
@@ -225,10 +226,12 @@ inline route plan_route(const config& c, const device_caps& dev) {
     return false;
   };
   if (plan_stream(GS)) return r;
-  if (dev.decode_mma < 0 && plan_mma()) return r;
-  // A group too wide for the stream's registers in one workgroup is served in equal parts, each
-  // reading the group's K/V once (GQA 8:1 at D = 128: two workgroups of 4 heads).
+  // Where decode_stream could run but not this shape (too wide for its registers or workgroup
+  // memory): decode_mma by default, else the group in equal parts, each reading the group's K/V once
+  // (GQA 8:1 at D = 128: two workgroups of 4 heads). A device or knob without the stream
+  // (CONCORD_DECODE_STREAM=0, narrow loads) keeps decode_coop.
   const bool stream_could = (dev.dialect == "glsl" || dev.dialect == "hip") && decode && c.kv_type == dtype::f16 && dev.subgroup > 0 && dev.wide_loads;
+  if (dev.decode_mma < 0 && stream_could && plan_mma()) return r;
   for (int64_t gs = GS / 2; gs >= 2 && stream_could && D % 8 == 0 && detail::stream_shape_for(GS, D, dev).lanes == 0; --gs)
     if (G % gs == 0 && detail::stream_shape_for(gs, D, dev).lanes > 0) {
       if (plan_stream(gs)) return r;
