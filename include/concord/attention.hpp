@@ -734,7 +734,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const int32_t done = kp.add_buffer("done", dtype::u32, {H / GQ * c.q_len}, buffer_role::temp);
     codegen::stage& cs = kp.stages[kp.stages.size() - 1];
     cs.params.push_back(done);
-    cs.body += detail::fill(detail::compact_zero_done, vals);
+    cs.body += std::string(cs.group > 0 ? "  if (lane == 0u)\n" : "") + detail::fill(detail::compact_zero_done, vals);  // one thread of a cooperative compaction
     attend.params = {q, k, v, count, index, tiles, pm, ps, pa, out, done};
     kp.stages.push_back(attend);
   } else if (S > 1) {

@@ -79,6 +79,7 @@ void main() {
   uint at = cs[lane] - c;
   for (uint j = j0; j < j1; ++j) if (CC_LD_KEEP(i * 256u + j)) { CC_ST_KV_INDEX(i * 256u + at) = j; at += 1u; }
   if (lane == 128u - 1u) CC_ST_KV_COUNT(i) = cs[lane];
+  if (lane == 0u)
   for (uint q = (i % 1u) * 128u; q < 1u && q < (i % 1u + 1u) * 128u; ++q) CC_ST_DONE((i / 1u) * 1u + q) = 0u;
 }
 #undef CC_LD_KEEP
