@@ -232,11 +232,12 @@ inline route plan_route(const config& c, const device_caps& dev) {
   // (CONCORD_DECODE_STREAM=0, narrow loads) keeps decode_coop.
   const bool stream_could = (dev.dialect == "glsl" || dev.dialect == "hip") && decode && c.kv_type == dtype::f16 && dev.subgroup > 0 && dev.wide_loads;
   if (dev.decode_mma < 0 && stream_could && plan_mma()) return r;
-  for (int64_t gs = GS / 2; gs >= 2 && stream_could && D % 8 == 0 && detail::stream_shape_for(GS, D, dev).lanes == 0; --gs)
-    if (G % gs == 0 && detail::stream_shape_for(gs, D, dev).lanes > 0) {
-      if (plan_stream(gs)) return r;
-      break;
-    }
+  if (stream_could && D % 8 == 0 && detail::stream_shape_for(GS, D, dev).lanes == 0)
+    for (int64_t gs = GS / 2; gs >= 2; --gs)
+      if (GS % gs == 0 && detail::stream_shape_for(gs, D, dev).lanes > 0) {
+        if (plan_stream(gs)) return r;
+        break;
+      }
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("decode_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
   else if (!decode) reject("decode_coop", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
   else if (const int64_t GQ = shared ? G : 1, bytes = 4 * detail::coop_shared_floats(GQ, D, 8); detail::coop_key_tile(GQ, D, dev.shared_bytes) == 0)
