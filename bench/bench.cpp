@@ -304,7 +304,9 @@ void bench_backend(runner& r, recorder& rec) {
     attention::config c;
     c.heads = H, c.kv_heads = Hk, c.q_len = 1, c.kv_len = N, c.head_dim = D, c.block = slow ? 64 : 128, c.kv_type = dtype::f16, c.per_group = true;
     if (f >= 1) c.dense = true;
-    else c.window = std::max<int64_t>(1, std::lround(f * c.kv_blocks()) - 1), c.sinks = 1, c.threshold = std::numeric_limits<double>::infinity();
+    // A finite threshold no score reaches: the window and sink keep f, and the score loop still runs
+    // (+inf let a compiler prove `score > threshold` false and drop the scoring).
+    else c.window = std::max<int64_t>(1, std::lround(f * c.kv_blocks()) - 1), c.sinks = 1, c.threshold = std::numeric_limits<float>::max();
     c.cached_reps = f < 1;  // a decode step scores the cached block means (rep_append_plan) instead of pooling K
     cases.push_back({f >= 1 ? "decode_dense" : "decode_sparse", c, f});
   };

@@ -7,6 +7,7 @@
 #include <concord/hip/jit.hpp>
 
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <sstream>
 
@@ -70,6 +71,12 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
   const auto tc = attention::build(c, dev);
   REQUIRE(tc.chosen.variant == "decode_mma");
   check_golden("decode_mma_gqa.hip", codegen::hip_emitter().emit(tc.plan));
+  auto sc = c;  // a sparse step's selection: the cached block means scored per head (64-element batches), the group's max, the keep rule
+  sc.dense = false, sc.cached_reps = true, sc.window = 63, sc.sinks = 1, sc.threshold = std::numeric_limits<float>::max();
+  const auto sel = attention::build(sc, dev);
+  codegen::hip_emitter hip;
+  for (const auto& st : sel.plan.stages)
+    if (st.name.rfind("sparse_select", 0) == 0) check_golden("decode_select_gqa_" + st.name + ".hip", hip.emit_stage_source(sel.plan, st));
   dev.mma_f16 = false, dev.decode_mma = -1;
   dev.backend = "vulkan", dev.dialect = "glsl", dev.unroll_hints = true;
   c.heads = 8;

@@ -116,7 +116,9 @@ extern "C" void block_keep_s1(void* const* params, uint begin, uint end) {
           uint j5 = j3 + r;
           float t6 = cc_ftz(p0[j4]);
           float t7 = cc_ftz(p1[j5]);
-          acc = cc_ftz(acc + cc_ftz(t6 * t7));
+          float t8 = t6 * t7;
+          float t9 = cc_ftz(t8);
+          acc = cc_ftz(acc + t9);
         acc_l[l] = acc;
       }
     }
@@ -127,14 +129,14 @@ extern "C" void block_keep_s1(void* const* params, uint begin, uint end) {
       uint j2 = j2_l[l];
       uint j3 = j3_l[l];
       float acc = acc_l[l];
-      int t8 = int((i % 4u));
-      int t9 = int(((i / 4u) % 4u));
-      bool t10 = (t8 <= t9);
-      bool t11 = (acc > 0.0f);
-      bool t12 = (t8 == int(0));
-      bool t13 = (t11 || t12);
-      bool t14 = (t10 && t13);
-      p2[i] = t14 ? 1u : 0u;
+      int t10 = int((i % 4u));
+      int t11 = int(((i / 4u) % 4u));
+      bool t12 = (t10 <= t11);
+      bool t13 = (acc > 0.0f);
+      bool t14 = (t10 == int(0));
+      bool t15 = (t13 || t14);
+      bool t16 = (t12 && t15);
+      p2[i] = t16 ? 1u : 0u;
     }
   }
 }

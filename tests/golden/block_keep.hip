@@ -73,22 +73,30 @@ extern "C" __global__ void __launch_bounds__(32) block_keep_s1(const float* __re
   uint j1 = i % 4u;
   uint j2 = j0 * 16u;
   uint j3 = ((j0 / 4u) * 4u + j1) * 16u;
-  #pragma unroll 16
-  for (uint r = 0u; r < 16u; ++r) {
-    uint j4 = j2 + r;
-    uint j5 = j3 + r;
-    float t6 = cc_ftz(p0[j4]);
-    float t7 = cc_ftz(p1[j5]);
-    acc = cc_ftz(acc + cc_ftz(t6 * t7));
+  for (uint cc_r = 0u; cc_r < 16u; cc_r += 16u) {
+    float cc_v[16u];
+    #pragma unroll
+    for (uint cc_u = 0u; cc_u < 16u; ++cc_u) {
+      uint r = cc_r + cc_u;
+      uint j4 = j2 + r;
+      uint j5 = j3 + r;
+      float t6 = cc_ftz(p0[j4]);
+      float t7 = cc_ftz(p1[j5]);
+      float t8 = t6 * t7;
+      float t9 = cc_ftz(t8);
+      cc_v[cc_u] = t9;
+    }
+    #pragma unroll
+    for (uint cc_u = 0u; cc_u < 16u; ++cc_u) acc = cc_ftz(acc + cc_v[cc_u]);
   }
-  int t8 = int((i % 4u));
-  int t9 = int(((i / 4u) % 4u));
-  bool t10 = (t8 <= t9);
-  bool t11 = (acc > 0.0f);
-  bool t12 = (t8 == int(0));
-  bool t13 = (t11 || t12);
-  bool t14 = (t10 && t13);
-  p2[i] = t14 ? 1u : 0u;
+  int t10 = int((i % 4u));
+  int t11 = int(((i / 4u) % 4u));
+  bool t12 = (t10 <= t11);
+  bool t13 = (acc > 0.0f);
+  bool t14 = (t10 == int(0));
+  bool t15 = (t13 || t14);
+  bool t16 = (t12 && t15);
+  p2[i] = t16 ? 1u : 0u;
 }
 extern "C" int block_keep_s1_launch(void* const* params, uint count, void* stream) {
   hipLaunchKernelGGL(block_keep_s1, dim3((count + 31u) / 32u), dim3(32), 0, (hipStream_t)stream, static_cast<const float*>(params[0]), static_cast<const float*>(params[1]), static_cast<uint32_t*>(params[2]), count);

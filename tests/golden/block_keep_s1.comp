@@ -59,20 +59,26 @@ void main() {
   uint j1 = i % 4u;
   uint j2 = j0 * 16u;
   uint j3 = ((j0 / 4u) * 4u + j1) * 16u;
-  [[unroll]]
-  for (uint r = 0u; r < 16u; ++r) {
-    uint j4 = j2 + r;
-    uint j5 = j3 + r;
-    precise float t6 = cc_ftz(p0.d[j4]);
-    precise float t7 = cc_ftz(p1.d[j5]);
-    acc = cc_ftz(acc + cc_ftz(t6 * t7));
+  for (uint cc_r = 0u; cc_r < 16u; cc_r += 16u) {
+    precise float cc_v[16u];
+    [[unroll]] for (uint cc_u = 0u; cc_u < 16u; ++cc_u) {
+      uint r = cc_r + cc_u;
+      uint j4 = j2 + r;
+      uint j5 = j3 + r;
+      precise float t6 = cc_ftz(p0.d[j4]);
+      precise float t7 = cc_ftz(p1.d[j5]);
+      precise float t8 = t6 * t7;
+      precise float t9 = cc_ftz(t8);
+      cc_v[cc_u] = t9;
+    }
+    [[unroll]] for (uint cc_u = 0u; cc_u < 16u; ++cc_u) acc = cc_ftz(acc + cc_v[cc_u]);
   }
-  int t8 = int((i % 4u));
-  int t9 = int(((i / 4u) % 4u));
-  bool t10 = (t8 <= t9);
-  bool t11 = (acc > cc_float(0x00000000u ^ pc.opaque));
-  bool t12 = (t8 == int(0));
-  bool t13 = (t11 || t12);
-  bool t14 = (t10 && t13);
-  p2.d[i] = t14 ? 1u : 0u;
+  int t10 = int((i % 4u));
+  int t11 = int(((i / 4u) % 4u));
+  bool t12 = (t10 <= t11);
+  bool t13 = (acc > cc_float(0x00000000u ^ pc.opaque));
+  bool t14 = (t10 == int(0));
+  bool t15 = (t13 || t14);
+  bool t16 = (t12 && t15);
+  p2.d[i] = t16 ? 1u : 0u;
 }

@@ -118,7 +118,9 @@ extern "C" void block_scores_s1(void* const* params, uint begin, uint end) {
           uint j5 = j3 + r;
           float t6 = cc_h2f(uint(p0[j4]));
           float t7 = cc_h2f(uint(p1[j5]));
-          acc = cc_ftz(acc + cc_ftz(t6 * t7));
+          float t8 = t6 * t7;
+          float t9 = cc_ftz(t8);
+          acc = cc_ftz(acc + t9);
         acc_l[l] = acc;
       }
     }
@@ -129,8 +131,8 @@ extern "C" void block_scores_s1(void* const* params, uint begin, uint end) {
       uint j2 = j2_l[l];
       uint j3 = j3_l[l];
       float acc = acc_l[l];
-      float t8 = cc_rh(acc);
-      p2[i] = uint16_t(cc_f2h(t8));
+      float t10 = cc_rh(acc);
+      p2[i] = uint16_t(cc_f2h(t10));
     }
   }
 }

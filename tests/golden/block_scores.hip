@@ -75,16 +75,24 @@ extern "C" __global__ void __launch_bounds__(32) block_scores_s1(const uint16_t*
   uint j1 = i % 4u;
   uint j2 = j0 * 16u;
   uint j3 = ((j0 / 4u) * 4u + j1) * 16u;
-  #pragma unroll 16
-  for (uint r = 0u; r < 16u; ++r) {
-    uint j4 = j2 + r;
-    uint j5 = j3 + r;
-    float t6 = cc_h2f(uint(p0[j4]));
-    float t7 = cc_h2f(uint(p1[j5]));
-    acc = cc_ftz(acc + cc_ftz(t6 * t7));
+  for (uint cc_r = 0u; cc_r < 16u; cc_r += 16u) {
+    float cc_v[16u];
+    #pragma unroll
+    for (uint cc_u = 0u; cc_u < 16u; ++cc_u) {
+      uint r = cc_r + cc_u;
+      uint j4 = j2 + r;
+      uint j5 = j3 + r;
+      float t6 = cc_h2f(uint(p0[j4]));
+      float t7 = cc_h2f(uint(p1[j5]));
+      float t8 = t6 * t7;
+      float t9 = cc_ftz(t8);
+      cc_v[cc_u] = t9;
+    }
+    #pragma unroll
+    for (uint cc_u = 0u; cc_u < 16u; ++cc_u) acc = cc_ftz(acc + cc_v[cc_u]);
   }
-  float t8 = cc_rh(acc);
-  p2[i] = uint16_t(cc_f2h(t8));
+  float t10 = cc_rh(acc);
+  p2[i] = uint16_t(cc_f2h(t10));
 }
 extern "C" int block_scores_s1_launch(void* const* params, uint count, void* stream) {
   hipLaunchKernelGGL(block_scores_s1, dim3((count + 31u) / 32u), dim3(32), 0, (hipStream_t)stream, static_cast<const uint16_t*>(params[0]), static_cast<const uint16_t*>(params[1]), static_cast<uint16_t*>(params[2]), count);

@@ -61,14 +61,20 @@ void main() {
   uint j1 = i % 4u;
   uint j2 = j0 * 16u;
   uint j3 = ((j0 / 4u) * 4u + j1) * 16u;
-  [[unroll]]
-  for (uint r = 0u; r < 16u; ++r) {
-    uint j4 = j2 + r;
-    uint j5 = j3 + r;
-    precise float t6 = cc_h2f(uint(p0.d[j4]));
-    precise float t7 = cc_h2f(uint(p1.d[j5]));
-    acc = cc_ftz(acc + cc_ftz(t6 * t7));
+  for (uint cc_r = 0u; cc_r < 16u; cc_r += 16u) {
+    precise float cc_v[16u];
+    [[unroll]] for (uint cc_u = 0u; cc_u < 16u; ++cc_u) {
+      uint r = cc_r + cc_u;
+      uint j4 = j2 + r;
+      uint j5 = j3 + r;
+      precise float t6 = cc_h2f(uint(p0.d[j4]));
+      precise float t7 = cc_h2f(uint(p1.d[j5]));
+      precise float t8 = t6 * t7;
+      precise float t9 = cc_ftz(t8);
+      cc_v[cc_u] = t9;
+    }
+    [[unroll]] for (uint cc_u = 0u; cc_u < 16u; ++cc_u) acc = cc_ftz(acc + cc_v[cc_u]);
   }
-  precise float t8 = cc_rh(acc);
-  p2.d[i] = uint16_t(cc_f2h(t8));
+  precise float t10 = cc_rh(acc);
+  p2.d[i] = uint16_t(cc_f2h(t10));
 }

@@ -59,7 +59,7 @@ inline constexpr std::array<op_format, op_count> c_formats = {{
     /* pool_mean */ {"cc_ftz($0 + $1)", nullptr, nullptr, nullptr},
     /* pool_max */ {"cc_fmax($0, $1)", "($1 > $0 ? $1 : $0)", "($1 > $0 ? $1 : $0)", nullptr},
     /* pool_min */ {"cc_fmin($0, $1)", "($1 < $0 ? $1 : $0)", "($1 < $0 ? $1 : $0)", nullptr},
-    /* matmul */ {"cc_ftz($0 + cc_ftz($1 * $2))", nullptr, nullptr, nullptr},
+    /* matmul */ {"cc_ftz($0 + $1)", nullptr, nullptr, nullptr},  // $1: the product, formed by mul's format
 }};
 static_assert(c_formats.size() == op_count, "c_formats must have one entry per op in CONCORD_OPS");
 
@@ -262,6 +262,22 @@ class c_emitter {
   // Before a DSL reduction loop of constant trip count: the dialect's partial-unroll hint, so one
   // invocation has several iterations' loads in flight (the sums still run in index order).
   virtual std::string reduction_unroll(int64_t /*trip*/) const { return ""; }
+  // Batched reductions (dialects where `batches_reductions`): a loop of constant trip count computes
+  // a batch of elements (every load of them) into registers before it combines them into the
+  // accumulator, in index order, so a GPU invocation waits on one batch of loads instead of one load
+  // per step. Batches of 64 where few elements leave the device mostly idle (registers are free),
+  // else 32 (or the largest of 16 and 8 that divides the trip); 0: a plain loop. `full_unroll` is the
+  // dialect's line before a loop to unroll whole.
+  virtual bool batches_reductions() const { return false; }
+  int64_t reduction_batch(int64_t trip, int64_t count) const {
+    if (!batches_reductions() || trip <= 0) return 0;
+    if (trip % 64 == 0 && count <= small_reduction_count) return 64;
+    for (int64_t b : {32, 16, 8})
+      if (trip % b == 0) return b;
+    return 0;
+  }
+  static constexpr int64_t small_reduction_count = 1 << 15;
+  virtual std::string full_unroll() const { return ""; }
   // CC_UNROLL before a loop of constant trip count: the dialect's hint to unroll it fully.
   virtual std::string unroll_def() const { return "#define CC_UNROLL\n"; }
   // Whether the stage writes parameter p: a DSL stage writes its last; a hand-written one the buffers
@@ -282,10 +298,11 @@ class c_emitter {
   }
   // A reduction stage's per-element code in parts: the accumulator, the index lines computed from
   // `i` (each `uint jN = ...;`), the loop over r in [r0, r1) and what follows it (epilogue, store).
+  // The loop is `body` (the step's element into variable `elem`) then `acc = combine(acc, elem)`.
   struct reduction_parts {
     std::string acc_type, acc_init, r0, r1;
     std::vector<std::pair<std::string, std::string>> index;  // (jN, expression)
-    std::string loop, tail;
+    std::string loop, tail, body, elem, combine;
     // Each index line's lane class, the prologue's (`index`) and the loop body's (name, expression).
     std::map<std::string, lane_class> lanes;
     std::vector<std::pair<std::string, std::string>> loop_index;
@@ -294,7 +311,16 @@ class c_emitter {
   virtual std::string reduction_stage(const kernel_plan& kp, const stage& st, const reduction_parts& r) {
     std::string s = kernel_open(kp, st) + indent + r.acc_type + " acc = " + r.acc_init + ";\n";
     for (const auto& [nm, e] : r.index) s += indent + "uint " + nm + " = " + e + ";\n";
-    const int64_t trip = constant_trip(kp, st);
+    const int64_t trip = constant_trip(kp, st), batch = reduction_batch(trip, st.count);
+    if (batch > 0 && trip % batch == 0) {
+      const std::string in = indent + "  ", u = std::to_string(batch) + "u", v = "cc_v[cc_u]";
+      std::string body;
+      for (size_t a = 0, b; a < r.body.size(); a = b + 1) b = r.body.find('\n', a), body += "  " + r.body.substr(a, b - a + 1);
+      s += indent + "for (uint cc_r = " + r.r0 + "; cc_r < " + r.r1 + "; cc_r += " + u + ") {\n" + in + r.acc_type + " cc_v[" + u + "];\n" + in + full_unroll() +
+           "for (uint cc_u = 0u; cc_u < " + u + "; ++cc_u) {\n" + in + "  uint r = cc_r + cc_u;\n" + body + in + "  " + v + " = " + r.elem + ";\n" + in + "}\n" + in + full_unroll() +
+           "for (uint cc_u = 0u; cc_u < " + u + "; ++cc_u) acc = " + substitute(r.combine, std::array<std::string, 2>{"acc", v}.data(), 2) + ";\n" + indent + "}\n" + r.tail;
+      return s + kernel_close(kp, st);
+    }
     s += (trip > 0 ? reduction_unroll(trip) : std::string()) + indent + "for (uint r = " + r.r0 + "; r < " + r.r1 + "; ++r) {\n" + r.loop + indent + "}\n" + r.tail;
     return s + kernel_close(kp, st);
   }
@@ -452,18 +478,19 @@ class c_emitter {
     const std::string outer_pad = c.pad;
     c.pad += "  ";
     c.memo.emplace_back();
-    std::string e;
+    std::string x;
     if (kind == op_kind::contract) {
       std::string ja = fresh_index(c, a_base + " + r", lane_add(lanes_of(c, a_base), lane_class::uniform));
       std::string jb = fresh_index(c, b_base + " + r", lane_add(lanes_of(c, b_base), lane_class::uniform));
-      std::string a[3] = {acc, value(c, n.args[0], ja), value(c, n.args[1], jb)};
-      e = substitute(comb, a, 3);
+      const std::string ab[2] = {value(c, n.args[0], ja), value(c, n.args[1], jb)};
+      x = fresh(c, dtype::f32, "cc_ftz(" + fresh(c, dtype::f32, ab[0] + " * " + ab[1]) + ")");
     } else {
       std::string j = fresh_index(c, base + " + r * " + std::to_string(inner) + "u", lane_add(lanes_of(c, base), lane_mul(lane_class::uniform, inner)));
-      std::string a[2] = {acc, value(c, n.args[0], j)};
-      e = substitute(comb, a, 2);
+      x = value(c, n.args[0], j);
     }
-    c.out << c.pad << "acc = " << e << ";\n";
+    c.red.body = c.out.str(), c.red.elem = x, c.red.combine = comb;
+    const std::string a[2] = {acc, x};
+    c.out << c.pad << "acc = " << substitute(comb, a, 2) << ";\n";
     c.memo.pop_back();
     c.pad = outer_pad;
     c.red.loop = c.out.str();

@@ -33,7 +33,7 @@ class glsl_emitter : public c_emitter {
       s += "#extension GL_KHR_shader_subgroup_basic : require\n#extension GL_KHR_shader_subgroup_shuffle : require\n";
     else if (st && st->body.find("CC_SUBGROUP_LANE") != std::string::npos)
       s += "#extension GL_KHR_shader_subgroup_basic : require\n";
-    const bool unrolled = st && !reduction_unroll(constant_trip(kp, *st)).empty();
+    const bool unrolled = st && (!reduction_unroll(constant_trip(kp, *st)).empty() || reduction_batch(constant_trip(kp, *st), st->count) > 0);
     if (st && (st->body.find("CC_UNROLL") != std::string::npos || unrolled)) s += "#extension GL_EXT_control_flow_attributes : require\n";
     if (signed_zero_)
       s += "#extension GL_EXT_spirv_intrinsics : require\n"
@@ -125,6 +125,8 @@ class glsl_emitter : public c_emitter {
   std::string subgroup_lane() const override { return "(gl_SubgroupID * gl_SubgroupSize + gl_SubgroupInvocationID)"; }
   // GLSL has no partial unroll: loops of up to 128 iterations are unrolled whole.
   std::string reduction_unroll(int64_t trip) const override { return trip > 0 && trip <= 128 ? indent + "[[unroll]]\n" : ""; }
+  bool batches_reductions() const override { return true; }
+  std::string full_unroll() const override { return "[[unroll]] "; }
   std::string unroll_def() const override { return "#define CC_UNROLL [[unroll]]\n"; }
   std::string shuffle_defs() const override {
     return "#define CC_SHFL_XOR(cc_v, cc_m) subgroupShuffleXor((cc_v), (cc_m))\n#define CC_SHFL_FROM(cc_v, cc_m) subgroupShuffle((cc_v), gl_SubgroupInvocationID ^ (cc_m))\n";

@@ -97,6 +97,8 @@ class hip_emitter : public c_emitter {
   }
   std::string fma_def() const override { return "#define CC_FMA(cc_a, cc_b, cc_c) fmaf((cc_a), (cc_b), (cc_c))\n"; }
   std::string reduction_unroll(int64_t) const override { return indent + "#pragma unroll 16\n"; }
+  bool batches_reductions() const override { return true; }
+  std::string full_unroll() const override { return "#pragma unroll\n" + indent + "  "; }
   std::string unroll_def() const override { return "#define CC_UNROLL _Pragma(\"unroll\")\n"; }
   std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
   std::string load_raw8(const kernel_plan&, const stage&, int p, const std::string& x) override { return "cc_ldr8(p" + std::to_string(p) + ", " + x + ")"; }
