@@ -313,7 +313,7 @@ class c_emitter {
     std::string s = kernel_open(kp, st) + indent + r.acc_type + " acc = " + r.acc_init + ";\n";
     for (const auto& [nm, e] : r.index) s += indent + "uint " + nm + " = " + e + ";\n";
     const int64_t trip = constant_trip(kp, st), batch = reduction_batch(trip, st.count);
-    if (batch > 0 && trip % batch == 0) {
+    if (batch > 0) {
       const std::string in = indent + "  ", u = std::to_string(batch) + "u", v = "cc_v[cc_u]";
       std::string body;
       for (size_t a = 0, b; a < r.body.size(); a = b + 1) b = r.body.find('\n', a), body += "  " + r.body.substr(a, b - a + 1);
