@@ -92,6 +92,22 @@ TEST_CASE("generation is deterministic", "[golden]") {
   CHECK(codegen::hip_emitter().emit(a) == codegen::hip_emitter().emit(b));
 }
 
+TEST_CASE("GPU reductions load batches of 64 steps where few elements, 32 otherwise, and the CPU loop is plain", "[golden]") {
+  auto source = [](int64_t rows, int64_t len, auto emitter) {
+    graph g("rows");
+    auto x = g.input<f32>("x", {rows, len});
+    g.output("y", sum(x * x, 1));
+    return emitter.emit_stage_source(codegen::make_plan(lower(g)), codegen::make_plan(lower(g)).stages[0]);
+  };
+  CHECK_THAT(source(1024, 128, codegen::hip_emitter()), Catch::Contains("cc_r += 64u"));
+  CHECK_THAT(source(1 << 16, 128, codegen::hip_emitter()), Catch::Contains("cc_r += 32u"));
+  CHECK_THAT(source(1024, 128, codegen::glsl_emitter()), Catch::Contains("cc_r += 32u"));
+  CHECK_THAT(source(1024, 48, codegen::hip_emitter()), Catch::Contains("cc_r += 16u"));
+  const std::string odd = source(1024, 37, codegen::hip_emitter());
+  CHECK_THAT(odd, !Catch::Contains("cc_v") && Catch::Contains("#pragma unroll 16"));
+  CHECK_THAT(source(1024, 128, codegen::cpp_emitter()), !Catch::Contains("cc_v"));
+}
+
 namespace {
 // Attention pipelines routed for one GPU dialect (cooperative decode: per group and per head, D = 256;
 // streaming decode with subgroup shuffles).
