@@ -97,7 +97,8 @@ TEST_CASE("GPU reductions load batches of 64 steps where few elements, 32 otherw
     graph g("rows");
     auto x = g.input<f32>("x", {rows, len});
     g.output("y", sum(x * x, 1));
-    return emitter.emit_stage_source(codegen::make_plan(lower(g)), codegen::make_plan(lower(g)).stages[0]);
+    const auto plan = codegen::make_plan(lower(g));
+    return emitter.emit_stage_source(plan, plan.stages[0]);
   };
   CHECK_THAT(source(1024, 128, codegen::hip_emitter()), Catch::Contains("cc_r += 64u"));
   CHECK_THAT(source(1 << 16, 128, codegen::hip_emitter()), Catch::Contains("cc_r += 32u"));
