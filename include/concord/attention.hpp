@@ -542,10 +542,10 @@ inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t G
                                                                    {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}};
   if (combine_by_subgroups(S, D, W, GQ, subgroup)) {
     const int64_t SG = std::min<int64_t>(32, subgroup);
-    return fill(fill(coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))}}), common);
+    return fill(fill(std::string(coop_combine_last) + coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))}}), common);
   }
   const int64_t SL = W / (D / 8);
-  return fill(fill(coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
+  return fill(fill(std::string(coop_combine_last) + coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
 }
 
 }  // namespace detail

@@ -391,17 +391,19 @@ inline constexpr const char* coop_combine_body = R"(  uint row = i / @DC@u; uint
 // largest max (a tree), weights exp(max_s - max) and their total (a tree), then thread (slice sl,
 // chunk c8) adds weight_s * acc_s over splits sl, sl + SL, ... with 8-wide loads and the SL slices
 // meet in `ks`. The arithmetic does not depend on which workgroup is last, so output is deterministic.
-// Shared floats used in `ks`: SL * D slice sums, S weights, WG for the trees. One head per
-// workgroup only: in the GQA 4:1 kernel the combine took ptxas from 56 to 72 registers (67 with no
-// unrolling), 7 workgroups per SM instead of 9, so 32K's 1024 workgroups would run as two waves.
-inline int64_t coop_fused_combine_floats(int64_t S, int64_t D, int64_t WG) { return WG / (D / 8) * D + S + WG; }
-inline constexpr const char* coop_combine_fused = R"(  CC_FENCE();
+// The fused combines' opening: every workgroup of a row counts itself done; the last one combines.
+inline constexpr const char* coop_combine_last = R"(  CC_FENCE();
   CC_BARRIER();
   if (lane == 0u) ss[0] = float(CC_ATOMIC_ADD_DONE(hg * @NQ@u + qi, 1u));
   CC_BARRIER();
   if (ss[0] == @SLAST@) {
     CC_FENCE();
-    uint c8 = lane % @D8N@u; uint sl = lane / @D8N@u;
+)";
+// Shared floats used in `ks`: SL * D slice sums, S weights, WG for the trees. One head per
+// workgroup only: in the GQA 4:1 kernel the combine took ptxas from 56 to 72 registers (67 with no
+// unrolling), 7 workgroups per SM instead of 9, so 32K's 1024 workgroups would run as two waves.
+inline int64_t coop_fused_combine_floats(int64_t S, int64_t D, int64_t WG) { return WG / (D / 8) * D + S + WG; }
+inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u; uint sl = lane / @D8N@u;
     for (uint g = 0u; g < @GQ@u; ++g) {
       uint r = (h0 + g) * @NQ@u + qi;
       float m = ninf;
@@ -467,13 +469,7 @@ inline bool combine_by_subgroups(int64_t S, int64_t D, int64_t W, int64_t GQ, in
   const int64_t n8 = D / 8;
   return D % 8 == 0 && (n8 & (n8 - 1)) == 0 && SG >= n8 && W % SG == 0 && GQ >= W / SG && W / SG * S <= coop_fused_combine_floats(S, D, W);
 }
-inline constexpr const char* coop_combine_subgroups = R"(  CC_FENCE();
-  CC_BARRIER();
-  if (lane == 0u) ss[0] = float(CC_ATOMIC_ADD_DONE(hg * @NQ@u + qi, 1u));
-  CC_BARRIER();
-  if (ss[0] == @SLAST@) {
-    CC_FENCE();
-    uint cl_ = CC_SUBGROUP_LANE; uint sg = cl_ / @SG@u; uint sl = cl_ % @SG@u; uint c8 = sl % @D8N@u; uint sli = sl / @D8N@u;
+inline constexpr const char* coop_combine_subgroups = R"(    uint cl_ = CC_SUBGROUP_LANE; uint sg = cl_ / @SG@u; uint sl = cl_ % @SG@u; uint c8 = sl % @D8N@u; uint sli = sl / @D8N@u;
     for (uint g0 = 0u; g0 < @GQ@u; g0 += @NSG@u) {
       uint g = g0 + sg; bool on = g < @GQ@u;
       uint r = (h0 + (on ? g : 0u)) * @NQ@u + qi;
