@@ -308,9 +308,18 @@ TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (eve
       run_attention_case(label, cfg, -1, 13, {}, caps);
       if (route.splits == 1) break;
     }
+  if (mma && base.mma_sync) {  // D = 64 / 128 took the register-fragment kernel: the wmma one (sm_70+) on two of them
+    auto wm = base;
+    wm.mma_sync = false;
+    for (size_t k : {size_t{0}, size_t{2}}) {
+      INFO(cases[k].first << " via the wmma kernel");
+      CHECK(attention::build(cases[k].second, wm).chosen.shape.find("mma.sync") == std::string::npos);
+      run_attention_case(cases[k].first + " (wmma)", cases[k].second, -1, 14, {}, wm);
+    }
+  }
   if (auto dflt = backend_caps(); mma && dflt.decode_mma < 0) {
     CHECK(attention::build(too_wide_for_stream, dflt).chosen.variant == "decode_mma");
-    CHECK(attention::build(cases.front().second, dflt).chosen.variant == "decode_stream");
+    CHECK(attention::build(cases.front().second, dflt).chosen.variant == (dflt.mma_sync ? "decode_mma" : "decode_stream"));  // register fragments go first
   }
   auto wide_rows = [&](std::vector<tensor>& in) {
     float* q = in[0].as<float>();

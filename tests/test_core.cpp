@@ -421,6 +421,14 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   c.per_group = true;
   CHECK(attention::plan_route(c, dev).variant == "decode_stream");  // decode_mma only where decode_stream cannot serve the shape
   {
+    auto rf = dev;
+    rf.mma_sync = true;  // register fragments: first at D = 64 / 128, where decode_stream is slower
+    CHECK(attention::plan_route(c, rf).variant == "decode_mma");
+    auto d32 = c;
+    d32.head_dim = 32;  // the wmma kernel would serve it: decode_stream first
+    CHECK(attention::plan_route(d32, rf).variant == "decode_stream");
+  }
+  {
     auto d = c;
     d.heads = 32;  // GQA 8:1, D = 128: too many floats per lane for decode_stream
     CHECK(attention::plan_route(d, dev).variant == "decode_mma");
@@ -464,6 +472,11 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     why("K/V f32");
     d.kv_type = dtype::f16, off.shared_bytes = 32 * 1024;
     why("37568 bytes of workgroup memory > the device's 32768");
+    off.mma_sync = true;  // the register-fragment kernel (D = 64 / 128) keeps only the warps' O rows in workgroup memory
+    CHECK(attention::plan_route(d, off).variant == "decode_mma");
+    d.head_dim = 112;  // the wmma kernel's buffers
+    why("33472 bytes of workgroup memory");
+    d.head_dim = 128, off.mma_sync = false;
     off.shared_bytes = dev.shared_bytes, d.q_len = 5;
     why("q_len 5 > 4");
     off.mma_f16 = false, d.q_len = 1;

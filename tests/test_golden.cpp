@@ -71,6 +71,11 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
   const auto tc = attention::build(c, dev);
   REQUIRE(tc.chosen.variant == "decode_mma");
   check_golden("decode_mma_gqa.hip", codegen::hip_emitter().emit(tc.plan));
+  dev.mma_sync = true;  // sm_80+: register fragments
+  const auto rf = attention::build(c, dev);
+  REQUIRE(rf.chosen.shape.find("mma.sync") != std::string::npos);
+  check_golden("decode_mma_sync_gqa.hip", codegen::hip_emitter().emit(rf.plan));
+  dev.mma_sync = false;
   auto sc = c;  // a sparse step's selection: the cached block means scored per head (64-element batches), the group's max, the keep rule
   sc.dense = false, sc.cached_reps = true, sc.window = 63, sc.sinks = 1, sc.threshold = std::numeric_limits<float>::max();
   const auto sel = attention::build(sc, dev);

@@ -115,7 +115,8 @@ struct device_caps {
   int decode_prefetch = -1, decode_transpose = -1;  // decode_stream: next step's loads early / transposed reduce (-1: chosen, 0 off, 1 on)
   bool coop_compact = true;        // GPU dialects: the block-list compaction as a workgroup per row (false: one thread per row)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
-  int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 where decode_stream cannot serve the shape, 1 before it, 0 off
+  int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 first where mma_sync serves D, else where decode_stream cannot serve the shape; 1 first; 0 off
+  bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 as register fragments (mma.sync m16n8k16, movmatrix) instead of wmma
 };
 
 // A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
@@ -182,8 +183,8 @@ inline route plan_route(const config& c, const device_caps& dev) {
     return r;
   }
   const int64_t GS = shared && dev.decode_share_group ? G : 1;
-  // decode_mma: GQA decode on tensor cores (H200 run 45, GQA 4:1 32K: 0.0610 ms against
-  // decode_stream's 0.0517, so by default it serves only the shapes decode_stream cannot).
+  // decode_mma: GQA decode on tensor cores. The wmma kernel (H200 run 45, GQA 4:1 32K: 0.0610 ms
+  // against decode_stream's 0.0517) serves by default only the shapes decode_stream cannot.
   auto plan_mma = [&]() {
     if (dev.dialect != "hip" || !dev.mma_f16) reject("decode_mma", dev.dialect != "hip" ? "HIP only (this plan is for " + dev.dialect + ")" : "no f16 tensor cores (NVIDIA sm_70+ only; AMD builds have none here)");
     else if (!decode) reject("decode_mma", "q_len " + std::to_string(c.q_len) + " > 4: not a decode shape");
@@ -191,20 +192,24 @@ inline route plan_route(const config& c, const device_caps& dev) {
     else if (!dev.wide_loads) reject("decode_mma", "16-byte K/V loads are off (device_caps::wide_loads)");
     else if (GS < 2 || GS > 8) reject("decode_mma", std::to_string(GS) + " heads per workgroup: the 16-row tiles hold 2 to 8 heads (hi and lo pieces)");
     else if (D % 16 != 0 || D > 128) reject("decode_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
-    else if (detail::mma_decode_shared_bytes(D) > dev.shared_bytes)
+    else if (!detail::mma_sync_serves(dev.mma_sync, D) && detail::mma_decode_shared_bytes(D) > dev.shared_bytes)
       reject("decode_mma", std::to_string(detail::mma_decode_shared_bytes(D)) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
     else {
       // One wave, as even as it gets: splits = the resident workgroups (2048 threads per multiprocessor
       // in dev.parallelism) over the rows, rounded down (H200 run 44: 704 of 792 slots, 0.89 waves).
-      const int64_t slots = std::max<int64_t>(1, dev.parallelism / 2048 * detail::mma_decode_resident), rows_ = c.heads / GS * c.q_len;
+      const int64_t res = detail::mma_sync_serves(dev.mma_sync, D) ? detail::mma_sync_resident(GS) : detail::mma_decode_resident;
+      const int64_t slots = std::max<int64_t>(1, dev.parallelism / 2048 * res), rows_ = c.heads / GS * c.q_len;
       r.variant = "decode_mma", r.group = GS;
       r.splits = c.splits > 0 ? std::min(c.splits, c.kv_blocks()) : std::clamp<int64_t>(slots / rows_, 1, std::max<int64_t>(1, std::min(c.kv_blocks() / 2, max_kept_blocks(c))));
       return true;
     }
     return false;
   };
+  // By default the register-fragment kernel (mma_sync, D = 64 / 128) goes first: H200, GQA 4:1 32K
+  // 0.0466 ms against decode_stream's 0.0518, 8:1 0.0518 against the wmma kernel's 0.0869.
+  const bool mma_first = dev.decode_mma > 0 || (dev.decode_mma < 0 && detail::mma_sync_serves(dev.mma_sync, D));
   if (dev.decode_mma == 0) reject("decode_mma", "off (device_caps::decode_mma, CONCORD_DECODE_MMA=0)");
-  else if (dev.decode_mma > 0 && plan_mma()) return r;
+  else if (mma_first && plan_mma()) return r;
   auto plan_stream = [&](int64_t gs) {
     const auto ssh = detail::stream_shape_for(gs, D, dev);
     const std::string v = gs == GS ? "decode_stream" : "decode_stream with " + std::to_string(gs) + " of the group's " + std::to_string(GS) + " heads per workgroup";
@@ -231,7 +236,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
   // (GQA 8:1 at D = 128: two workgroups of 4 heads). A device or knob without the stream
   // (CONCORD_DECODE_STREAM=0, narrow loads) keeps decode_coop.
   const bool stream_could = (dev.dialect == "glsl" || dev.dialect == "hip") && decode && c.kv_type == dtype::f16 && dev.subgroup > 0 && dev.wide_loads;
-  if (dev.decode_mma < 0 && stream_could && plan_mma()) return r;
+  if (dev.decode_mma < 0 && !mma_first && stream_could && plan_mma()) return r;
   if (stream_could && D % 8 == 0 && detail::stream_shape_for(GS, D, dev).lanes == 0)
     for (int64_t gs = GS / 2; gs >= 2; --gs)
       if (GS % gs == 0 && detail::stream_shape_for(gs, D, dev).lanes > 0) {
@@ -668,19 +673,29 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
   }
   if (p.chosen.variant == "decode_mma") {
-    const int64_t NW = detail::mma_decode_warps, W = 32 * NW, KT = detail::mma_decode_keys, LPR = detail::mma_decode_lanes(GQ);
+    const bool regs = detail::mma_sync_serves(dev.mma_sync, D);
+    const int64_t NW = regs ? detail::mma_sync_warps : detail::mma_decode_warps, W = 32 * NW, KT = detail::mma_decode_keys, LPR = detail::mma_decode_lanes(GQ);
     attend.group = W;
-    attend.resident = detail::mma_decode_resident;
+    attend.resident = regs ? detail::mma_sync_resident(GQ) : detail::mma_decode_resident;
     attend.count = (H / GQ) * c.q_len * S;
     attend.helpers += detail::mma_helpers;
-    p.chosen.fused_combine = S > 1 && LH == H / GQ && dev.fused_combine && detail::mma_decode_combine_fits(S, D);
+    p.chosen.fused_combine = S > 1 && LH == H / GQ && dev.fused_combine && (regs || detail::mma_decode_combine_fits(S, D));
     p.chosen.shape = std::to_string(NW) + " warps x " + std::to_string(KT) + "-key sub-tiles, " + std::to_string(LPR) + " lanes per head";
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"NW", std::to_string(NW)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(D + 8)}, {"LDS", "20"},
                          {"LDP", "24"}, {"DK", std::to_string(D / 16)}, {"D8N", std::to_string(D / 8)}, {"LPR", std::to_string(LPR)},
                          {"KPL", std::to_string(KT / LPR)}, {"QPL", std::to_string(D / LPR)}, {"NSUB", std::to_string((c.block + KT - 1) / KT)}});
-    attend.body = detail::fill(detail::fill(detail::mma_decode_body, {{"PREAMBLE", detail::split_preamble}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
-                                                                      {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
+    if (regs) {
+      const int64_t RP = detail::mma_decode_rows_pow2(GQ), NT = RP > 4 ? 2 : 1;
+      p.chosen.shape = std::to_string(NW) + " warps x 16-key sub-tiles, register fragments (mma.sync m16n8k16), " + std::to_string(NT) + " column tile" + (NT > 1 ? "s" : "");
+      attend.helpers += detail::mma_sync_helpers;
+      tv.insert(tv.end(), {{"RP", std::to_string(RP)}, {"NT", std::to_string(NT)}, {"NT1", std::to_string(NT - 1)}, {"PX", std::to_string(std::max<int64_t>(1, RP / 2))},
+                           {"KL", std::to_string(D / 32)}, {"VL", std::to_string(D / 64)}, {"DM", std::to_string(D / 16)}, {"QLN", std::to_string(D / 4)},
+                           {"MOF", std::to_string(std::max(NW * GQ * D, detail::coop_fused_combine_floats(S, D, W)))}});
+    }
+    attend.body = detail::fill(detail::fill(std::string(regs ? detail::mma_sync_decode_body : detail::mma_decode_body) + detail::mma_decode_tail,
+                                            {{"PREAMBLE", detail::split_preamble}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
+                                             {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
   }
   if (p.chosen.variant == "prefill_coop") {
