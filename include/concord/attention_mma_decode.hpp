@@ -1,4 +1,5 @@
-// The tensor-core decode kernel (route `decode_mma`, HIP built for NVIDIA: nvcuda::wmma 16x16x16,
+// The tensor-core decode kernels (route `decode_mma`): on NVIDIA sm_80+ at D = 64 / 128 the
+// register-fragment kernel further down; elsewhere this one (HIP built for NVIDIA: nvcuda::wmma 16x16x16,
 // f16 inputs, f32 accumulation) for the GQ = 2..8 heads of a group that share one key list. One
 // workgroup of NW warps per (head group, query row, key split). The split's kept blocks are cut
 // into sub-tiles of 16 keys, walked as one flat sequence; warp w takes sub-tiles w, w + NW, ...
