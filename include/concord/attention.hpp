@@ -694,7 +694,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                            {"MOF", std::to_string(std::max(NW * GQ * D, detail::coop_fused_combine_floats(S, D, W)))}});
     }
     attend.body = detail::fill(detail::fill(std::string(regs ? detail::mma_sync_decode_body : detail::mma_decode_body) + detail::mma_decode_tail,
-                                            {{"PREAMBLE", detail::split_preamble}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
+                                            {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::mma_decode_walk}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
                                              {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
   }

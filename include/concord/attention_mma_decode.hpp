@@ -55,16 +55,10 @@ inline bool mma_sync_serves(bool mma_sync, int64_t D) { return mma_sync && (D ==
 inline constexpr int64_t mma_sync_warps = 4;
 inline int64_t mma_sync_resident(int64_t GQ) { return mma_decode_rows_pow2(GQ) > 4 ? 2 : 3; }
 
-inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
-  __shared__ __align__(32) __half kvs[@NW@ * 4 * @KT@ * @LDK@];
-  __shared__ __align__(32) float sw[@NW@ * 16 * @LDS@];
-  __shared__ float rsm[@NW@ * 24];
-  uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / @LPR@u; uint hf = wl % @LPR@u; bool rowok = rr < @GQ@u;
-  float* sc_w = sw + w * 16u * @LDS@u; __half* ph = reinterpret_cast<__half*>(sc_w); float* rcorr = rsm + w * 24u;
-  uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
-  uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;
-  bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
-  uint ib = 0xffffffffu; uint myidx = 0u;
+// Both kernels walk the split as sub-tiles of KT keys: sub(s) gives sub-tile s's first key k0 and
+// its n keys (0 past the causal end); the block indices are read 32 at a time, one per lane, and
+// taken by shuffles.
+inline constexpr const char* mma_decode_walk = R"(  uint ib = 0xffffffffu; uint myidx = 0u;
   auto sub = [&](uint s, uint& k0, uint& n) {
     uint eb = s / @NSUB@u;
     if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = e0 + ib + wl < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e0 + ib + wl) : 0u; }
@@ -74,7 +68,18 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
     k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
     n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
   };
-  auto issue = [&](uint t, uint k0, uint n) {
+)";
+
+inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
+  __shared__ __align__(32) __half kvs[@NW@ * 4 * @KT@ * @LDK@];
+  __shared__ __align__(32) float sw[@NW@ * 16 * @LDS@];
+  __shared__ float rsm[@NW@ * 24];
+  uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / @LPR@u; uint hf = wl % @LPR@u; bool rowok = rr < @GQ@u;
+  float* sc_w = sw + w * 16u * @LDS@u; __half* ph = reinterpret_cast<__half*>(sc_w); float* rcorr = rsm + w * 24u;
+  uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
+  uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;
+  bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
+@WALK@  auto issue = [&](uint t, uint k0, uint n) {
     __half* kd = kvs + (w * 2u + (t & 1u)) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
 @COPY@  };
   uint ck0 = 0u; uint cn = 0u;
@@ -211,17 +216,7 @@ inline constexpr const char* mma_sync_decode_body = R"(@PREAMBLE@  float ninf = 
   uint w = lane / 32u; uint wl = lane % 32u; uint r = wl / 4u; uint q = wl % 4u;
   uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
   uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;
-  uint ib = 0xffffffffu; uint myidx = 0u;
-  auto sub = [&](uint s, uint& k0, uint& n) {
-    uint eb = s / @NSUB@u;
-    if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = e0 + ib + wl < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e0 + ib + wl) : 0u; }
-    uint kb = uint(__shfl_sync(0xffffffffu, int(myidx), int(eb & 31u)));
-    uint kend = kb * @B@u + @B@u < @NK@u ? kb * @B@u + @B@u : @NK@u;
-    if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
-    k0 = kb * @B@u + (s % @NSUB@u) * 16u;
-    n = k0 < kend ? (kend - k0 < 16u ? kend - k0 : 16u) : 0u;
-  };
-  uint4 kw[2][@KL@]; uint4 vw[4][@VL@];
+@WALK@  uint4 kw[2][@KL@]; uint4 vw[4][@VL@];
   auto load_k = [&](uint k0, uint n) {
     for (uint h = 0u; h < 2u; ++h) {
       uint j = r + 8u * h; uint kr = k0 + (j < n ? j : n - 1u);
