@@ -219,15 +219,18 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 and stop AMD bui
     int64_t q_len, splits;
     bool fused;
     const char* route;
+    bool sync = false;  // decode_mma's register-fragment kernel (sm_80+)
+    int64_t heads = 8;  // over 2 KV heads; 16: GQA 8:1, two column tiles
   };
   for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
-                           {1, 3, false, "decode_mma"}}) {
-    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, dev.fused_combine = x.fused;
+                           {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
+    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, dev.fused_combine = x.fused, dev.mma_sync = x.sync;
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
+    CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == x.sync);
     CHECK(p.chosen.fused_combine == (x.route == std::string("decode_mma") && x.fused && x.splits > 1));
     const std::string src = codegen::hip_emitter().emit(p.plan);
-    INFO(x.route << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
+    INFO(x.route << (x.sync ? " (mma.sync)" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
     for (const char* target : {"sm_90", "gfx90a"}) {
       INFO("target " << target);
       try {
