@@ -2,7 +2,9 @@
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
 //   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8'] [--splits N] [--narrow-loads]
-//         [--separate-combine] [--queued]
+//         [--separate-combine] [--queued] [--compile-only]
+// --compile-only compiles the matching cases' kernels into the JIT cache and times nothing (the GPU
+// runs warm the cache this way beside the suites, so the timed benches skip the compiler).
 #include <concord/cpu/runtime.hpp>
 #if CONCORD_WITH_VULKAN
 #include <concord/vulkan/backend.hpp>
@@ -29,6 +31,7 @@ int64_t force_splits = 0;  // --splits N: every attention case uses N key splits
 bool narrow_loads = false;  // --narrow-loads: cooperative GPU kernels read K/V one element per load (A/B)
 bool separate_combine = false;  // --separate-combine: the split combine as its own stage (A/B)
 bool queued = false;  // --queued (HIP): each run waits behind a ~200 us GPU spin, so the stage events time the GPU alone
+bool compile_only = false;  // --compile-only: compile the matching cases' kernels into the JIT cache, time nothing
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text ('|' separates alternatives)
 
 bool matches_only(const std::string& label) {
@@ -52,6 +55,7 @@ struct runner {
   virtual std::string name() const = 0;
   virtual attention::device_caps caps() = 0;
   virtual void load(const codegen::kernel_plan& plan, const std::vector<tensor>& inputs) = 0;
+  virtual void compile(const codegen::kernel_plan& plan) = 0;  // into the JIT cache only
   virtual std::vector<double> run_once() = 0;
   virtual std::vector<tensor> outputs() = 0;
   virtual double copy_gbps() = 0;  // read + write bytes per second of a device copy
@@ -72,6 +76,7 @@ struct cpu_runner : runner {
     c = std::make_unique<cpu::compiled>(cpu::compile(plan));
     d = std::make_unique<cpu::device_buffers>(cpu::prepare(*c, in));
   }
+  void compile(const codegen::kernel_plan& plan) override { cpu::compile(plan); }
   std::vector<double> run_once() override { return cpu::execute(*c, *d); }
   std::vector<tensor> outputs() override { return cpu::take_outputs(*c, *d); }
   double copy_gbps() override {
@@ -99,6 +104,7 @@ struct vk_runner : runner {
     c = std::make_unique<vk::compiled>(vk::compile(plan));
     d = std::make_unique<vk::device_buffers>(vk::prepare(*c, inputs));
   }
+  void compile(const codegen::kernel_plan& plan) override { vk::compile(plan); }
   std::vector<double> run_once() override {
     auto ns = vk::dispatch_all(*c, *d);
     std::vector<double> ms;
@@ -147,21 +153,28 @@ struct hip_runner : runner {
     c = std::make_unique<hip::compiled>(hip::compile(plan));
     d = std::make_unique<hip::device_buffers>(hip::prepare(*c, inputs));
   }
+  void compile(const codegen::kernel_plan& plan) override {
+    hip::compile(plan);
+    if (queued) hip::compile(spin_plan());
+  }
   // --queued: a one-warp spin of 400K cycles (~0.2 ms) runs first, so every stage is already
   // enqueued when the GPU reaches it and no stage's events include the host's launch latency.
   std::unique_ptr<hip::compiled> spin;
   std::unique_ptr<hip::device_buffers> spin_d;
+  static codegen::kernel_plan spin_plan() {
+    codegen::kernel_plan kp;
+    kp.prog.name = "spin";
+    const int32_t b = kp.add_buffer("flag", dtype::u32, {1}, codegen::buffer_role::output);
+    codegen::stage st;
+    st.name = "spin", st.count = 1, st.group = 32, st.params = {b};
+    st.body = "  long long t0 = clock64();\n  while (clock64() - t0 < 400000ll) {}\n  if (lane == 0u) CC_ST_FLAG(0u) = 1u;\n";
+    kp.stages.push_back(st);
+    return kp;
+  }
   std::vector<double> run_once() override {
     if (queued) {
       if (!spin) {
-        codegen::kernel_plan kp;
-        kp.prog.name = "spin";
-        const int32_t b = kp.add_buffer("flag", dtype::u32, {1}, codegen::buffer_role::output);
-        codegen::stage st;
-        st.name = "spin", st.count = 1, st.group = 32, st.params = {b};
-        st.body = "  long long t0 = clock64();\n  while (clock64() - t0 < 400000ll) {}\n  if (lane == 0u) CC_ST_FLAG(0u) = 1u;\n";
-        kp.stages.push_back(st);
-        spin = std::make_unique<hip::compiled>(hip::compile(kp));
+        spin = std::make_unique<hip::compiled>(hip::compile(spin_plan()));
         spin_d = std::make_unique<hip::device_buffers>(hip::prepare(*spin, {}));
       }
       std::vector<void*> params = {spin_d->ptr[0]};
@@ -273,14 +286,23 @@ struct fa_case {
 
 void run_case(runner& r, recorder& rec, const std::string& bench, attention::config c, double copy);
 
+// The case's pipeline for this runner, with the bench flags applied.
+attention::pipeline plan_case(runner& r, attention::config& c) {
+  if (force_splits > 0) c.splits = force_splits;
+  attention::device_caps caps = r.caps();
+  if (narrow_loads) caps.wide_loads = false;
+  if (separate_combine) caps.fused_combine = false;
+  return attention::build(c, caps);
+}
+
 void bench_backend(runner& r, recorder& rec) {
   std::printf("[%s] %s\n", r.name().c_str(), r.caps().notes.c_str());
-  const double copy = r.copy_gbps();
-  rec.add(r.name(), "copy", "device copy", 0, "GB/s", copy, 1.0);
+  const double copy = compile_only ? 0.0 : r.copy_gbps();
+  if (!compile_only) rec.add(r.name(), "copy", "device copy", 0, "GB/s", copy, 1.0);
   const bool is_cpu = r.name() == "cpu";
   const bool slow = is_cpu || r.caps().parallelism <= 64;  // CPU or a CPU Vulkan device (lavapipe)
   // Fused elementwise graph: 2 f32 reads, 1 f32 write.
-  {
+  if (!compile_only) {
     const int64_t n = slow ? (quick ? 1 << 22 : 1 << 24) : (1 << 26);
     graph g("fused_elementwise_bench");
     auto a = g.input<f32>("a", {n}), b = g.input<f32>("b", {n});
@@ -339,6 +361,11 @@ void bench_backend(runner& r, recorder& rec) {
     if (!matches_only(label)) continue;
     std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
     std::fflush(stdout);
+    if (compile_only) {
+      r.compile(plan_case(r, fc.c).plan);
+      std::printf("  %-7s compiled %s\n", r.name().c_str(), label.c_str());
+      continue;
+    }
     try {
       run_case(r, rec, fc.bench, fc.c, copy);
     } catch (const std::exception& e) {  // a shape this device cannot run is reported, and the other cases go on
@@ -352,11 +379,7 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
   {
     fa_case fc{bench, c, 0};
     const bool slow = r.name() == "cpu" || r.caps().parallelism <= 64;
-    if (force_splits > 0) fc.c.splits = force_splits;
-    attention::device_caps caps = r.caps();
-    if (narrow_loads) caps.wide_loads = false;
-    if (separate_combine) caps.fused_combine = false;
-    attention::pipeline p = attention::build(fc.c, caps);
+    attention::pipeline p = plan_case(r, fc.c);
     auto in = testing::pipeline_inputs(fc.c, testing::attention_inputs(fc.c, 11));
     r.load(p.plan, in);
     // Decode runs take a millisecond or less: 31 repetitions (the CPU's median of 3 moved by 30%).
@@ -446,10 +469,11 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--narrow-loads")) narrow_loads = true;
     else if (!std::strcmp(argv[i], "--separate-combine")) separate_combine = true;
     else if (!std::strcmp(argv[i], "--queued")) queued = true;
+    else if (!std::strcmp(argv[i], "--compile-only")) compile_only = true;
     else {
       const bool help = !std::strcmp(argv[i], "--help");
       if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[i]);
-      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine] [--queued]\n");
+      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only]\n");
       return help ? 0 : 2;
     }
   }
@@ -470,6 +494,7 @@ int main(int argc, char** argv) {
       std::printf("[%s] not present: %s\n", r->name().c_str(), e.what());
     }
   }
+  if (compile_only) return 0;  // kernels in the JIT cache; no figures
   rec.flush();
   std::printf("wrote %s (%zu figures)\n", out.c_str(), rec.rows.size());
   return 0;

@@ -7,8 +7,9 @@
 #   phase "ab":     attention + conformance, then the benches of several builds (BINS) alternately,
 #                   each also with the bench flags ABFLAGS when set
 #   phase "probe":  the Vulkan memory probe with and without 16-bit storage, Vulkan decode both ways
-#   phase "variants": attention + conformance on both, then the benches of each VARIANTS entry (an
-#                   environment for the run: decode kernel knobs), the peers
+#   phase "variants": attention + conformance on both (each HIP variant's kernels compiled meanwhile),
+#                   then the benches of each VARIANTS entry (an environment for the run: decode
+#                   kernel knobs), the peers
 #   phase "mma":    attention + conformance on both, the HIP prefill benches with and without tensor cores
 #   phase "full":   attention + conformance on both, every benchmark on both, the peers, then (AB set)
 #                   the decode benches again with the bench flags AB, and (ALT set) the HIP decode
@@ -87,17 +88,30 @@ elif [ "$phase" = variants ]; then
   # ONLY (for the tags in HIPTAGS, default all), the Vulkan ones for the tags in VKTAGS, and the peers
   # (PEERS=0: none; PEERQ=1: the decode peers also timed queued; VERIFY=0: no suites; VERIFY=vulkan: the
   # Vulkan suite only). Step times in steps.log.
-  if [ "${VERIFY:-1}" = vulkan ]; then
-    step verify-vulkan
-    (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log")
-  elif [ "${VERIFY:-1}" != 0 ]; then step verify; verify; fi
-  for v in ${VARIANTS:-base:}; do  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives[:bench flags, '+' for spaces]]
-    tag=${v%%:*}; rest=${v#*:}; [ "$rest" = "$v" ] && rest=
+  parse() {  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives[:bench flags, '+' for spaces]]
+    tag=${1%%:*}; rest=${1#*:}; [ "$rest" = "$1" ] && rest=
     envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}; flags=
     if [ "$rest" != "${rest#*:}" ]; then
       rest=${rest#*:}; cases=${rest%%:*}; [ -n "$cases" ] && only=$(echo "$cases" | tr + ' ')
       [ "$rest" != "${rest#*:}" ] && flags=$(echo "${rest#*:}" | tr + ' ')
     fi
+  }
+  # Each HIP variant's kernels are compiled into the JIT cache beside the suites (nvcc took most of
+  # the timed benches' time), so the benches below only time.
+  step warm
+  for v in ${VARIANTS:-base:}; do
+    parse "$v"
+    case " ${HIPTAGS:-$tag} " in *" $tag "*)
+      (env $envs timeout 400 gpu-carry/bench_hip --backend hip --compile-only --only "$only" $flags > "$out/warm_$tag.log" 2>&1; echo "exit $?" >> "$out/warm_$tag.log") &;;
+    esac
+  done
+  if [ "${VERIFY:-1}" = vulkan ]; then
+    step verify-vulkan
+    (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log")
+  elif [ "${VERIFY:-1}" != 0 ]; then step verify; verify; fi
+  wait
+  for v in ${VARIANTS:-base:}; do
+    parse "$v"
     case " ${HIPTAGS:-$tag} " in *" $tag "*)
       step "hip $tag"
       (env $envs timeout ${BT:-100} gpu-carry/bench_hip --backend hip --only "$only" $flags --out "$out/hip_$tag.json" > "$out/hip_$tag.log" 2>&1; echo "exit $?" >> "$out/hip_$tag.log");;
