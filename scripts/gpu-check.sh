@@ -96,8 +96,8 @@ elif [ "$phase" = variants ]; then
       [ "$rest" != "${rest#*:}" ] && flags=$(echo "${rest#*:}" | tr + ' ')
     fi
   }
-  # Each HIP variant's kernels are compiled into the JIT cache beside the suites (nvcc took most of
-  # the timed benches' time), so the benches below only time.
+  # Each HIP variant's kernels are compiled into the JIT cache beside the suites (every bench case
+  # otherwise waits on nvcc for its plans), so the benches below mostly time.
   step warm
   for v in ${VARIANTS:-base:}; do
     parse "$v"
