@@ -23,6 +23,7 @@
 #include <concord/attention_gpu.hpp>
 #include <concord/attention_mma.hpp>
 #include <concord/attention_mma_decode.hpp>
+#include <concord/attention_mma_sync.hpp>
 #include <concord/attention_stream.hpp>
 #include <concord/codegen/plan.hpp>
 
