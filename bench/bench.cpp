@@ -361,13 +361,13 @@ void bench_backend(runner& r, recorder& rec) {
     if (!matches_only(label)) continue;
     std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
     std::fflush(stdout);
-    if (compile_only) {
-      r.compile(plan_case(r, fc.c).plan);
-      std::printf("  %-7s compiled %s\n", r.name().c_str(), label.c_str());
-      continue;
-    }
     try {
-      run_case(r, rec, fc.bench, fc.c, copy);
+      if (compile_only) {
+        r.compile(plan_case(r, fc.c).plan);
+        std::printf("  %-7s compiled %s\n", r.name().c_str(), label.c_str());
+      } else {
+        run_case(r, rec, fc.bench, fc.c, copy);
+      }
     } catch (const std::exception& e) {  // a shape this device cannot run is reported, and the other cases go on
       std::printf("  %-7s %-22s %-44s skipped: %s\n", r.name().c_str(), fc.bench.c_str(), label.c_str(), e.what());
       std::fflush(stdout);
