@@ -260,7 +260,8 @@ TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (eve
   // On HIP for NVIDIA these take decode_mma: 2, 3, 4 and 8 heads per tile (8, 8, 8 and 4 lanes per
   // head), D = 16, 48, 64 and 128, blocks of 8 (a sub-tile half empty), 32, 48 and 64, keys shorter
   // than a block and 16K keys, causal cuts inside the last block (q_len 4), top-k, modifiers, one
-  // split, splits with the fused combine and with a separate stage, and per-head rows of q the
+  // split, splits with the fused combine and with a separate stage (equal shares of sub-tiles that
+  // cut blocks, splits left with none), and per-head rows of q the
   // scaling must handle (2^-24 .. 2^16, and 2^-20 with scale 2^20). Same tolerance as every route.
   using namespace concord;
   std::vector<std::pair<std::string, attention::config>> cases;
@@ -294,6 +295,8 @@ TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (eve
   cases.push_back({"GQA 5:1 D=64, top-5, 7 splits (rows 5-7 of the tile unused; the combine's last round of heads half idle)", c});
   c.heads = 8, c.head_dim = 32, c.kv_len = 4000, c.block = 16, c.splits = 1, c.dense = true, c.top_k = 0;
   cases.push_back({"GQA 4:1 D=32, 250 blocks of 16 in one split (block indices read 32 at a time, reloaded)", c});
+  c.head_dim = 64, c.kv_len = 640, c.block = 32, c.splits = 12, c.dense = false, c.top_k = 3;
+  cases.push_back({"GQA 4:1 D=64, top-3 of 20 blocks, 12 splits (6 sub-tiles: half the splits hold none)", c});
   auto base = backend_caps();
   const bool mma = base.dialect == "hip" && base.mma_f16 && base.decode_mma != 0;
   base.decode_mma = mma ? 1 : base.decode_mma;  // before decode_stream, which serves most of these by default
@@ -316,6 +319,12 @@ TEST_CASE("attention: f16 GQA decode shapes of the tensor-core decode route (eve
       CHECK(attention::build(cases[k].second, wm).chosen.shape.find("mma.sync") == std::string::npos);
       run_attention_case(cases[k].first + " (wmma)", cases[k].second, -1, 14, {}, wm);
     }
+  }
+  if (mma) {  // the splits' older shares, whole blocks each, on the case whose equal shares cut blocks
+    auto wb = base;
+    wb.decode_balance = false;
+    CHECK(attention::build(cases[0].second, wb).chosen.shape.find("whole blocks per split") != std::string::npos);
+    run_attention_case(cases[0].first + " (whole blocks per split)", cases[0].second, -1, 15, {}, wb);
   }
   if (auto dflt = backend_caps(); mma && dflt.decode_mma < 0) {
     CHECK(attention::build(too_wide_for_stream, dflt).chosen.variant == "decode_mma");

@@ -427,6 +427,21 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     auto d32 = c;
     d32.head_dim = 32;  // the wmma kernel would serve it: decode_stream first
     CHECK(attention::plan_route(d32, rf).variant == "decode_stream");
+    auto text = [&](const attention::device_caps& caps) {
+      const auto p = attention::build(c, caps);
+      for (const auto& st : p.plan.stages)
+        if (st.name == "sparse_attend") return std::pair{st.body, p.chosen.shape};
+      return std::pair{std::string(), std::string()};
+    };
+    const auto [equal, equal_shape] = text(rf);  // splits take equal shares of sub-tiles, cutting blocks
+    CHECK(equal.find("uint sb0 = uint(uint64_t(sp) * tsub /") != std::string::npos);
+    CHECK(equal_shape.find("whole blocks") == std::string::npos);
+    auto wb = rf;
+    wb.decode_balance = false;
+    const auto [blocks, blocks_shape] = text(wb);
+    CHECK(blocks.find("uint sb0 = e0 * ") != std::string::npos);
+    CHECK(blocks.find("tsub") == std::string::npos);
+    CHECK(blocks_shape.find("whole blocks per split") != std::string::npos);
   }
   {
     auto d = c;

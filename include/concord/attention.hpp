@@ -118,6 +118,7 @@ struct device_caps {
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
   int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 first where mma_sync serves D, else where decode_stream cannot serve the shape; 1 first; 0 off
   bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 as register fragments (mma.sync m16n8k16, movmatrix) instead of wmma
+  bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
 };
 
 // A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
@@ -127,7 +128,8 @@ struct device_caps {
 // unfused, CONCORD_FUSED_COMBINE=0 plans the split combine as its own stage, CONCORD_DECODE_PREFETCH
 // and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on,
 // CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
-// CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream.
+// CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream,
+// CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -142,6 +144,7 @@ inline void tune_decode_from_env(device_caps& d) {
   if (num("CONCORD_COOP_COMPACT") == 0) d.coop_compact = false;
   if (const int64_t v = num("CONCORD_DECODE_TRANSPOSE"); v >= 0) d.decode_transpose = v != 0;
   if (const int64_t v = num("CONCORD_DECODE_MMA"); v >= 0) d.decode_mma = v != 0 ? 1 : 0;
+  if (num("CONCORD_DECODE_BALANCE") == 0) d.decode_balance = false;
 }
 
 namespace detail {
@@ -548,7 +551,8 @@ inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t G
                                                                    {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}};
   if (combine_by_subgroups(S, D, W, GQ, subgroup)) {
     const int64_t SG = std::min<int64_t>(32, subgroup);
-    return fill(fill(std::string(coop_combine_last) + coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))}}), common);
+    return fill(fill(std::string(coop_combine_last) + coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))},
+                                                                       {"SPG", std::to_string((S + SG - 1) / SG)}, {"SPS", std::to_string((S + SG / (D / 8) - 1) / (SG / (D / 8)))}}), common);
   }
   const int64_t SL = W / (D / 8);
   return fill(fill(std::string(coop_combine_last) + coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
@@ -695,8 +699,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                            {"MOF", std::to_string(std::max(NW * GQ * D, detail::coop_fused_combine_floats(S, D, W)))}});
     }
     attend.body = detail::fill(detail::fill(std::string(regs ? detail::mma_sync_decode_body : detail::mma_decode_body) + detail::mma_decode_tail,
-                                            {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::mma_decode_walk}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
+                                            {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::mma_decode_walk},
+                                             {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
                                              {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
+    if (!dev.decode_balance) p.chosen.shape += ", whole blocks per split";
     if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
   }
   if (p.chosen.variant == "prefill_coop") {

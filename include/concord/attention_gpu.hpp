@@ -457,7 +457,8 @@ inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u
 // The same combine by subgroups, for kernels whose dialect has shuffles (decode_stream, decode_mma):
 // subgroup sg of SG lanes (D / 8 a power of two <= SG) combines heads g = sg, sg + NSG, ... with no tree and one
 // barrier per round of NSG heads. Its lanes take the row's largest max over splits sl, sl + SG, ...
-// and the weights and their total the same way, each met by xor shuffles; then lane (slice, c8)
+// and the weights and their total the same way (the S / SG maxima and sums a lane reads kept in
+// registers: one round trip), each met by xor shuffles; then lane (slice, c8)
 // adds weight_s * acc_s over splits slice, slice + SL (SL = SG / (D / 8)) with 8-wide loads and the
 // slices meet by xor shuffles. Weights in `ks` (NSG x S floats). Deterministic as above.
 // H200 run 44, GQA 4:1 32K: the tree combine cost decode_stream 0.0577 - 0.0466 = 11 us per call,
@@ -473,30 +474,31 @@ inline constexpr const char* coop_combine_subgroups = R"(    uint cl_ = CC_SUBGR
     for (uint g0 = 0u; g0 < @GQ@u; g0 += @NSG@u) {
       uint g = g0 + sg; bool on = g < @GQ@u;
       uint r = (h0 + (on ? g : 0u)) * @NQ@u + qi;
-      float m = ninf;
-      if (on)
-        for (uint s = sl; s < @S@u; s += @SG@u) {
-          float ms = CC_LD_PART_MAX(r * @S@u + s);
-          if (CC_LD_PART_SUM(r * @S@u + s) > 0.0f && ms > m) m = ms;
-        }
+      float pm[@SPG@]; float pl[@SPG@]; float m = ninf;
+      for (uint j = 0u; j < @SPG@u; ++j) {
+        uint s = sl + j * @SG@u; bool own = on && s < @S@u;
+        pm[j] = own ? CC_LD_PART_MAX(r * @S@u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * @S@u + s) : 0.0f;
+        if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
+      }
       for (uint k = 1u; k < @SG@u; k = k * 2u) { float o_ = CC_SHFL_XOR(m, k); m = o_ > m ? o_ : m; }
       float l = 0.0f;
-      if (on)
-        for (uint s = sl; s < @S@u; s += @SG@u) {
-          float ls = CC_LD_PART_SUM(r * @S@u + s);
-          float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * @S@u + s) - m) : 0.0f;
-          ks[sg * @S@u + s] = w; l = l + ls * w;
-        }
+      for (uint j = 0u; j < @SPG@u; ++j) {
+        uint s = sl + j * @SG@u;
+        float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
+        if (on && s < @S@u) { ks[sg * @S@u + s] = w; l = l + pl[j] * w; }
+      }
       for (uint k = 1u; k < @SG@u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
-      if (on)
-        for (uint s = sli; s < @S@u; s += @SL@u) {
+      for (uint j = 0u; j < @SPS@u; ++j) {
+        uint s = sli + j * @SL@u;
+        if (on && s < @S@u) {
           float f[8]; CC_LDV8_PART_ACC((r * @S@u + s) * @D8N@u + c8, f);
           float w = ks[sg * @S@u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
         }
+      }
       for (uint k = @D8N@u; k < @SG@u; k = k * 2u)
         for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + CC_SHFL_XOR(o[u], k);
       float inv = l > 0.0f ? 1.0f / l : 0.0f;

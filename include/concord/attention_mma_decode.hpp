@@ -47,17 +47,25 @@ inline bool mma_decode_combine_fits(int64_t S, int64_t D) {
   return coop_fused_combine_floats(S, D, 32 * mma_decode_warps) <= mma_decode_kv_halves(D) / 2;
 }
 
-// Both kernels walk the split as sub-tiles of KT keys: sub(s) gives sub-tile s's first key k0 and
-// its n keys (0 past the causal end); the block indices are read 32 at a time, one per lane, and
-// taken by shuffles.
-inline constexpr const char* mma_decode_walk = R"(  uint ib = 0xffffffffu; uint myidx = 0u;
+// Both kernels walk the split as sub-tiles of KT keys. The row's list holds cnt blocks of NSUB
+// sub-tiles; split sp takes sub-tiles [sb0, sb1) of them (@RANGE@: equal shares of the cnt * NSUB,
+// or whole blocks, ceil(cnt / S) each), its warp w the sub-tiles w, w + NW, ... of that range.
+// sub(s, k0, n) gives sub-tile sb0 + s's first key k0 and its n keys (0 past the causal end); the
+// block indices are read 32 at a time, one per lane, and taken by shuffles. A split counts
+// the blocks whose first sub-tile it holds, so the splits' counts add up to cnt.
+inline constexpr const char* mma_decode_range_equal =
+    "  uint tsub = cnt * @NSUB@u; uint sb0 = uint(uint64_t(sp) * tsub / @S@u); uint sb1 = uint(uint64_t(sp + 1u) * tsub / @S@u);\n";
+inline constexpr const char* mma_decode_range_blocks = "  uint sb0 = e0 * @NSUB@u; uint sb1 = (e1 > e0 ? e1 : e0) * @NSUB@u;\n";
+inline constexpr const char* mma_decode_walk = R"(@RANGE@  uint nsub = sb1 - sb0;
+  uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;
+  uint ib = 0xffffffffu; uint myidx = 0u;
   auto sub = [&](uint s, uint& k0, uint& n) {
-    uint eb = s / @NSUB@u;
-    if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = e0 + ib + wl < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e0 + ib + wl) : 0u; }
+    uint sa = sb0 + s; uint eb = sa / @NSUB@u;
+    if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = ib + wl < cnt ? CC_LD_KV_INDEX(lrow * @KB@u + ib + wl) : 0u; }
     uint kb = uint(__shfl_sync(0xffffffffu, int(myidx), int(eb & 31u)));
     uint kend = kb * @B@u + @B@u < @NK@u ? kb * @B@u + @B@u : @NK@u;
     if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
-    k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
+    k0 = kb * @B@u + (sa % @NSUB@u) * @KT@u;
     n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
   };
 )";
@@ -68,8 +76,6 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
   __shared__ float rsm[@NW@ * 24];
   uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / @LPR@u; uint hf = wl % @LPR@u; bool rowok = rr < @GQ@u;
   float* sc_w = sw + w * 16u * @LDS@u; __half* ph = reinterpret_cast<__half*>(sc_w); float* rcorr = rsm + w * 24u;
-  uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
-  uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
 @WALK@  auto issue = [&](uint t, uint k0, uint n) {
     __half* kd = kvs + (w * 2u + (t & 1u)) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
@@ -177,7 +183,7 @@ inline constexpr const char* mma_decode_body = R"(@PREAMBLE@  float ninf = cc_fl
 // Both bodies end alike: the warps meet in shared memory (mo: their O rows, rsm: max and sum per
 // head) and the split's output or partials are written.
 inline constexpr const char* mma_decode_tail = R"(  CC_BARRIER();
-  if (lane == 0u && qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = e1 > e0 ? e1 - e0 : 0u;
+  if (lane == 0u && qi % @B@u == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = (sb1 + @NSUB@u - 1u) / @NSUB@u - (sb0 + @NSUB@u - 1u) / @NSUB@u;
   for (uint x = lane; x < @GQ@u * @D@u; x += @WG@u) {
     uint g = x / @D@u; uint d = x % @D@u;
     float gm = ninf;

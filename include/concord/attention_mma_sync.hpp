@@ -45,8 +45,6 @@ inline constexpr const char* mma_sync_decode_body = R"(@PREAMBLE@  float ninf = 
   __shared__ __align__(16) float mo[@MOF@];
   __shared__ float rsm[@NW@ * 24];
   uint w = lane / 32u; uint wl = lane % 32u; uint r = wl / 4u; uint q = wl % 4u;
-  uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
-  uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;
 @WALK@  uint4 kw[2][@KL@]; uint4 vw[4][@VL@];
   auto load_k = [&](uint k0, uint n) {
     for (uint h = 0u; h < 2u; ++h) {

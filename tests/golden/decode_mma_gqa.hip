@@ -201,17 +201,18 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
   __shared__ float rsm[2 * 24];
   uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / 8u; uint hf = wl % 8u; bool rowok = rr < 4u;
   float* sc_w = sw + w * 16u * 20u; __half* ph = reinterpret_cast<__half*>(sc_w); float* rcorr = rsm + w * 24u;
-  uint nsub = e1 > e0 ? (e1 - e0) * 8u : 0u;
-  uint mine = nsub > w ? (nsub - w + 2u - 1u) / 2u : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
+  uint tsub = cnt * 8u; uint sb0 = uint(uint64_t(sp) * tsub / 99u); uint sb1 = uint(uint64_t(sp + 1u) * tsub / 99u);
+  uint nsub = sb1 - sb0;
+  uint mine = nsub > w ? (nsub - w + 2u - 1u) / 2u : 0u;
   uint ib = 0xffffffffu; uint myidx = 0u;
   auto sub = [&](uint s, uint& k0, uint& n) {
-    uint eb = s / 8u;
-    if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = e0 + ib + wl < e1 ? CC_LD_KV_INDEX(lrow * 256u + e0 + ib + wl) : 0u; }
+    uint sa = sb0 + s; uint eb = sa / 8u;
+    if (ib == 0xffffffffu || eb >= ib + 32u) { ib = eb & ~31u; myidx = ib + wl < cnt ? CC_LD_KV_INDEX(lrow * 256u + ib + wl) : 0u; }
     uint kb = uint(__shfl_sync(0xffffffffu, int(myidx), int(eb & 31u)));
     uint kend = kb * 128u + 128u < 32768u ? kb * 128u + 128u : 32768u;
     if (true && kend > qpos + 1u) kend = qpos + 1u;
-    k0 = kb * 128u + (s % 8u) * 16u;
+    k0 = kb * 128u + (sa % 8u) * 16u;
     n = k0 < kend ? (kend - k0 < 16u ? kend - k0 : 16u) : 0u;
   };
   auto issue = [&](uint t, uint k0, uint n) {
@@ -328,7 +329,7 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
     }
   }
   CC_BARRIER();
-  if (lane == 0u && qi % 128u == 0u) CC_ST_TILES((hg * 1u + qb) * 99u + sp) = e1 > e0 ? e1 - e0 : 0u;
+  if (lane == 0u && qi % 128u == 0u) CC_ST_TILES((hg * 1u + qb) * 99u + sp) = (sb1 + 8u - 1u) / 8u - (sb0 + 8u - 1u) / 8u;
   for (uint x = lane; x < 4u * 128u; x += 64u) {
     uint g = x / 128u; uint d = x % 128u;
     float gm = ninf;
@@ -354,30 +355,31 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
     for (uint g0 = 0u; g0 < 4u; g0 += 2u) {
       uint g = g0 + sg; bool on = g < 4u;
       uint r = (h0 + (on ? g : 0u)) * 1u + qi;
-      float m = ninf;
-      if (on)
-        for (uint s = sl; s < 99u; s += 32u) {
-          float ms = CC_LD_PART_MAX(r * 99u + s);
-          if (CC_LD_PART_SUM(r * 99u + s) > 0.0f && ms > m) m = ms;
-        }
+      float pm[4]; float pl[4]; float m = ninf;
+      for (uint j = 0u; j < 4u; ++j) {
+        uint s = sl + j * 32u; bool own = on && s < 99u;
+        pm[j] = own ? CC_LD_PART_MAX(r * 99u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * 99u + s) : 0.0f;
+        if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
+      }
       for (uint k = 1u; k < 32u; k = k * 2u) { float o_ = CC_SHFL_XOR(m, k); m = o_ > m ? o_ : m; }
       float l = 0.0f;
-      if (on)
-        for (uint s = sl; s < 99u; s += 32u) {
-          float ls = CC_LD_PART_SUM(r * 99u + s);
-          float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 99u + s) - m) : 0.0f;
-          ks[sg * 99u + s] = w; l = l + ls * w;
-        }
+      for (uint j = 0u; j < 4u; ++j) {
+        uint s = sl + j * 32u;
+        float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
+        if (on && s < 99u) { ks[sg * 99u + s] = w; l = l + pl[j] * w; }
+      }
       for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
-      if (on)
-        for (uint s = sli; s < 99u; s += 2u) {
+      for (uint j = 0u; j < 50u; ++j) {
+        uint s = sli + j * 2u;
+        if (on && s < 99u) {
           float f[8]; CC_LDV8_PART_ACC((r * 99u + s) * 16u + c8, f);
           float w = ks[sg * 99u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
         }
+      }
       for (uint k = 16u; k < 32u; k = k * 2u)
         for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + CC_SHFL_XOR(o[u], k);
       float inv = l > 0.0f ? 1.0f / l : 0.0f;

@@ -297,30 +297,31 @@ extern "C" __global__ void __launch_bounds__(128) sparse_attend(const float* __r
     for (uint g0 = 0u; g0 < 4u; g0 += 4u) {
       uint g = g0 + sg; bool on = g < 4u;
       uint r = (h0 + (on ? g : 0u)) * 1u + qi;
-      float m = ninf;
-      if (on)
-        for (uint s = sl; s < 66u; s += 32u) {
-          float ms = CC_LD_PART_MAX(r * 66u + s);
-          if (CC_LD_PART_SUM(r * 66u + s) > 0.0f && ms > m) m = ms;
-        }
+      float pm[3]; float pl[3]; float m = ninf;
+      for (uint j = 0u; j < 3u; ++j) {
+        uint s = sl + j * 32u; bool own = on && s < 66u;
+        pm[j] = own ? CC_LD_PART_MAX(r * 66u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * 66u + s) : 0.0f;
+        if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
+      }
       for (uint k = 1u; k < 32u; k = k * 2u) { float o_ = CC_SHFL_XOR(m, k); m = o_ > m ? o_ : m; }
       float l = 0.0f;
-      if (on)
-        for (uint s = sl; s < 66u; s += 32u) {
-          float ls = CC_LD_PART_SUM(r * 66u + s);
-          float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 66u + s) - m) : 0.0f;
-          ks[sg * 66u + s] = w; l = l + ls * w;
-        }
+      for (uint j = 0u; j < 3u; ++j) {
+        uint s = sl + j * 32u;
+        float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
+        if (on && s < 66u) { ks[sg * 66u + s] = w; l = l + pl[j] * w; }
+      }
       for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
-      if (on)
-        for (uint s = sli; s < 66u; s += 2u) {
+      for (uint j = 0u; j < 33u; ++j) {
+        uint s = sli + j * 2u;
+        if (on && s < 66u) {
           float f[8]; CC_LDV8_PART_ACC((r * 66u + s) * 16u + c8, f);
           float w = ks[sg * 66u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
         }
+      }
       for (uint k = 16u; k < 32u; k = k * 2u)
         for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + CC_SHFL_XOR(o[u], k);
       float inv = l > 0.0f ? 1.0f / l : 0.0f;
