@@ -189,6 +189,38 @@ TEST_CASE("attention: decode splits combined by the last workgroup of a row, or 
     }
 }
 
+TEST_CASE("attention: a row's short list in few splits, the other splits idle (split_blocks)", "[attention][decode][live]") {
+  // Rows keep different block counts (a threshold on random scores; top-k plus window and sink), so
+  // in one launch some rows use every split and others one or a few; each split_blocks setting must
+  // give the reference's answer and tile count, fused combine or not.
+  using namespace concord;
+  std::vector<std::pair<std::string, attention::config>> cases;
+  auto c = base_config();
+  c.heads = 4, c.kv_heads = 4, c.q_len = 1, c.kv_len = 3000, c.head_dim = 64, c.block = 16, c.kv_type = dtype::f16, c.splits = 40;
+  cases.push_back({"MHA D=64, 188 blocks of 16, threshold 0, 40 splits", c});
+  c.threshold = std::numeric_limits<double>::infinity(), c.top_k = 2;
+  cases.push_back({"MHA D=64, top-2 + window + sink, 40 splits", c});
+  c = base_config();
+  c.heads = 16, c.kv_heads = 4, c.q_len = 1, c.kv_len = 2500, c.head_dim = 128, c.block = 32, c.kv_type = dtype::f16, c.per_group = true, c.splits = 24;
+  cases.push_back({"GQA 4:1 per group D=128, 79 blocks of 32, threshold 0, 24 splits", c});
+  c.head_dim = 64, c.q_len = 2, c.threshold = std::numeric_limits<double>::infinity(), c.top_k = 3, c.window = 2;
+  cases.push_back({"GQA 4:1 per group D=64 q_len=2, top-3 + window 2 + sink, 24 splits", c});
+  const auto base = backend_caps();
+  for (const auto& [label, cfg] : cases)
+    for (int64_t sb : {int64_t{-1}, int64_t{0}, int64_t{1}, int64_t{3}})
+      for (bool fused : {true, false}) {
+        auto caps = base;
+        caps.split_blocks = sb, caps.fused_combine = fused;
+        const auto route = attention::build(cfg, caps).chosen;
+        INFO(label << ", split_blocks " << sb << (fused ? "" : ", separate combine") << " via " << route.variant << " (" << route.shape << ")");
+        const bool walks_list = route.variant != "cpu_tile" && route.variant.rfind("prefill_", 0) != 0;
+        const int64_t want = !walks_list ? 0 : sb >= 0 ? sb : route.variant == "decode_mma" ? 2 : 1;
+        CHECK(attention::detail::split_blocks_for(route.variant, caps) == want);
+        CHECK((route.shape.find("a split per " + std::to_string(want) + " listed blocks at most") != std::string::npos) == (want > 0));
+        run_attention_case(label + ", split_blocks " + std::to_string(sb), cfg, -1, 17, {}, caps);
+      }
+}
+
 TEST_CASE("attention: streaming decode (subgroup shuffles) and the workgroup decode agree with the reference", "[attention][decode][stream]") {
   // GPU backends with subgroup shuffles plan decode_stream for f16 K/V; with the shuffles taken
   // away (caps.subgroup = 0) the same shapes take decode_coop. Lanes per key 1..16 (D = 16, 24,

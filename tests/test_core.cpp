@@ -434,7 +434,7 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
       return std::pair{std::string(), std::string()};
     };
     const auto [equal, equal_shape] = text(rf);  // splits take equal shares of sub-tiles, cutting blocks
-    CHECK(equal.find("uint sb0 = uint(uint64_t(sp) * tsub /") != std::string::npos);
+    CHECK(equal.find("uint sb0 = sp < nsp ? uint(uint64_t(sp) * tsub / nsp) : tsub;") != std::string::npos);
     CHECK(equal_shape.find("whole blocks") == std::string::npos);
     auto wb = rf;
     wb.decode_balance = false;
@@ -442,6 +442,24 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(blocks.find("uint sb0 = e0 * ") != std::string::npos);
     CHECK(blocks.find("tsub") == std::string::npos);
     CHECK(blocks_shape.find("whole blocks per split") != std::string::npos);
+    auto cs = c;
+    cs.splits = 6;  // live splits: one per 2 listed blocks at most; the fused combine reads those only
+    auto attend_text = [&](const attention::device_caps& caps) {
+      const auto p = attention::build(cs, caps);
+      for (const auto& st : p.plan.stages)
+        if (st.name == "sparse_attend") return std::pair{st.body, p.chosen.shape};
+      return std::pair{std::string(), std::string()};
+    };
+    const auto [live, live_shape] = attend_text(rf);
+    CHECK(live.find("uint nsp = cnt / 2u; nsp = nsp < 1u ? 1u : (nsp > 6u ? 6u : nsp);") != std::string::npos);
+    CHECK(live.find("s < nsp") != std::string::npos);
+    CHECK(live_shape.find("a split per 2 listed blocks at most") != std::string::npos);
+    auto all = rf;
+    all.split_blocks = 0;
+    const auto [every, every_shape] = attend_text(all);
+    CHECK(every.find("uint nsp = 6u;") != std::string::npos);
+    CHECK(every.find("cnt / ") == std::string::npos);
+    CHECK(every_shape.find("listed blocks at most") == std::string::npos);
   }
   {
     auto d = c;

@@ -119,6 +119,7 @@ struct device_caps {
   int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 first where mma_sync serves D, else where decode_stream cannot serve the shape; 1 first; 0 off
   bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 as register fragments (mma.sync m16n8k16, movmatrix) instead of wmma
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
+  int64_t split_blocks = -1;       // decode and row kernels: a row's first min(splits, max(1, count / this)) splits share its list, the rest hold none (0: all of them; -1: 2 for decode_mma, else 1)
 };
 
 // A/B knobs of the GPU backends' caps: CONCORD_DECODE_STREAM=0 plans decode_coop instead of
@@ -129,7 +130,8 @@ struct device_caps {
 // and CONCORD_DECODE_TRANSPOSE (0/1) force the early loads and the transposed reduce off or on,
 // CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
 // CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream,
-// CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks.
+// CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
+// split_blocks (0: every split shares the row's list).
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -145,12 +147,23 @@ inline void tune_decode_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_DECODE_TRANSPOSE"); v >= 0) d.decode_transpose = v != 0;
   if (const int64_t v = num("CONCORD_DECODE_MMA"); v >= 0) d.decode_mma = v != 0 ? 1 : 0;
   if (num("CONCORD_DECODE_BALANCE") == 0) d.decode_balance = false;
+  if (const int64_t v = num("CONCORD_SPLIT_BLOCKS"); v >= 0) d.split_blocks = v;
 }
 
 namespace detail {
 inline stream_shape stream_shape_for(int64_t GQ, int64_t D, const device_caps& dev) {
   return choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll, dev.decode_prefetch, dev.decode_transpose);
 }
+// The variants that walk a row's list through split_preamble (decode and row kernels) may leave
+// splits idle at run time (device_caps::split_blocks); the prefill kernels and cpu_tile split alike
+// always. By default a decode_mma split takes 2 listed blocks at least, the others 1 (H200 run 57,
+// 25% kept, queued: GQA 4:1 16K 0.0207 ms with every split -> 0.0190 at 1 block -> 0.0184 at 2,
+// 0.0216 at 4; MHA decode_stream 0.0140 -> 0.0136 at 1, 0.0168 at 2).
+inline int64_t split_blocks_for(const std::string& variant, const device_caps& dev) {
+  if (variant == "cpu_tile" || variant.rfind("prefill_", 0) == 0) return 0;
+  return dev.split_blocks >= 0 ? dev.split_blocks : variant == "decode_mma" ? 2 : 1;
+}
+inline bool splits_live(const std::string& variant, const device_caps& dev) { return split_blocks_for(variant, dev) > 0; }
 }  // namespace detail
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
@@ -305,8 +318,9 @@ inline route plan_route(const config& c, const device_caps& dev) {
 // Splits the key list further until one invocation's loop iterations fit the device's limit.
 inline route fit_loop_limit(const config& c, const device_caps& dev, route r) {
   if (dev.max_loop_iterations <= 0) return r;
+  const bool live = detail::splits_live(r.variant, dev);
   auto iterations = [&](int64_t s) {
-    const int64_t blocks = (c.kv_blocks() + s - 1) / s, D = c.head_dim, GQ = r.group;
+    const int64_t blocks = std::max((c.kv_blocks() + s - 1) / s, live ? 2 * detail::split_blocks_for(r.variant, dev) - 1 : 0), D = c.head_dim, GQ = r.group;
     if (r.variant == "decode_stream")
       return detail::stream_loop_iterations(detail::stream_shape_for(GQ, D, dev), GQ, D, c.block, blocks);
     if (r.variant == "decode_coop") {
@@ -603,6 +617,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   char scale[48];
   std::snprintf(scale, sizeof scale, "%.9ef", static_cast<double>(static_cast<float>(c.sm_scale())));
   const std::vector<std::pair<std::string, std::string>> vals = {
+      {"LIVE", detail::splits_live(p.chosen.variant, dev) ? detail::split_live_min : detail::split_live_all}, {"SMB", std::to_string(detail::split_blocks_for(p.chosen.variant, dev))},
       {"KB", std::to_string(KB)}, {"QB", std::to_string(QB)}, {"S", std::to_string(S)}, {"NQ", std::to_string(c.q_len)},
       {"NK", std::to_string(c.kv_len)}, {"GQ", std::to_string(GQ)}, {"G", std::to_string(c.groups())}, {"GQD", std::to_string(GQ * D)},
       {"D", std::to_string(D)}, {"D8", std::to_string(D / 8 * 8)}, {"BD", std::to_string(c.block * D)}, {"B", std::to_string(c.block)}, {"OFF", std::to_string(c.kv_len - c.q_len)},
@@ -781,6 +796,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.params = {q, k, v, count, index, tiles, out};
     kp.stages.push_back(attend);
   }
+  if (S > 1 && detail::splits_live(p.chosen.variant, dev))
+    p.chosen.shape += (p.chosen.shape.empty() ? "" : ", ") + std::string("a split per ") + std::to_string(detail::split_blocks_for(p.chosen.variant, dev)) + " listed blocks at most";
   detail::check_buffer_sizes(c, p.chosen, dev, kp);
   if (const char* e = std::getenv("CONCORD_LOG_ROUTE"); e && *e == '1') std::cerr << describe(c, p.chosen, dev) << "\n";
   return p;

@@ -44,13 +44,18 @@ inline constexpr int64_t coop_threads = 128;
 inline constexpr int64_t coop_decode_resident = 8;
 
 // Invocation i -> (head group, query row, key split) and that split's range [e0, e1) of the key list.
+// Of the row's S splits the first nsp share its cnt listed blocks (@LIVE@: nsp = S, or with live
+// splits min(S, max(1, cnt / M)), so a short list is not cut into slivers of one block each); the
+// rest hold none and write empty partials, and the fused combines read only the first nsp.
 inline constexpr const char* split_preamble = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
   uint h0 = hg * @GQ@u; uint kvh = h0 / @G@u;
   uint qpos = qi + @OFF@u; uint qb = qi / @B@u;
   uint lrow = @LHEAD@ * @QB@u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
-  uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+@LIVE@  uint per = (cnt + nsp - 1u) / nsp; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
 )";
+inline constexpr const char* split_live_all = "  uint nsp = @S@u;\n";
+inline constexpr const char* split_live_min = "  uint nsp = cnt / @SMB@u; nsp = nsp < 1u ? 1u : (nsp > @S@u ? @S@u : nsp);\n";
 
 // Both cooperative kernels walk their split of the key list the same way: per kept block, sub-tiles
 // of KT keys clipped to the last causal position @LAST@, each K sub-tile staged into @TILE@.
@@ -407,7 +412,7 @@ inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u
     for (uint g = 0u; g < @GQ@u; ++g) {
       uint r = (h0 + g) * @NQ@u + qi;
       float m = ninf;
-      for (uint s = lane; s < @S@u; s += @WG@u) {
+      for (uint s = lane; s < nsp; s += @WG@u) {
         float ms = CC_LD_PART_MAX(r * @S@u + s);
         if (CC_LD_PART_SUM(r * @S@u + s) > 0.0f && ms > m) m = ms;
       }
@@ -419,7 +424,7 @@ inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u
       }
       m = ks[@CR@u];
       float l = 0.0f;
-      for (uint s = lane; s < @S@u; s += @WG@u) {
+      for (uint s = lane; s < nsp; s += @WG@u) {
         float ls = CC_LD_PART_SUM(r * @S@u + s);
         float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * @S@u + s) - m) : 0.0f;
         ks[@CW@u + s] = w; l = l + ls * w;
@@ -435,7 +440,7 @@ inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
       if (sl < @SL@u) {
-        for (uint s = sl; s < @S@u; s += @SL@u) {
+        for (uint s = sl; s < nsp; s += @SL@u) {
           float f[8]; CC_LDV8_PART_ACC((r * @S@u + s) * @D8N@u + c8, f);
           float w = ks[@CW@u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
@@ -476,7 +481,7 @@ inline constexpr const char* coop_combine_subgroups = R"(    uint cl_ = CC_SUBGR
       uint r = (h0 + (on ? g : 0u)) * @NQ@u + qi;
       float pm[@SPG@]; float pl[@SPG@]; float m = ninf;
       for (uint j = 0u; j < @SPG@u; ++j) {
-        uint s = sl + j * @SG@u; bool own = on && s < @S@u;
+        uint s = sl + j * @SG@u; bool own = on && s < nsp;
         pm[j] = own ? CC_LD_PART_MAX(r * @S@u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * @S@u + s) : 0.0f;
         if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
       }
@@ -485,7 +490,7 @@ inline constexpr const char* coop_combine_subgroups = R"(    uint cl_ = CC_SUBGR
       for (uint j = 0u; j < @SPG@u; ++j) {
         uint s = sl + j * @SG@u;
         float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
-        if (on && s < @S@u) { ks[sg * @S@u + s] = w; l = l + pl[j] * w; }
+        if (on && s < nsp) { ks[sg * @S@u + s] = w; l = l + pl[j] * w; }
       }
       for (uint k = 1u; k < @SG@u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
@@ -493,7 +498,7 @@ inline constexpr const char* coop_combine_subgroups = R"(    uint cl_ = CC_SUBGR
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
       for (uint j = 0u; j < @SPS@u; ++j) {
         uint s = sli + j * @SL@u;
-        if (on && s < @S@u) {
+        if (on && s < nsp) {
           float f[8]; CC_LDV8_PART_ACC((r * @S@u + s) * @D8N@u + c8, f);
           float w = ks[sg * @S@u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];

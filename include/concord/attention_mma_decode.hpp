@@ -54,7 +54,7 @@ inline bool mma_decode_combine_fits(int64_t S, int64_t D) {
 // block indices are read 32 at a time, one per lane, and taken by shuffles. A split counts
 // the blocks whose first sub-tile it holds, so the splits' counts add up to cnt.
 inline constexpr const char* mma_decode_range_equal =
-    "  uint tsub = cnt * @NSUB@u; uint sb0 = uint(uint64_t(sp) * tsub / @S@u); uint sb1 = uint(uint64_t(sp + 1u) * tsub / @S@u);\n";
+    "  uint tsub = cnt * @NSUB@u; uint sb0 = sp < nsp ? uint(uint64_t(sp) * tsub / nsp) : tsub; uint sb1 = sp < nsp ? uint(uint64_t(sp + 1u) * tsub / nsp) : tsub;\n";
 inline constexpr const char* mma_decode_range_blocks = "  uint sb0 = e0 * @NSUB@u; uint sb1 = (e1 > e0 ? e1 : e0) * @NSUB@u;\n";
 inline constexpr const char* mma_decode_walk = R"(@RANGE@  uint nsub = sb1 - sb0;
   uint mine = nsub > w ? (nsub - w + @NW@u - 1u) / @NW@u : 0u;

@@ -194,7 +194,8 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
   uint qpos = qi + 32767u; uint qb = qi / 128u;
   uint lrow = kvh * 1u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
-  uint per = (cnt + 99u - 1u) / 99u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  uint nsp = cnt / 2u; nsp = nsp < 1u ? 1u : (nsp > 99u ? 99u : nsp);
+  uint per = (cnt + nsp - 1u) / nsp; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
   __shared__ __align__(32) __half kvs[2 * 4 * 16 * 136];
   __shared__ __align__(32) float sw[2 * 16 * 20];
@@ -202,7 +203,7 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
   uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / 8u; uint hf = wl % 8u; bool rowok = rr < 4u;
   float* sc_w = sw + w * 16u * 20u; __half* ph = reinterpret_cast<__half*>(sc_w); float* rcorr = rsm + w * 24u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
-  uint tsub = cnt * 8u; uint sb0 = uint(uint64_t(sp) * tsub / 99u); uint sb1 = uint(uint64_t(sp + 1u) * tsub / 99u);
+  uint tsub = cnt * 8u; uint sb0 = sp < nsp ? uint(uint64_t(sp) * tsub / nsp) : tsub; uint sb1 = sp < nsp ? uint(uint64_t(sp + 1u) * tsub / nsp) : tsub;
   uint nsub = sb1 - sb0;
   uint mine = nsub > w ? (nsub - w + 2u - 1u) / 2u : 0u;
   uint ib = 0xffffffffu; uint myidx = 0u;
@@ -357,7 +358,7 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
       uint r = (h0 + (on ? g : 0u)) * 1u + qi;
       float pm[4]; float pl[4]; float m = ninf;
       for (uint j = 0u; j < 4u; ++j) {
-        uint s = sl + j * 32u; bool own = on && s < 99u;
+        uint s = sl + j * 32u; bool own = on && s < nsp;
         pm[j] = own ? CC_LD_PART_MAX(r * 99u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * 99u + s) : 0.0f;
         if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
       }
@@ -366,7 +367,7 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
       for (uint j = 0u; j < 4u; ++j) {
         uint s = sl + j * 32u;
         float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
-        if (on && s < 99u) { ks[sg * 99u + s] = w; l = l + pl[j] * w; }
+        if (on && s < nsp) { ks[sg * 99u + s] = w; l = l + pl[j] * w; }
       }
       for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
@@ -374,7 +375,7 @@ extern "C" __global__ void __launch_bounds__(64 CC_RESIDENT(6)) sparse_attend(co
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
       for (uint j = 0u; j < 50u; ++j) {
         uint s = sli + j * 2u;
-        if (on && s < 99u) {
+        if (on && s < nsp) {
           float f[8]; CC_LDV8_PART_ACC((r * 99u + s) * 16u + c8, f);
           float w = ks[sg * 99u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];

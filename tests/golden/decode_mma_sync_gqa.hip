@@ -203,12 +203,13 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(3)) sparse_attend(c
   uint qpos = qi + 32767u; uint qb = qi / 128u;
   uint lrow = kvh * 1u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
-  uint per = (cnt + 49u - 1u) / 49u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  uint nsp = cnt / 2u; nsp = nsp < 1u ? 1u : (nsp > 49u ? 49u : nsp);
+  uint per = (cnt + nsp - 1u) / nsp; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
   __shared__ __align__(16) float mo[2048];
   __shared__ float rsm[4 * 24];
   uint w = lane / 32u; uint wl = lane % 32u; uint r = wl / 4u; uint q = wl % 4u;
-  uint tsub = cnt * 8u; uint sb0 = uint(uint64_t(sp) * tsub / 49u); uint sb1 = uint(uint64_t(sp + 1u) * tsub / 49u);
+  uint tsub = cnt * 8u; uint sb0 = sp < nsp ? uint(uint64_t(sp) * tsub / nsp) : tsub; uint sb1 = sp < nsp ? uint(uint64_t(sp + 1u) * tsub / nsp) : tsub;
   uint nsub = sb1 - sb0;
   uint mine = nsub > w ? (nsub - w + 4u - 1u) / 4u : 0u;
   uint ib = 0xffffffffu; uint myidx = 0u;
@@ -361,7 +362,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(3)) sparse_attend(c
       uint r = (h0 + (on ? g : 0u)) * 1u + qi;
       float pm[2]; float pl[2]; float m = ninf;
       for (uint j = 0u; j < 2u; ++j) {
-        uint s = sl + j * 32u; bool own = on && s < 49u;
+        uint s = sl + j * 32u; bool own = on && s < nsp;
         pm[j] = own ? CC_LD_PART_MAX(r * 49u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * 49u + s) : 0.0f;
         if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
       }
@@ -370,7 +371,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(3)) sparse_attend(c
       for (uint j = 0u; j < 2u; ++j) {
         uint s = sl + j * 32u;
         float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
-        if (on && s < 49u) { ks[sg * 49u + s] = w; l = l + pl[j] * w; }
+        if (on && s < nsp) { ks[sg * 49u + s] = w; l = l + pl[j] * w; }
       }
       for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
@@ -378,7 +379,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(3)) sparse_attend(c
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
       for (uint j = 0u; j < 25u; ++j) {
         uint s = sli + j * 2u;
-        if (on && s < 49u) {
+        if (on && s < nsp) {
           float f[8]; CC_LDV8_PART_ACC((r * 49u + s) * 16u + c8, f);
           float w = ks[sg * 49u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];

@@ -185,7 +185,8 @@ extern "C" __global__ void __launch_bounds__(128) sparse_attend(const float* __r
   uint qpos = qi + 32767u; uint qb = qi / 128u;
   uint lrow = kvh * 1u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
-  uint per = (cnt + 66u - 1u) / 66u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  uint nsp = cnt / 1u; nsp = nsp < 1u ? 1u : (nsp > 66u ? 66u : nsp);
+  uint per = (cnt + nsp - 1u) / nsp; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u);
   uint sub = CC_SUBGROUP_LANE % 16u; uint kg = CC_SUBGROUP_LANE / 16u;
   float q[32]; float acc[32]; float mx[4]; float sm[4];
@@ -299,7 +300,7 @@ extern "C" __global__ void __launch_bounds__(128) sparse_attend(const float* __r
       uint r = (h0 + (on ? g : 0u)) * 1u + qi;
       float pm[3]; float pl[3]; float m = ninf;
       for (uint j = 0u; j < 3u; ++j) {
-        uint s = sl + j * 32u; bool own = on && s < 66u;
+        uint s = sl + j * 32u; bool own = on && s < nsp;
         pm[j] = own ? CC_LD_PART_MAX(r * 66u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * 66u + s) : 0.0f;
         if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
       }
@@ -308,7 +309,7 @@ extern "C" __global__ void __launch_bounds__(128) sparse_attend(const float* __r
       for (uint j = 0u; j < 3u; ++j) {
         uint s = sl + j * 32u;
         float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
-        if (on && s < 66u) { ks[sg * 66u + s] = w; l = l + pl[j] * w; }
+        if (on && s < nsp) { ks[sg * 66u + s] = w; l = l + pl[j] * w; }
       }
       for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
       CC_BARRIER();
@@ -316,7 +317,7 @@ extern "C" __global__ void __launch_bounds__(128) sparse_attend(const float* __r
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
       for (uint j = 0u; j < 33u; ++j) {
         uint s = sli + j * 2u;
-        if (on && s < 66u) {
+        if (on && s < nsp) {
           float f[8]; CC_LDV8_PART_ACC((r * 66u + s) * 16u + c8, f);
           float w = ks[sg * 66u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];

@@ -121,7 +121,8 @@ void main() {
   uint qpos = qi + 32767u; uint qb = qi / 128u;
   uint lrow = kvh * 1u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
-  uint per = (cnt + 66u - 1u) / 66u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
+  uint nsp = cnt / 1u; nsp = nsp < 1u ? 1u : (nsp > 66u ? 66u : nsp);
+  uint per = (cnt + nsp - 1u) / nsp; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u);
   uint sub = CC_SUBGROUP_LANE % 8u; uint kg = CC_SUBGROUP_LANE / 8u;
   float q[16]; float acc[16]; float mx[1]; float sm[1];
@@ -230,7 +231,7 @@ void main() {
     for (uint g = 0u; g < 1u; ++g) {
       uint r = (h0 + g) * 1u + qi;
       float m = ninf;
-      for (uint s = lane; s < 66u; s += 128u) {
+      for (uint s = lane; s < nsp; s += 128u) {
         float ms = CC_LD_PART_MAX(r * 66u + s);
         if (CC_LD_PART_SUM(r * 66u + s) > 0.0f && ms > m) m = ms;
       }
@@ -242,7 +243,7 @@ void main() {
       }
       m = ks[1090u];
       float l = 0.0f;
-      for (uint s = lane; s < 66u; s += 128u) {
+      for (uint s = lane; s < nsp; s += 128u) {
         float ls = CC_LD_PART_SUM(r * 66u + s);
         float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 66u + s) - m) : 0.0f;
         ks[1024u + s] = w; l = l + ls * w;
@@ -258,7 +259,7 @@ void main() {
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
       if (sl < 8u) {
-        for (uint s = sl; s < 66u; s += 8u) {
+        for (uint s = sl; s < nsp; s += 8u) {
           float f[8]; CC_LDV8_PART_ACC((r * 66u + s) * 16u + c8, f);
           float w = ks[1024u + s];
           for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
