@@ -218,6 +218,11 @@ TEST_CASE("attention: a row's short list in few splits, the other splits idle (s
         CHECK(attention::detail::split_blocks_for(route.variant, caps) == want);
         CHECK((route.shape.find("a split per " + std::to_string(want) + " listed blocks at most") != std::string::npos) == (want > 0));
         run_attention_case(label + ", split_blocks " + std::to_string(sb), cfg, -1, 17, {}, caps);
+        if (sb == -1)  // the same with the workgroups numbered row-major and split-major
+          for (int major : {0, 1}) {
+            caps.split_major = major;
+            run_attention_case(label + (major ? ", split-major" : ", row-major"), cfg, -1, 17, {}, caps);
+          }
       }
 }
 

@@ -460,6 +460,15 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(every.find("uint nsp = 6u;") != std::string::npos);
     CHECK(every.find("cnt / ") == std::string::npos);
     CHECK(every_shape.find("listed blocks at most") == std::string::npos);
+    const std::string rows = std::to_string(cs.heads / attention::build(cs, rf).chosen.group * cs.q_len);
+    CHECK(live.find("uint sp = i / " + rows + "u; uint t0 = i % " + rows + "u;") != std::string::npos);  // a sparse list: split-major
+    auto by_row = rf;
+    by_row.split_major = 0;
+    CHECK(attend_text(by_row).first.find("uint sp = i % 6u; uint t0 = i / 6u;") != std::string::npos);
+    auto dense = cs;
+    dense.dense = true;
+    for (const auto& st : attention::build(dense, rf).plan.stages)
+      if (st.name == "sparse_attend") CHECK(st.body.find("uint sp = i % 6u; uint t0 = i / 6u;") != std::string::npos);  // dense: row-major
   }
   {
     auto d = c;

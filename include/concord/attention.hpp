@@ -119,6 +119,7 @@ struct device_caps {
   int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 first where mma_sync serves D, else where decode_stream cannot serve the shape; 1 first; 0 off
   bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 as register fragments (mma.sync m16n8k16, movmatrix) instead of wmma
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
+  int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t split_blocks = -1;       // decode and row kernels: a row's first min(splits, max(1, count / this)) splits share its list, the rest hold none (0: all of them; -1: 2 for decode_mma, else 1)
 };
 
@@ -131,7 +132,7 @@ struct device_caps {
 // CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
 // CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream,
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
-// split_blocks (0: every split shares the row's list).
+// split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -148,6 +149,7 @@ inline void tune_decode_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_DECODE_MMA"); v >= 0) d.decode_mma = v != 0 ? 1 : 0;
   if (num("CONCORD_DECODE_BALANCE") == 0) d.decode_balance = false;
   if (const int64_t v = num("CONCORD_SPLIT_BLOCKS"); v >= 0) d.split_blocks = v;
+  if (const int64_t v = num("CONCORD_SPLIT_MAJOR"); v >= 0) d.split_major = v != 0 ? 1 : 0;
 }
 
 namespace detail {
@@ -164,6 +166,11 @@ inline int64_t split_blocks_for(const std::string& variant, const device_caps& d
   return dev.split_blocks >= 0 ? dev.split_blocks : variant == "decode_mma" ? 2 : 1;
 }
 inline bool splits_live(const std::string& variant, const device_caps& dev) { return split_blocks_for(variant, dev) > 0; }
+// Split-major numbering puts the live splits of short lists on the first workgroups dispatched, so
+// they spread over the multiprocessors instead of crowding the ones a row's block of workgroups
+// lands on (H200 run 59, 25% kept, queued, same call: MHA 16K 0.0138 -> 0.0128 ms, GQA 4:1 32K
+// 0.0225 -> 0.0214, the rest within 1%). Dense lists use every split; they keep row-major.
+inline bool split_major(const config& c, const device_caps& dev) { return dev.split_major > 0 || (dev.split_major < 0 && !c.dense); }
 }  // namespace detail
 
 // The most key blocks one query block can keep: every block, unless the built-in rule can only keep
@@ -617,6 +624,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   char scale[48];
   std::snprintf(scale, sizeof scale, "%.9ef", static_cast<double>(static_cast<float>(c.sm_scale())));
   const std::vector<std::pair<std::string, std::string>> vals = {
+      {"SPLITMAP", detail::split_major(c, dev) ? detail::split_map_splits : detail::split_map_rows}, {"ROWS", std::to_string(H / GQ * c.q_len)},
       {"LIVE", detail::splits_live(p.chosen.variant, dev) ? detail::split_live_min : detail::split_live_all}, {"SMB", std::to_string(detail::split_blocks_for(p.chosen.variant, dev))},
       {"KB", std::to_string(KB)}, {"QB", std::to_string(QB)}, {"S", std::to_string(S)}, {"NQ", std::to_string(c.q_len)},
       {"NK", std::to_string(c.kv_len)}, {"GQ", std::to_string(GQ)}, {"G", std::to_string(c.groups())}, {"GQD", std::to_string(GQ * D)},
