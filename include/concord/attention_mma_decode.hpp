@@ -48,8 +48,9 @@ inline bool mma_decode_combine_fits(int64_t S, int64_t D) {
 }
 
 // Both kernels walk the split as sub-tiles of KT keys. The row's list holds cnt blocks of NSUB
-// sub-tiles; split sp takes sub-tiles [sb0, sb1) of them (@RANGE@: equal shares of the cnt * NSUB,
-// or whole blocks, ceil(cnt / S) each), its warp w the sub-tiles w, w + NW, ... of that range.
+// sub-tiles; split sp takes sub-tiles [sb0, sb1) of them (@RANGE@: equal shares of the cnt * NSUB
+// over the row's nsp live splits, or whole blocks, ceil(cnt / nsp) each; splits sp >= nsp take
+// none), its warp w the sub-tiles w, w + NW, ... of that range.
 // sub(s, k0, n) gives sub-tile sb0 + s's first key k0 and its n keys (0 past the causal end); the
 // block indices are read 32 at a time, one per lane, and taken by shuffles. A split counts
 // the blocks whose first sub-tile it holds, so the splits' counts add up to cnt.
