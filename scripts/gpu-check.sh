@@ -10,7 +10,8 @@
 #   phase "variants": attention + conformance on both (each HIP variant's kernels compiled meanwhile),
 #                   then the benches of each VARIANTS entry (an environment for the run: decode
 #                   kernel knobs), the peers
-#   phase "mma":    attention + conformance on both, the HIP prefill benches with and without tensor cores
+#   phase "mma":    attention + conformance on both, the HIP prefill benches with tensor cores and with
+#                   ALTENV (default: without them), the peers when PEERS=1
 #   phase "full":   attention + conformance on both, every benchmark on both, the peers, then (AB set)
 #                   the decode benches again with the bench flags AB, and (ALT set) the HIP decode
 #                   benches of the build in folder ALT; step times in steps.log
@@ -29,10 +30,11 @@ pack() {
 trap pack EXIT
 step() { echo "$(date -u +%H:%M:%S) $*" >> "$out/steps.log"; }
 verify() {  # the attention and conformance suites on both backends, side by side; HIP's in two
-  # processes (the decode cases, the rest), since nvcc's compiles alone took more than 290 s (run 50)
+  # processes (the decode cases, the rest), since nvcc's compiles alone took more than 290 s (run 50);
+  # the decode process alone took 247 s in run 61 and more than 290 s in runs 62-63, so 420 s
   (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
-  (timeout ${VT:-300} gpu-carry/test_hip -r compact "[attention]~[decode],[conformance]" > "$out/hip_verify_b.log" 2>&1; echo "exit $?" >> "$out/hip_verify_b.log") &
-  (timeout ${VT:-300} gpu-carry/test_hip -r compact "[decode]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
+  (timeout ${VT:-420} gpu-carry/test_hip -r compact "[attention]~[decode],[conformance]" > "$out/hip_verify_b.log" 2>&1; echo "exit $?" >> "$out/hip_verify_b.log") &
+  (timeout ${VT:-420} gpu-carry/test_hip -r compact "[decode]" > "$out/hip_verify.log" 2>&1; echo "exit $?" >> "$out/hip_verify.log")
   wait
 }
 if [ "$phase" != pack ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
@@ -163,10 +165,15 @@ elif [ "$phase" = full ]; then
   step done
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = mma ]; then
-  # The tensor-core prefill: both suites, then the HIP prefill benches with it and without
-  # (CONCORD_HIP_MMA=0: prefill_coop) in the same call.
+  # The tensor-core prefill: both suites (VERIFY=0: HIP's non-decode attention cases only), then the
+  # HIP prefill benches with it and with ALTENV (default CONCORD_HIP_MMA=0: prefill_coop) or another
+  # build (ALT) in the same call; PEERS=1 adds the PyTorch peers.
   step verify
-  verify
+  if [ "${VERIFY:-1}" = 0 ]; then
+    (timeout ${VT:-420} gpu-carry/test_hip -r compact "[attention]~[decode]" > "$out/hip_verify_b.log" 2>&1; echo "exit $?" >> "$out/hip_verify_b.log")
+  else
+    verify
+  fi
   step bench_mma
   (timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_mma.json" > "$out/bench_hip_mma.log" 2>&1; echo "exit $?" >> "$out/bench_hip_mma.log")
   if [ -n "${ALT:-}" ]; then  # another build's benches (ALT: a folder holding bench_hip) instead of prefill_coop
@@ -174,8 +181,9 @@ elif [ "$phase" = mma ]; then
     (timeout 120 "$ALT/bench_hip" --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_alt.json" > "$out/bench_hip_alt.log" 2>&1; echo "exit $?" >> "$out/bench_hip_alt.log")
   else
     step bench_coop
-    (CONCORD_HIP_MMA=0 timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_coop.json" > "$out/bench_hip_coop.log" 2>&1; echo "exit $?" >> "$out/bench_hip_coop.log")
+    (env ${ALTENV:-CONCORD_HIP_MMA=0} timeout 120 gpu-carry/bench_hip --backend hip --only "${ONLY:-prefill}" --out "$out/bench_hip_coop.json" > "$out/bench_hip_coop.log" 2>&1; echo "exit $?" >> "$out/bench_hip_coop.log")
   fi
+  if [ "${PEERS:-0}" != 0 ]; then step peers; (timeout 150 python3 bench/peers_torch.py > "$out/peers.json" 2> "$out/peers.log"; echo "exit $?" >> "$out/peers.log"); fi
   step done
   for f in "$out"/*.log; do echo "== $f"; tail -n 3 "$f"; done
 elif [ "$phase" = all ]; then

@@ -404,6 +404,11 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   r = attention::plan_route(c, dev);
   CHECK(r.variant == "prefill_mma");
   CHECK(r.rows == 64);
+  for (const bool sync : {false, true}) {  // sm_80+: register fragments; wmma before
+    dev.mma_sync = sync;
+    CHECK(attention::build(c, dev).chosen.shape.find(sync ? "register fragments (mma.sync m16n8k16, ldmatrix)" : "wmma 16x16x16") != std::string::npos);
+  }
+  dev.mma_sync = false;
   for (auto [d, kv, want] : {std::tuple{int64_t{256}, dtype::f16, "head_dim 256 is not a multiple of 16 up to 128"}, {int64_t{72}, dtype::f16, "head_dim 72"},
                              {int64_t{128}, dtype::f32, "K/V f32: tensor cores take f16"}}) {
     c.head_dim = d, c.kv_type = kv;

@@ -92,6 +92,18 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
     if (st.group > 0) check_golden("decode_stream_mha_" + st.name + ".comp", gl.emit_stage_source(mha.plan, st));
 }
 
+TEST_CASE("the register-fragment prefill kernel matches its golden file", "[golden]") {
+  attention::device_caps dev;  // sm_80+: causal, GQA 2:1, D = 64, 2 key splits
+  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 132 * 2048, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.subgroup = 32;
+  dev.mma_f16 = true, dev.mma_sync = true;
+  attention::config c;
+  c.heads = 8, c.kv_heads = 4, c.q_len = 2048, c.kv_len = 2048, c.head_dim = 64, c.block = 64, c.kv_type = dtype::f16, c.dense = true, c.splits = 2;
+  const auto p = attention::build(c, dev);
+  REQUIRE(p.chosen.variant == "prefill_mma");
+  REQUIRE(p.chosen.shape.find("mma.sync") != std::string::npos);
+  check_golden("prefill_mma_sync.hip", codegen::hip_emitter().emit(p.plan));
+}
+
 TEST_CASE("generation is deterministic", "[golden]") {
   auto a = codegen::make_plan(golden::keep_mask()), b = codegen::make_plan(golden::keep_mask());
   CHECK(codegen::hip_emitter().emit(a) == codegen::hip_emitter().emit(b));
@@ -219,10 +231,10 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 and stop AMD bui
     int64_t q_len, splits;
     bool fused;
     const char* route;
-    bool sync = false;  // decode_mma's register-fragment kernel (sm_80+)
+    bool sync = false;  // the register-fragment kernels (sm_80+)
     int64_t heads = 8;  // over 2 KV heads; 16: GQA 8:1, two column tiles
   };
-  for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
+  for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
                            {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
     c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, dev.fused_combine = x.fused, dev.mma_sync = x.sync;
     const auto p = attention::build(c, dev);

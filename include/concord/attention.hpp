@@ -23,6 +23,7 @@
 #include <concord/attention_gpu.hpp>
 #include <concord/attention_mma.hpp>
 #include <concord/attention_mma_decode.hpp>
+#include <concord/attention_mma_prefill.hpp>
 #include <concord/attention_mma_sync.hpp>
 #include <concord/attention_stream.hpp>
 #include <concord/codegen/plan.hpp>
@@ -117,9 +118,11 @@ struct device_caps {
   bool coop_compact = true;        // GPU dialects: the block-list compaction as a workgroup per row (false: one thread per row)
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
   int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 first where mma_sync serves D, else where decode_stream cannot serve the shape; 1 first; 0 off
-  bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 as register fragments (mma.sync m16n8k16, movmatrix) instead of wmma
+  bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 and prefill_mma at D = 16 .. 128 as register fragments (mma.sync m16n8k16) instead of wmma
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
+  int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
+  int prefill_heavy_first = -1;    // prefill_mma, causal: the last query blocks (the most keys) dispatched first (-1 or 1: on, 0: off)
   int64_t split_blocks = -1;       // decode and row kernels: a row's first min(splits, max(1, count / this)) splits share its list, the rest hold none (0: all of them; -1: 2 for decode_mma, else 1)
 };
 
@@ -132,7 +135,8 @@ struct device_caps {
 // CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
 // CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream,
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
-// split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major.
+// split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
+// CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma.
 inline void tune_decode_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -150,6 +154,8 @@ inline void tune_decode_from_env(device_caps& d) {
   if (num("CONCORD_DECODE_BALANCE") == 0) d.decode_balance = false;
   if (const int64_t v = num("CONCORD_SPLIT_BLOCKS"); v >= 0) d.split_blocks = v;
   if (const int64_t v = num("CONCORD_SPLIT_MAJOR"); v >= 0) d.split_major = v != 0 ? 1 : 0;
+  if (const int64_t v = num("CONCORD_PREFILL_RESIDENT"); v > 0) d.prefill_resident = v;
+  if (const int64_t v = num("CONCORD_PREFILL_ORDER"); v >= 0) d.prefill_heavy_first = v != 0 ? 1 : 0;
 }
 
 namespace detail {
@@ -281,8 +287,8 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else if (decode) reject("prefill_mma", "q_len " + std::to_string(c.q_len) + " <= 4: a decode shape");
   else if (c.kv_type != dtype::f16) reject("prefill_mma", "K/V f32: tensor cores take f16 (prefill_coop keeps f32 K/V exact)");
   else if (D % 16 != 0 || D > 128) reject("prefill_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
-  else if (detail::mma_shared_bytes(D) > dev.shared_bytes)
-    reject("prefill_mma", std::to_string(detail::mma_shared_bytes(D)) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
+  else if (const int64_t bytes = detail::mma_sync_prefill_serves(dev.mma_sync, D) ? detail::mma_sync_prefill_shared_bytes(D) : detail::mma_shared_bytes(D); bytes > dev.shared_bytes)
+    reject("prefill_mma", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
   else {
     r.variant = "prefill_mma", r.group = 1, r.rows = detail::mma_rows;
     r.splits = splits_for(c.heads * c.q_blocks() * ((std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows) * detail::mma_threads * 4, 1);
@@ -750,18 +756,26 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   }
   if (p.chosen.variant == "prefill_mma") {
     const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
+    const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D);
     attend.group = detail::mma_threads;
-    attend.resident = detail::mma_resident(D);
+    attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : regs ? detail::mma_sync_prefill_resident(D) : detail::mma_resident(D);
+    const bool heavy = c.causal && dev.prefill_heavy_first != 0;
     attend.count = H * QB * CH * S;
     attend.helpers += detail::mma_helpers;
+    if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
+    p.chosen.shape = std::string("64 rows x 32-key sub-tiles, ") + (regs ? "register fragments (mma.sync m16n8k16, ldmatrix)" : "wmma 16x16x16") + (heavy ? ", last query blocks first" : "");
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(detail::mma_keys)}, {"LDK", std::to_string(D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
-                         {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)},
-                         {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)}});
-    attend.body = detail::fill(detail::fill(detail::mma_prefill_body, {{"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "lane"}, {"CN", "@WG@"}})},
-                                                                       {"HEAD", S > 1 ? detail::mma_head_partial : detail::mma_head_direct},
-                                                                       {"STORE", S > 1 ? detail::mma_store_partial : detail::mma_store_direct}}), tv);
+                         {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
+                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
+                         {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
+    attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
+                                            {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk},
+                                             {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "lane"}, {"CN", "@WG@"}})},
+                                             {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},
+                                             {"STORE", S > 1 ? (regs ? detail::mma_sync_store_partial : detail::mma_store_partial) : (regs ? detail::mma_sync_store_direct : detail::mma_store_direct)}}),
+                               tv);
   }
   if (p.chosen.variant == "cpu_tile") {
     const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;

@@ -62,10 +62,12 @@ inline constexpr const char* mma_tile_copy = R"(    uint kbase = (kvh * @NK@u + 
     __pipeline_commit();
 )";
 
-// Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end).
-// issue(s) starts its K and V copies into buffer s % 2 (mma_tile_copy).
-inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint ch = t0 % @CH@u; uint t1 = t0 / @CH@u;
-  uint qb = t1 % @QB@u; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
+// The prefill kernels' opening: workgroup i's split, 64-row chunk, query block and head; its part
+// of the row's block list. Causal plans number the query blocks from the last (the most keys), so
+// the longest workgroups start first and the short ones fill the end of the grid (H200 run 61,
+// 16K dense: 10.86 -> 10.09 ms).
+inline constexpr const char* mma_prefill_open = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint ch = t0 % @CH@u; uint t1 = t0 / @CH@u;
+  uint qb = @QBMAP@; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
   uint r0 = qb * @B@u + ch * 64u;
   uint rend = qb * @B@u + @B@u < @NQ@u ? qb * @B@u + @B@u : @NQ@u;
   uint nr = r0 < rend ? (rend - r0 < 64u ? rend - r0 : 64u) : 0u;
@@ -75,12 +77,11 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
   uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
   __shared__ __align__(32) __half kvs[4 * @KT@ * @LDK@];
-  __shared__ __align__(32) float sw[4 * 16 * @LDP@];
-  __shared__ float rcorr[64];
-  uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / 2u; uint hf = wl % 2u;
-  float* sc_w = sw + w * 16u * @LDP@u; __half* ph = reinterpret_cast<__half*>(sc_w); __half* pl = ph + 16u * @LDP@u;
-  uint lr = w * 16u + rr; bool rowok = lr < nr; uint qrow = r0 + lr; uint qpos = qrow + @OFF@u;
-  uint qlast = r0 + nr - 1u + @OFF@u;
+)";
+
+// Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end).
+// issue(s) starts its K and V copies into buffer s % 2 (mma_tile_copy); sub-tile 0's are issued.
+inline constexpr const char* mma_prefill_walk = R"(  uint qlast = r0 + nr - 1u + @OFF@u;
   uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
   uint tiles = e1 > e0 ? e1 - e0 : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
@@ -96,7 +97,14 @@ inline constexpr const char* mma_prefill_body = R"(  uint sp = i % @S@u; uint t0
     __half* kd = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
 @COPY@  };
   if (nsub > 0u) issue(0u);
-  uint qbase = (h0 * @NQ@u + qrow) * @D@u;
+)";
+
+inline constexpr const char* mma_prefill_body = R"(@OPEN@  __shared__ __align__(32) float sw[4 * 16 * @LDP@];
+  __shared__ float rcorr[64];
+  uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / 2u; uint hf = wl % 2u;
+  float* sc_w = sw + w * 16u * @LDP@u; __half* ph = reinterpret_cast<__half*>(sc_w); __half* pl = ph + 16u * @LDP@u;
+  uint lr = w * 16u + rr; bool rowok = lr < nr; uint qrow = r0 + lr; uint qpos = qrow + @OFF@u;
+@PWALK@  uint qbase = (h0 * @NQ@u + qrow) * @D@u;
   float amax = 0.0f;
   if (rowok) for (uint d = hf; d < @D@u; d += 2u) { float x = fabsf(CC_LDF_Q(qbase + d)); amax = x < pinf && x > amax ? x : amax; }
   float am2 = __shfl_xor_sync(0xffffffffu, amax, 1); amax = am2 > amax ? am2 : amax;

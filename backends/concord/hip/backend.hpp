@@ -44,7 +44,7 @@ inline attention::device_caps caps() {
   const bool sm70 = di.arch.rfind("sm_", 0) == 0 && std::atoi(di.arch.c_str() + 3) >= 70;
   d.mma_f16 = select_platform() == platform::nvidia && sm70 && !(mma && *mma == '0');
   if (d.mma_f16) d.notes += "; f16 tensor cores (nvcuda::wmma)";
-  // sm_80+: decode_mma's register-fragment kernel (mma.sync m16n8k16); CONCORD_MMA_SYNC=0 keeps wmma.
+  // sm_80+: the register-fragment kernels of decode_mma and prefill_mma (mma.sync m16n8k16); CONCORD_MMA_SYNC=0 keeps wmma.
   const char* msync = std::getenv("CONCORD_MMA_SYNC");
   d.mma_sync = d.mma_f16 && std::atoi(di.arch.c_str() + 3) >= 80 && !(msync && *msync == '0');
   if (d.mma_sync) d.notes += " and mma.sync";
