@@ -99,6 +99,16 @@ inline constexpr const char* mma_prefill_walk = R"(  uint qlast = r0 + nr - 1u +
   if (nsub > 0u) issue(0u);
 )";
 
+// The walk's step: sub-tile s + 1's copies start, s's are waited for, and a live s is computed
+// from buffer s % 2 (ks, vs).
+inline constexpr const char* mma_prefill_step = R"(  for (uint s = 0u; s < nsub; ++s) {
+    if (s + 1u < nsub) { issue(s + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
+    CC_BARRIER();
+    uint k0; uint n; sub(s, k0, n);
+    if (n > 0u) {
+      const __half* ks = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; const __half* vs = ks + @KT@u * @LDK@u;
+)";
+
 inline constexpr const char* mma_prefill_body = R"(@OPEN@  __shared__ __align__(32) float sw[4 * 16 * @LDP@];
   __shared__ float rcorr[64];
   uint w = lane / 32u; uint wl = lane % 32u; uint rr = wl / 2u; uint hf = wl % 2u;
@@ -130,13 +140,7 @@ inline constexpr const char* mma_prefill_body = R"(@OPEN@  __shared__ __align__(
   __syncwarp();
   for (uint f = 0u; f < @DK@u; ++f) cc_wmma::fill_fragment(of[f], 0.0f);
   float m = ninf; float l = 0.0f;
-  for (uint s = 0u; s < nsub; ++s) {
-    if (s + 1u < nsub) { issue(s + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
-    CC_BARRIER();
-    uint k0; uint n; sub(s, k0, n);
-    if (n > 0u) {
-      const __half* ks = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; const __half* vs = ks + @KT@u * @LDK@u;
-      cc_frag_c sh0; cc_frag_c sl0; cc_frag_c sh1; cc_frag_c sl1;
+@STEP@      cc_frag_c sh0; cc_frag_c sl0; cc_frag_c sh1; cc_frag_c sl1;
       cc_wmma::fill_fragment(sh0, 0.0f); cc_wmma::fill_fragment(sl0, 0.0f); cc_wmma::fill_fragment(sh1, 0.0f); cc_wmma::fill_fragment(sl1, 0.0f);
       for (uint kk = 0u; kk < @DK@u; ++kk) {
         cc_frag_bt k0f; cc_frag_bt k1f;

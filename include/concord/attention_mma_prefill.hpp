@@ -75,13 +75,7 @@ inline constexpr const char* mma_sync_prefill_body =
   for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; l[b] = 0.0f; }
   uint kro = ((wl / 16u) * 8u + wl % 8u) * @LDK@u + ((wl / 8u) % 2u) * 8u;
   uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * @LDK@u + (wl / 16u) * 8u;
-  for (uint s = 0u; s < nsub; ++s) {
-    if (s + 1u < nsub) { issue(s + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
-    CC_BARRIER();
-    uint k0; uint n; sub(s, k0, n);
-    if (n > 0u) {
-      const __half* ks = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; const __half* vs = ks + @KT@u * @LDK@u;
-      float sc[@NKT@][4];
+@STEP@      float sc[@NKT@][4];
       for (uint t = 0u; t < @NKT@u; ++t)
         for (uint x = 0u; x < 4u; ++x) sc[t][x] = 0.0f;
       for (uint kk = 0u; kk < @DK@u; ++kk)
