@@ -31,7 +31,8 @@ inline int64_t mma_resident(int64_t D) { return D > 64 ? 3 : 0; }
 // Shared bytes: two buffers of K and V tiles (rows of D + 8 halves); per warp one scratch that holds
 // the f32 scores (16 x 36) and then, once they are read, the two f16 p pieces (2 x 16 x 40); 64 row
 // corrections.
-inline int64_t mma_shared_bytes(int64_t D) { return 2 * 2 * 2 * mma_keys * (D + 8) + 4 * (2 * 16 * (mma_keys + 8) * 2) + 4 * mma_rows; }
+inline int64_t mma_kv_shared_bytes(int64_t D) { return 2 * 2 * 2 * mma_keys * (D + 8); }
+inline int64_t mma_shared_bytes(int64_t D) { return mma_kv_shared_bytes(D) + 4 * (2 * 16 * (mma_keys + 8) * 2) + 4 * mma_rows; }
 
 inline constexpr const char* mma_helpers = R"(#ifdef __HIP_PLATFORM_AMD__
 #error "concord tensor-core kernels (prefill_mma, decode_mma) are built on nvcuda::wmma (NVIDIA); plan AMD targets with device_caps::mma_f16 = false"

@@ -15,6 +15,8 @@
 // dense: 11.44 ms with wmma, 10.93 here (ptxas: 213 registers at D = 128, 2 workgroups resident; 3
 // resident spill and were 3% faster alone, no faster with the heavy-first order, run 61).
 #pragma once
+#include <concord/attention_mma.hpp>
+
 #include <cstdint>
 
 namespace concord::attention::detail {
@@ -23,7 +25,7 @@ inline bool mma_sync_prefill_serves(bool mma_sync, int64_t D) { return mma_sync 
 // Q pieces (D / 2 registers) and O (D / 2) per lane: 2 resident workgroups at D > 64, 4 below.
 inline int64_t mma_sync_prefill_resident(int64_t D) { return D > 64 ? 2 : 4; }
 // Two buffers of K and V sub-tiles, rows padded to D + 8 halves (ldmatrix's 8 rows hit 8 bank groups).
-inline int64_t mma_sync_prefill_shared_bytes(int64_t D) { return 2 * 2 * 2 * 32 * (D + 8); }
+inline int64_t mma_sync_prefill_shared_bytes(int64_t D) { return mma_kv_shared_bytes(D); }
 
 inline constexpr const char* mma_sync_prefill_helpers = R"(CC_FN void cc_ldsm4(uint* x, const __half* p) {
   uint a = uint(__cvta_generic_to_shared(p));
