@@ -2,7 +2,7 @@
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
 //   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8'] [--splits N] [--narrow-loads]
-//         [--separate-combine] [--queued] [--compile-only]
+//         [--separate-combine] [--queued] [--compile-only] [--f16-products]
 // --compile-only compiles the matching cases' kernels into the JIT cache and times nothing (the GPU
 // runs warm the cache this way beside the suites, so the timed benches skip the compiler).
 #include <concord/cpu/runtime.hpp>
@@ -32,6 +32,7 @@ bool narrow_loads = false;  // --narrow-loads: cooperative GPU kernels read K/V 
 bool separate_combine = false;  // --separate-combine: the split combine as its own stage (A/B)
 bool queued = false;  // --queued (HIP): each run waits behind a ~200 us GPU spin, so the stage events time the GPU alone
 bool compile_only = false;  // --compile-only: compile the matching cases' kernels into the JIT cache, time nothing
+bool f16_products = false;  // --f16-products: config::f16_products (prefill on tensor cores rounds q and p once to f16)
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text ('|' separates alternatives)
 
 bool matches_only(const std::string& label) {
@@ -289,6 +290,7 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
 // The case's pipeline for this runner, with the bench flags applied.
 attention::pipeline plan_case(runner& r, attention::config& c) {
   if (force_splits > 0) c.splits = force_splits;
+  if (f16_products) c.f16_products = true;
   attention::device_caps caps = r.caps();
   if (narrow_loads) caps.wide_loads = false;
   if (separate_combine) caps.fused_combine = false;
@@ -470,10 +472,11 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--separate-combine")) separate_combine = true;
     else if (!std::strcmp(argv[i], "--queued")) queued = true;
     else if (!std::strcmp(argv[i], "--compile-only")) compile_only = true;
+    else if (!std::strcmp(argv[i], "--f16-products")) f16_products = true;
     else {
       const bool help = !std::strcmp(argv[i], "--help");
       if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[i]);
-      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only]\n");
+      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only] [--f16-products]\n");
       return help ? 0 : 2;
     }
   }

@@ -89,7 +89,7 @@ elif [ "$phase" = variants ]; then
   # "tag:VAR=value,VAR=value[:cases[:bench flags]]" (tag alone: the defaults) the HIP benches matching
   # ONLY (for the tags in HIPTAGS, default all), the Vulkan ones for the tags in VKTAGS, and the peers
   # (PEERS=0: none; PEERQ=1: the decode peers also timed queued; VERIFY=0: no suites; VERIFY=vulkan: the
-  # Vulkan suite only). Step times in steps.log.
+  # Vulkan suite only; VERIFY=nodecode: both suites less HIP's decode cases). Step times in steps.log.
   parse() {  # tag:VAR=value,VAR=value[:cases, '+' for spaces, '|' between alternatives[:bench flags, '+' for spaces]]
     tag=${1%%:*}; rest=${1#*:}; [ "$rest" = "$1" ] && rest=
     envs=$(echo "${rest%%:*}" | tr , ' '); only=${ONLY:-decode}; flags=
@@ -110,6 +110,11 @@ elif [ "$phase" = variants ]; then
   if [ "${VERIFY:-1}" = vulkan ]; then
     step verify-vulkan
     (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log")
+  elif [ "${VERIFY:-1}" = nodecode ]; then  # both suites without HIP's decode process (prefill-only changes)
+    step verify-nodecode
+    (timeout 150 gpu-carry/test_vulkan -r compact "[attention],[conformance]" > "$out/vulkan_verify.log" 2>&1; echo "exit $?" >> "$out/vulkan_verify.log") &
+    (timeout ${VT:-420} gpu-carry/test_hip -r compact "[attention]~[decode],[conformance]" > "$out/hip_verify_b.log" 2>&1; echo "exit $?" >> "$out/hip_verify_b.log")
+    wait
   elif [ "${VERIFY:-1}" != 0 ]; then step verify; verify; fi
   wait
   for v in ${VARIANTS:-base:}; do

@@ -86,25 +86,34 @@ inline double eval_scalar(const program& p, const std::vector<std::pair<dtype, d
 }
 
 // Dense masked attention in float64 over the reference keep mask; row_logit: per output row, the
-// largest |q.k * scale| it used.
-inline tensor reference_attention(const attention::config& c, const tensor& keep, const std::vector<tensor>& in, std::vector<double>* row_logit = nullptr) {
+// largest |q.k * scale| it used; row_abs: each row's largest scale * sum_d (|q_d| + 2^-27
+// max|q|) |k_d| over its live keys (the size of config::f16_products' rounding error of q, whose
+// f16 underflow after the per-row scaling is at most 2^-38 max|q| per element).
+inline tensor reference_attention(const attention::config& c, const tensor& keep, const std::vector<tensor>& in, std::vector<double>* row_logit = nullptr,
+                                  std::vector<double>* row_abs = nullptr) {
   const int64_t D = c.head_dim, G = c.groups(), QB = c.q_blocks(), KB = c.kv_blocks();
   tensor out(dtype::f32, {c.heads, c.q_len, D});
   auto kv = [&](const tensor& t, int64_t i) { return interp_detail::load(t, i); };
   std::vector<double> sc(c.kv_len), acc(D);
   if (row_logit) row_logit->assign(static_cast<size_t>(c.heads * c.q_len), 0.0);
+  if (row_abs) row_abs->assign(static_cast<size_t>(c.heads * c.q_len), 0.0);
   for (int64_t h = 0; h < c.heads; ++h)
     for (int64_t i = 0; i < c.q_len; ++i) {
       const int64_t qpos = i + c.kv_len - c.q_len, qb = i / c.block, lh = c.per_group ? h / G : h;
-      double m = -INFINITY;
+      double m = -INFINITY, qmax = 0;
+      for (int64_t d = 0; d < D; ++d) qmax = std::max(qmax, std::fabs(double(in[0].as<float>()[(h * c.q_len + i) * D + d])));
       for (int64_t t = 0; t < c.kv_len; ++t) {
         sc[t] = -INFINITY;
         if (!keep.as<uint32_t>()[(lh * QB + qb) * KB + t / c.block]) continue;
         if (c.causal && t > qpos) continue;
         if (c.mask_mod && eval_scalar(*c.mask_mod, {{dtype::i32, double(qpos)}, {dtype::i32, double(t)}, {dtype::i32, double(h)}}) == 0) continue;
-        double dot = 0;
-        for (int64_t d = 0; d < D; ++d) dot += double(in[0].as<float>()[(h * c.q_len + i) * D + d]) * kv(in[1], ((h / G) * c.kv_len + t) * D + d);
+        double dot = 0, adot = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          const double qd = in[0].as<float>()[(h * c.q_len + i) * D + d], kd = kv(in[1], ((h / G) * c.kv_len + t) * D + d);
+          dot += qd * kd, adot += (std::fabs(qd) + std::ldexp(qmax, -27)) * std::fabs(kd);
+        }
         double s = dot * static_cast<float>(c.sm_scale());
+        if (row_abs) (*row_abs)[h * c.q_len + i] = std::max((*row_abs)[h * c.q_len + i], adot * c.sm_scale());
         if (row_logit) (*row_logit)[h * c.q_len + i] = std::max((*row_logit)[h * c.q_len + i], std::fabs(s));
         if (c.score_mod) s = eval_scalar(*c.score_mod, {{dtype::f32, s}, {dtype::i32, double(qpos)}, {dtype::i32, double(t)}, {dtype::i32, double(h)}});
         if (!(s > -INFINITY)) continue;
@@ -165,8 +174,8 @@ inline attention_check check_attention(const plan_runner& run, const attention::
       for (int64_t kb = 0; kb < KB; ++kb) r.tiles_expected += want_keep.as<uint32_t>()[(lh * QB + qb) * KB + kb];
   }
   for (int64_t i = 0; i < got[o_tiles].size(); ++i) r.tiles_read += got[o_tiles].as<uint32_t>()[i];
-  std::vector<double> lmax;
-  tensor ref = reference_attention(c, want_keep, in, &lmax);
+  std::vector<double> lmax, amax;
+  tensor ref = reference_attention(c, want_keep, in, &lmax, &amax);
   double vmax = 0;
   for (int64_t i = 0; i < in[2].size(); ++i) vmax = std::max(vmax, std::fabs(interp_detail::load(in[2], i)));
   // Outputs are convex combinations of V rows. f32 dot products over D <= 256 terms (relative
@@ -174,8 +183,15 @@ inline attention_check check_attention(const plan_runner& run, const attention::
   // online rescaling stay near 1e-6 * max|v| on the CPU; 2e-5 * max|v| leaves 20x headroom while a
   // 0.1% logit error (seen in a planted fault) exceeds it. The logit error grows with the logits,
   // so past |logit| 10 the tolerance grows in proportion (per row: its own largest logit).
+  // config::f16_products adds attention.hpp's bound: q rounded to f16 moves a score by at most u * a
+  // (u = 2^-11, a = row_abs above), so each weight by at most a factor e^(u a) either way and the
+  // output by (e^(2 u a) - 1) * max|v|;
+  // p rounded to f16 over the unrounded row sum adds u * max|v| (p * 2^12 underflows only below
+  // 2^-26, at most 2^-37 each, 2^-22 of max|v| over 32K keys, inside the 2e-5).
+  const double u = std::ldexp(1.0, -11);
   for (int64_t i = 0; i < ref.size(); ++i) {
-    const double tol = 2e-5 * vmax * std::max(1.0, lmax[i / c.head_dim] / 10.0);
+    const double tol = 2e-5 * vmax * std::max(1.0, lmax[i / c.head_dim] / 10.0) +
+                       (c.f16_products ? vmax * (u + std::expm1(2 * u * amax[i / c.head_dim])) : 0.0);
     float g = got[o_out].as<float>()[i], w = ref.as<float>()[i];
     if (std::isnan(g)) ++r.nan_outputs;
     double err = std::fabs(double(g) - double(w));

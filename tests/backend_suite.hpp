@@ -441,6 +441,34 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   run_attention_case("rows of q at 2^-20 with scale 2^20 / sqrt(D)", c, -1, 32, tiny_rows);
 }
 
+TEST_CASE("attention: f16 products, within the written bound on every backend", "[attention][mma]") {
+  // config::f16_products lets the register-fragment prefill (HIP on NVIDIA sm_80+) round q and p
+  // once to f16; every other route ignores it. check_attention widens the tolerance by the bound of
+  // attention.hpp, computed per row from the data, so each case checks the bound itself.
+  using namespace concord;
+  const auto caps = backend_caps();
+  const bool one_piece = caps.dialect == "hip" && caps.mma_f16 && caps.mma_sync;
+  auto c = base_config();
+  c.kv_type = dtype::f16, c.f16_products = true, c.heads = 4, c.kv_heads = 1, c.q_len = 300, c.kv_len = 420, c.head_dim = 128, c.block = 128;
+  CHECK((attention::build(c, caps).chosen.shape.find("f16 products") != std::string::npos) == one_piece);
+  run_attention_case("f16 products D=128 B=128 GQA 4:1, needle", c, 2);
+  c.head_dim = 64, c.block = 64, c.per_group = true, c.top_k = 2, c.splits = 3;
+  run_attention_case("f16 products D=64 per group, top-2, 3 splits", c);
+  c = base_config();
+  c.kv_type = dtype::f16, c.f16_products = true, c.dense = true, c.heads = 2, c.kv_heads = 2, c.q_len = 64, c.kv_len = 8192, c.block = 128;
+  auto peaked = [](std::vector<tensor>& in) {
+    for (int64_t i = 0; i < in[0].size(); ++i) in[0].as<float>()[i] *= 3.0f;
+  };
+  run_attention_case("f16 products, 64 queries over 8K keys, scores x 3", c, -1, 41, peaked);
+  c = base_config();
+  c.kv_type = dtype::f16, c.f16_products = true, c.dense = true, c.head_dim = 128, c.block = 64;
+  auto wide_rows = [&](std::vector<tensor>& in) {
+    float* q = in[0].as<float>();
+    for (int64_t i = 0; i < in[0].size(); ++i) q[i] = std::ldexp(q[i], static_cast<int>((i / c.head_dim) % 5) * 10 - 24);
+  };
+  run_attention_case("f16 products, rows of q scaled 2^-24 .. 2^16", c, -1, 31, wide_rows);
+}
+
 TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {
   auto c = base_config();
   c.threshold = std::numeric_limits<double>::infinity(), c.window = 0, c.sinks = 0;

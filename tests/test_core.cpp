@@ -407,6 +407,15 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   for (const bool sync : {false, true}) {  // sm_80+: register fragments; wmma before
     dev.mma_sync = sync;
     CHECK(attention::build(c, dev).chosen.shape.find(sync ? "register fragments (mma.sync m16n8k16, ldmatrix)" : "wmma 16x16x16") != std::string::npos);
+    auto c16 = c;  // f16 products: only the register kernel has the one-piece form
+    c16.f16_products = true;
+    CHECK((attention::build(c16, dev).chosen.shape.find("f16 products") != std::string::npos) == sync);
+  }
+  {  // every other route ignores f16_products: the same kernels
+    attention::device_caps cpu;
+    auto c16 = c;
+    c16.f16_products = true;
+    CHECK(codegen::cpp_emitter().emit(attention::build(c16, cpu).plan) == codegen::cpp_emitter().emit(attention::build(c, cpu).plan));
   }
   dev.mma_sync = false;
   for (auto [d, kv, want] : {std::tuple{int64_t{256}, dtype::f16, "head_dim 256 is not a multiple of 16 up to 128"}, {int64_t{72}, dtype::f16, "head_dim 72"},

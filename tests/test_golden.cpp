@@ -101,7 +101,17 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
   const auto p = attention::build(c, dev);
   REQUIRE(p.chosen.variant == "prefill_mma");
   REQUIRE(p.chosen.shape.find("mma.sync") != std::string::npos);
-  check_golden("prefill_mma_sync.hip", codegen::hip_emitter().emit(p.plan));
+  const std::string src = codegen::hip_emitter().emit(p.plan);
+  check_golden("prefill_mma_sync.hip", src);
+  c.f16_products = true;  // one f16 piece of q and of p: the same text with the piece loops cut to one
+  const auto p1 = attention::build(c, dev);
+  REQUIRE(p1.chosen.shape.find("f16 products") != std::string::npos);
+  std::string want = src;
+  int cuts = 0;
+  for (const std::string from : {"qf[2]", "pc < 2u"})
+    for (size_t at = want.find(from); at != std::string::npos; at = want.find(from, at + 1), ++cuts) want[at + from.size() - 2] = '1';  // the 2 of each
+  CHECK(cuts == 4);
+  CHECK(codegen::hip_emitter().emit(p1.plan) == want);
 }
 
 TEST_CASE("generation is deterministic", "[golden]") {
@@ -233,16 +243,18 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 and stop AMD bui
     const char* route;
     bool sync = false;  // the register-fragment kernels (sm_80+)
     int64_t heads = 8;  // over 2 KV heads; 16: GQA 8:1, two column tiles
+    bool f16 = false;   // config::f16_products (one piece of q and p in the register prefill)
   };
-  for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
+  for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true, 8, true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
                            {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
-    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, dev.fused_combine = x.fused, dev.mma_sync = x.sync;
+    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync;
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
     CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == x.sync);
     CHECK(p.chosen.fused_combine == (x.route == std::string("decode_mma") && x.fused && x.splits > 1));
     const std::string src = codegen::hip_emitter().emit(p.plan);
-    INFO(x.route << (x.sync ? " (mma.sync)" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
+    CHECK((p.chosen.shape.find("f16 products") != std::string::npos) == x.f16);
+    INFO(x.route << (x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
     for (const char* target : {"sm_90", "gfx90a"}) {
       INFO("target " << target);
       try {

@@ -18,6 +18,12 @@
 // mask_mod(q_pos, k, h), s = score_mod(scale * q.k, q_pos, k, h); s = -inf or NaN is masked; online
 // softmax. A row with no unmasked key outputs 0 (never NaN). Every invocation counts the tiles it
 // read into `tiles`, so tests prove the skip fires.
+// Products: by default every route is f32-accurate (tensor cores take q and p as two f16 pieces
+// each). config::f16_products lets prefill on tensor cores round q (after its per-row power-of-two
+// scaling) and p (times 2^12) once to f16, one product each instead of two. With u = 2^-11 and
+// a = scale * max over the row's keys of sum_d |q_d| |k_d|, each output then lies within
+// max|v| * (u + e^(2 u a) - 1) of the f32 result (score modifiers with slope <= 1: softcap, biases).
+// Routes without such a form ignore it and stay f32-accurate, inside the same bound.
 #pragma once
 #include <concord/attention_cpu.hpp>
 #include <concord/attention_gpu.hpp>
@@ -66,6 +72,7 @@ struct config {
   // pooling K each step. Plan inputs then: q, the representatives, k, v. Dims-major, so the block
   // scores (sums over D in index order, as pooling's) read consecutive blocks side by side.
   bool cached_reps = false;
+  bool f16_products = false;  // prefill on tensor cores may round q and p once to f16 (bound above)
 
   int64_t groups() const { return heads / kv_heads; }
   int64_t q_blocks() const { return (q_len + block - 1) / block; }
@@ -763,12 +770,14 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.count = H * QB * CH * S;
     attend.helpers += detail::mma_helpers;
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
-    p.chosen.shape = std::string("64 rows x 32-key sub-tiles, ") + (regs ? "register fragments (mma.sync m16n8k16, ldmatrix)" : "wmma 16x16x16") + (heavy ? ", last query blocks first" : "");
+    const bool one_piece = regs && c.f16_products;
+    p.chosen.shape = std::string("64 rows x 32-key sub-tiles, ") + (regs ? "register fragments (mma.sync m16n8k16, ldmatrix)" : "wmma 16x16x16") +
+                     (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(detail::mma_keys)}, {"LDK", std::to_string(D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
-                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
+                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},

@@ -11,7 +11,8 @@
 //   O (16 x 8 dims) += P (16 x 16 keys) . V: P's A fragment is two score tiles' C fragments, packed
 //     to f16 pieces in place; V's B fragments come from the shared rows by ldmatrix.trans.
 // Numerics: the pieces and scalings of attention_mma.hpp (q * 2^e = hi + lo per row, p * 2^12 = hi +
-// lo, the row sum from the unrounded p), so the tolerance is the same. H200 run 60, 16K causal
+// lo, the row sum from the unrounded p), so the tolerance is the same; with config::f16_products
+// only the hi pieces (NPC = 1: half the products, within attention.hpp's bound). H200 run 60, 16K causal
 // dense: 11.44 ms with wmma, 10.93 here (ptxas: 213 registers at D = 128, 2 workgroups resident; 3
 // resident spill and were 3% faster alone, no faster with the heavy-first order, run 61).
 #pragma once
@@ -61,9 +62,9 @@ inline constexpr const char* mma_sync_prefill_body =
     e[b] = amax > 0.0f ? 14 - ex : 0;
     un1[b] = ldexpf(1.0f, -(e[b] / 2)); un2s[b] = ldexpf(1.0f, (e[b] / 2) - e[b]) * @SCALE@;
   }
-  uint qf[2][@DK@][4];
+  uint qf[@NPC@][@DK@][4];
 #pragma unroll
-  for (uint pc = 0u; pc < 2u; ++pc)
+  for (uint pc = 0u; pc < @NPC@u; ++pc)
 #pragma unroll
     for (uint kk = 0u; kk < @DK@u; ++kk)
 #pragma unroll
@@ -83,7 +84,7 @@ inline constexpr const char* mma_sync_prefill_body =
       for (uint kk = 0u; kk < @DK@u; ++kk)
         for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
           uint kf[4]; cc_ldsm4(kf, ks + kp * 16u * @LDK@u + kk * 16u + kro);
-          for (uint pc = 0u; pc < 2u; ++pc) {
+          for (uint pc = 0u; pc < @NPC@u; ++pc) {
             cc_mma16816(sc[2u * kp], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[0], kf[1]);
             cc_mma16816(sc[2u * kp + 1u], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[2], kf[3]);
           }
@@ -119,7 +120,7 @@ inline constexpr const char* mma_sync_prefill_body =
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);
         for (uint fp = 0u; fp < @DN@u / 2u; ++fp) {
           uint vf[4]; cc_ldsm4t(vf, vs + kp * 16u * @LDK@u + fp * 16u + vro);
-          for (uint pc = 0u; pc < 2u; ++pc) {
+          for (uint pc = 0u; pc < @NPC@u; ++pc) {
             cc_mma16816(o[2u * fp], pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], vf[0], vf[1]);
             cc_mma16816(o[2u * fp + 1u], pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], vf[2], vf[3]);
           }
