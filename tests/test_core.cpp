@@ -1,6 +1,7 @@
 // Core: DSL typing and shapes, IR printing/verification, passes, interpreter semantics, bad input.
 #include <catch2/catch.hpp>
 #include <concord/concord.hpp>
+#include <concord/codegen/hip.hpp>
 #include <concord/cpu/runtime.hpp>
 
 #include <atomic>
@@ -410,6 +411,11 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     auto c16 = c;  // f16 products: only the register kernel has the one-piece form
     c16.f16_products = true;
     CHECK((attention::build(c16, dev).chosen.shape.find("f16 products") != std::string::npos) == sync);
+    if (sync)  // D = 128: one piece frees the registers of a third resident workgroup
+      for (const bool one : {false, true}) {
+        c16.f16_products = one;
+        CHECK(codegen::hip_emitter().emit(attention::build(c16, dev).plan).find(one ? "CC_RESIDENT(3)" : "CC_RESIDENT(2)") != std::string::npos);
+      }
   }
   {  // every other route ignores f16_products: the same kernels
     attention::device_caps cpu;

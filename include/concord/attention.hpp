@@ -765,12 +765,12 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
     const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D);
     attend.group = detail::mma_threads;
-    attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : regs ? detail::mma_sync_prefill_resident(D) : detail::mma_resident(D);
+    const bool one_piece = regs && c.f16_products;
+    attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
     attend.count = H * QB * CH * S;
     attend.helpers += detail::mma_helpers;
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
-    const bool one_piece = regs && c.f16_products;
     p.chosen.shape = std::string("64 rows x 32-key sub-tiles, ") + (regs ? "register fragments (mma.sync m16n8k16, ldmatrix)" : "wmma 16x16x16") +
                      (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
     auto tv = vals;
