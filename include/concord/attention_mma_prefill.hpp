@@ -91,14 +91,17 @@ inline constexpr const char* mma_sync_prefill_body =
           }
         }
       float mx[2] = {ninf, ninf};
-      for (uint t = 0u; t < @NKT@u; ++t)
-        for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
-          float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
-          bool live = ok[b] && j < n && (!@CAUSAL@ || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
-          sc[t][x] = live ? v : ninf;
-          mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
-        }
+      if (n == @KT@u && (!@CAUSAL@ || k0 + @KT@u - 1u <= r0 + @OFF@u)) {
+        for (uint t = 0u; t < @NKT@u; ++t)
+          for (uint x = 0u; x < 4u; ++x) {
+@SCORE@            bool live = cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
+@KEEP@          }
+      } else {
+        for (uint t = 0u; t < @NKT@u; ++t)
+          for (uint x = 0u; x < 4u; ++x) {
+@SCORE@            bool live = ok[b] && j < n && (!@CAUSAL@ || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
+@KEEP@          }
+      }
       float cr[2];
       for (uint b = 0u; b < 2u; ++b) {
         for (uint mm = 1u; mm < 4u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, mx[b], mm); mx[b] = o_ > mx[b] ? o_ : mx[b]; }
@@ -138,6 +141,16 @@ inline constexpr const char* mma_sync_prefill_body =
     for (uint x = 0u; x < 4u; ++x) {
       uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x] * 0.000244140625f;
       if (ok[b]) @STORE@    }
+)";
+
+// A score of the step, and its keeping once `live` is known. The step's first loop serves sub-tiles
+// that are whole and wholly at or before every row's position, with no per-key bounds: rows past
+// the queries there score q = 0 and are never stored.
+inline constexpr const char* mma_sync_score = R"(            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
+            float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
+)";
+inline constexpr const char* mma_sync_keep = R"(            sc[t][x] = live ? v : ninf;
+            mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
 )";
 
 inline constexpr const char* mma_sync_head_direct =

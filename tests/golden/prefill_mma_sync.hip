@@ -283,14 +283,25 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
           }
         }
       float mx[2] = {ninf, ninf};
-      for (uint t = 0u; t < 4u; ++t)
-        for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
-          float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
-          bool live = ok[b] && j < n && (!true || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
-          sc[t][x] = live ? v : ninf;
-          mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
-        }
+      if (n == 32u && (!true || k0 + 32u - 1u <= r0 + 0u)) {
+        for (uint t = 0u; t < 4u; ++t)
+          for (uint x = 0u; x < 4u; ++x) {
+            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
+            float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
+            bool live = cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
+            sc[t][x] = live ? v : ninf;
+            mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
+          }
+      } else {
+        for (uint t = 0u; t < 4u; ++t)
+          for (uint x = 0u; x < 4u; ++x) {
+            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
+            float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
+            bool live = ok[b] && j < n && (!true || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
+            sc[t][x] = live ? v : ninf;
+            mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
+          }
+      }
       float cr[2];
       for (uint b = 0u; b < 2u; ++b) {
         for (uint mm = 1u; mm < 4u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, mx[b], mm); mx[b] = o_ > mx[b] ? o_ : mx[b]; }
