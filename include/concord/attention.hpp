@@ -20,10 +20,11 @@
 // read into `tiles`, so tests prove the skip fires.
 // Products: by default every route is f32-accurate (tensor cores take q and p as two f16 pieces
 // each). config::f16_products lets prefill on tensor cores round q (after its per-row power-of-two
-// scaling) and p (times 2^12) once to f16, one product each instead of two. With u = 2^-11 and
-// a = scale * max over the row's keys of sum_d |q_d| |k_d|, each output then lies within
-// max|v| * (u + e^(2 u a) - 1) of the f32 result (score modifiers with slope <= 1: softcap, biases).
-// Routes without such a form ignore it and stay f32-accurate, inside the same bound.
+// scaling) and p (times 2^12) once to f16, one product each instead of two, and take the softmax's
+// exp as 2^(x log2 e) to within 2^-16. With u = 2^-11 and a = scale * max over the row's keys of
+// sum_d (|q_d| + 2^-27 max|q|) |k_d|, each output then lies within max|v| * (u + e^(2 u a + 2^-15)
+// - 1) of the f32 result (score modifiers with slope <= 1: softcap, biases). Routes without such a
+// form ignore it and stay f32-accurate, inside the same bound.
 #pragma once
 #include <concord/attention_cpu.hpp>
 #include <concord/attention_gpu.hpp>
@@ -144,7 +145,7 @@ struct device_caps {
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
 // split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
 // CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma.
-inline void tune_decode_from_env(device_caps& d) {
+inline void tune_caps_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
   if (const int64_t l = num("CONCORD_DECODE_LANES"); l > 0) d.decode_lanes = l;
@@ -777,7 +778,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(detail::mma_keys)}, {"LDK", std::to_string(D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
-                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
+                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NPC", one_piece ? "1" : "2"}, {"PEXP", one_piece ? "cc_exp_approx" : "cc_exp_ex2"}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},

@@ -12,7 +12,11 @@
 //     to f16 pieces in place; V's B fragments come from the shared rows by ldmatrix.trans.
 // Numerics: the pieces and scalings of attention_mma.hpp (q * 2^e = hi + lo per row, p * 2^12 = hi +
 // lo, the row sum from the unrounded p), so the tolerance is the same; with config::f16_products
-// only the hi pieces (NPC = 1: half the products, within attention.hpp's bound). H200 run 60, 16K causal
+// only the hi pieces (NPC = 1: half the products) and the exp as ex2.approx of x * log2(e), within
+// attention.hpp's bound. Otherwise the exp is cc_exp_ex2: x * log2(e) = y + t to ~2^-40 relative
+// (log2 e in two floats, the product's error by fma), 2^y by ex2.approx times 1 + t ln 2: the
+// accuracy of expf (~2^-22 relative, flushed below 2^-126) in 4 instructions and one MUFU where
+// expf takes several times that (H100 run 68: the exp alone was 1.47x of the one-piece time). H200 run 60, 16K causal
 // dense: 11.44 ms with wmma, 10.93 here (ptxas: 213 registers at D = 128, 2 workgroups resident; 3
 // resident spill and were 3% faster alone, no faster with the heavy-first order, run 61).
 #pragma once
@@ -36,6 +40,13 @@ inline constexpr const char* mma_sync_prefill_helpers = R"(CC_FN void cc_ldsm4(u
 CC_FN void cc_ldsm4t(uint* x, const __half* p) {
   uint a = uint(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];" : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3]) : "r"(a) : "memory");
+}
+CC_FN float cc_ex2(float y) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(y)); return r; }
+CC_FN float cc_exp_approx(float x) { return cc_ex2(x * 1.44269504f); }
+CC_FN float cc_exp_ex2(float x) {
+  float y = x * 1.44269502f; float t = __fmaf_rn(x, 1.44269502f, -y) + x * 1.92596299e-8f;
+  float r = cc_ex2(y);
+  return x > -104.0f ? __fmaf_rn(r, t * 0.693147182f, r) : 0.0f;
 }
 CC_FN void cc_ppieces(float a, float b, uint& hi, uint& lo) {
   __half2 h = __floats2half2_rn(a, b); float2 f = __half22float2(h); __half2 r = __floats2half2_rn(a - f.x, b - f.y);
@@ -106,13 +117,13 @@ inline constexpr const char* mma_sync_prefill_body =
       for (uint b = 0u; b < 2u; ++b) {
         for (uint mm = 1u; mm < 4u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, mx[b], mm); mx[b] = o_ > mx[b] ? o_ : mx[b]; }
         float mn = mx[b] > m[b] ? mx[b] : m[b];
-        cr[b] = mn > ninf ? cc_exp(m[b] - mn) : 1.0f;
+        cr[b] = mn > ninf ? @PEXP@(m[b] - mn) : 1.0f;
         mx[b] = mn; m[b] = mn;
       }
       float ps[2] = {0.0f, 0.0f};
       for (uint t = 0u; t < @NKT@u; ++t)
         for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; float p = sc[t][x] > ninf ? cc_exp(sc[t][x] - mx[b]) : 0.0f;
+          uint b = x / 2u; float p = sc[t][x] > ninf ? @PEXP@(sc[t][x] - mx[b]) : 0.0f;
           ps[b] = ps[b] + p; sc[t][x] = p * 4096.0f;
         }
       for (uint b = 0u; b < 2u; ++b) l[b] = l[b] * cr[b] + ps[b];

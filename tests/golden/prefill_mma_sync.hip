@@ -131,6 +131,13 @@ CC_FN void cc_ldsm4t(uint* x, const __half* p) {
   uint a = uint(__cvta_generic_to_shared(p));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];" : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3]) : "r"(a) : "memory");
 }
+CC_FN float cc_ex2(float y) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(y)); return r; }
+CC_FN float cc_exp_approx(float x) { return cc_ex2(x * 1.44269504f); }
+CC_FN float cc_exp_ex2(float x) {
+  float y = x * 1.44269502f; float t = __fmaf_rn(x, 1.44269502f, -y) + x * 1.92596299e-8f;
+  float r = cc_ex2(y);
+  return x > -104.0f ? __fmaf_rn(r, t * 0.693147182f, r) : 0.0f;
+}
 CC_FN void cc_ppieces(float a, float b, uint& hi, uint& lo) {
   __half2 h = __floats2half2_rn(a, b); float2 f = __half22float2(h); __half2 r = __floats2half2_rn(a - f.x, b - f.y);
   hi = *reinterpret_cast<const uint*>(&h); lo = *reinterpret_cast<const uint*>(&r);
@@ -306,13 +313,13 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
       for (uint b = 0u; b < 2u; ++b) {
         for (uint mm = 1u; mm < 4u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, mx[b], mm); mx[b] = o_ > mx[b] ? o_ : mx[b]; }
         float mn = mx[b] > m[b] ? mx[b] : m[b];
-        cr[b] = mn > ninf ? cc_exp(m[b] - mn) : 1.0f;
+        cr[b] = mn > ninf ? cc_exp_ex2(m[b] - mn) : 1.0f;
         mx[b] = mn; m[b] = mn;
       }
       float ps[2] = {0.0f, 0.0f};
       for (uint t = 0u; t < 4u; ++t)
         for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; float p = sc[t][x] > ninf ? cc_exp(sc[t][x] - mx[b]) : 0.0f;
+          uint b = x / 2u; float p = sc[t][x] > ninf ? cc_exp_ex2(sc[t][x] - mx[b]) : 0.0f;
           ps[b] = ps[b] + p; sc[t][x] = p * 4096.0f;
         }
       for (uint b = 0u; b < 2u; ++b) l[b] = l[b] * cr[b] + ps[b];

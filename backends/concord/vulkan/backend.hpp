@@ -66,7 +66,7 @@ inline attention::device_caps caps() {
   // NVIDIA's driver: MHA decode 32K 0.0711 -> 0.0427 ms, 128K 0.2495 -> 0.1338; GQA 4:1 32K one
   // workgroup per head 0.2070 -> 0.0753, one per group (now planned everywhere) 0.0667.
   d.unroll_hints = true;
-  attention::tune_decode_from_env(d);
+  attention::tune_caps_from_env(d);
   d.notes = di.describe();
   return d;
 }
