@@ -11,17 +11,16 @@
 //   O (16 x 8 dims) += P (16 x 16 keys) . V: P's A fragment is two score tiles' C fragments, packed
 //     to f16 pieces in place; V's B fragments come from the shared rows by ldmatrix.trans.
 // Numerics: the pieces and scalings of attention_mma.hpp (q * 2^e = hi + lo per row, p * 2^12 = hi +
-// lo, the row sum from the unrounded p), so the tolerance is the same; with config::f16_products
-// only the hi pieces (NPC = 1: half the products) and the exp as ex2.approx of x * log2(e), within
-// attention.hpp's bound. Otherwise the exp is cc_exp_ex2: x * log2(e) = y + t to ~2^-40 relative
-// (log2 e in two floats, the product's error by fma), 2^y by ex2.approx times 1 + t ln 2: the
-// accuracy of expf (~2^-22 relative, flushed below 2^-126) in 4 instructions and one MUFU where
-// expf takes several times that (H100 run 68: the exp alone was 1.47x of the one-piece time). H200 run 60, 16K causal
+// lo, the row sum from the unrounded p), so the tolerance is the same. The exp is cc_exp_ex2:
+// x * log2(e) = y + t to ~2^-40 relative (log2 e in two floats, the product's error by an fma), 2^y
+// by ex2.approx, times 1 + t ln 2: expf's accuracy (~2^-22 relative, flushed below 2^-126) in about
+// 8 instructions, one on the MUFU (H100 runs 68-69: expf made the one-piece kernel 1.47x slower,
+// the default 1.10x). With config::f16_products: only the hi pieces (NPC = 1, half the products)
+// and the exp as ex2.approx of x * log2(e), within attention.hpp's bound. H200 run 60, 16K causal
 // dense: 11.44 ms with wmma, 10.93 here (ptxas: 213 registers at D = 128, 2 workgroups resident; 3
 // resident spill and were 3% faster alone, no faster with the heavy-first order, run 61).
 #pragma once
 #include <concord/attention_mma.hpp>
-
 #include <cstdint>
 
 namespace concord::attention::detail {
