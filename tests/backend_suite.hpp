@@ -116,6 +116,14 @@ concord::program sliding_mod() {
   return lower(mm);
 }
 
+// Element 3 of keys 5, 77 and 250 of every KV head set to NaN (f16 K): their scores are NaN, so masked.
+void nan_keys(std::vector<concord::tensor>& in) {
+  const int64_t D = in[1].shape[2], N = in[1].shape[1];
+  for (int64_t h = 0; h < in[1].shape[0]; ++h)
+    for (const int64_t t : {5, 77, 250})
+      if (t < N) in[1].as<uint16_t>()[(h * N + t) * D + 3] = 0x7e00;
+}
+
 concord::attention::config base_config() {
   concord::attention::config c;
   c.heads = 4, c.kv_heads = 2, c.q_len = 200, c.kv_len = 200, c.head_dim = 64, c.block = 32;
@@ -439,6 +447,11 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   };
   c.scale = std::ldexp(1.0, 20) / std::sqrt(128.0);
   run_attention_case("rows of q at 2^-20 with scale 2^20 / sqrt(D)", c, -1, 32, tiny_rows);
+  c = base_config();
+  c.kv_type = dtype::f16, c.dense = true, c.block = 64, c.kv_len = 300, c.scale = -0.125;
+  run_attention_case("negative scale: the softmax favours the smallest dots", c);
+  c.scale = 0;
+  run_attention_case("NaN in one element of three keys of K: those keys are masked", c, -1, 33, nan_keys);
 }
 
 TEST_CASE("attention: f16 products, within the written bound on every backend", "[attention][mma]") {
@@ -467,6 +480,8 @@ TEST_CASE("attention: f16 products, within the written bound on every backend", 
     for (int64_t i = 0; i < in[0].size(); ++i) q[i] = std::ldexp(q[i], static_cast<int>((i / c.head_dim) % 5) * 10 - 24);
   };
   run_attention_case("f16 products, rows of q scaled 2^-24 .. 2^16", c, -1, 31, wide_rows);
+  c.kv_len = 300, c.scale = -1.0 / std::sqrt(128.0);
+  run_attention_case("f16 products, negative scale, NaN in three keys of K", c, -1, 34, nan_keys);
 }
 
 TEST_CASE("attention: density 0 and 1, windows, top-k and ties at the edges", "[attention][edges]") {

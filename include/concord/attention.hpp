@@ -20,8 +20,8 @@
 // read into `tiles`, so tests prove the skip fires.
 // Products: by default every route is f32-accurate (tensor cores take q and p as two f16 pieces
 // each). config::f16_products lets prefill on tensor cores round q (after its per-row power-of-two
-// scaling) and p (times 2^12) once to f16, one product each instead of two, and take the softmax's
-// exp as 2^(x log2 e) to within 2^-16. With u = 2^-11 and a = scale * max over the row's keys of
+// scaling) and p (times 2^12) once to f16, one product each instead of two; the softmax's exp is
+// within 2^-16 (every route's is). With u = 2^-11 and a = scale * max over the row's keys of
 // sum_d (|q_d| + 2^-27 max|q|) |k_d|, each output then lies within max|v| * (u + e^(2 u a + 2^-15)
 // - 1) of the f32 result (score modifiers with slope <= 1: softcap, biases). Routes without such a
 // form ignore it and stay f32-accurate, inside the same bound.
@@ -737,7 +737,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     }
     attend.body = detail::fill(detail::fill(std::string(regs ? detail::mma_sync_decode_body : detail::mma_decode_body) + detail::mma_decode_tail,
                                             {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::mma_decode_walk},
-                                             {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "wl"}, {"CN", "32"}})},
+                                             {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", ""}, {"CL", "wl"}, {"CN", "32"}})},
                                              {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (!dev.decode_balance) p.chosen.shape += ", whole blocks per split";
     if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
@@ -766,7 +766,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
     const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D);
     attend.group = detail::mma_threads;
-    const bool one_piece = regs && c.f16_products;
+    const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
     attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
     attend.count = H * QB * CH * S;
@@ -778,12 +778,13 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(detail::mma_keys)}, {"LDK", std::to_string(D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
-                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NPC", one_piece ? "1" : "2"}, {"PEXP", one_piece ? "cc_exp_approx" : "cc_exp_ex2"}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
+                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},
-                                             {"SCORE", detail::mma_sync_score}, {"KEEP", detail::mma_sync_keep},
-                                             {"COPY", detail::fill(detail::mma_tile_copy, {{"CL", "lane"}, {"CN", "@WG@"}})},
+                                             {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "fmaxf" : "fminf"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
+                                             {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
+                                             {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}})},
                                              {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},
                                              {"STORE", S > 1 ? (regs ? detail::mma_sync_store_partial : detail::mma_store_partial) : (regs ? detail::mma_sync_store_direct : detail::mma_store_direct)}}),
                                tv);

@@ -50,7 +50,7 @@ typedef cc_wmma::fragment<cc_wmma::accumulator, 16, 16, 16, float> cc_frag_c;
 // asynchronous 16-byte copies when both bases are 16-byte aligned, plain loads otherwise; rows past
 // n are zeroed (a stale row of V times p = 0 could be NaN). One committed batch.
 inline constexpr const char* mma_tile_copy = R"(    uint kbase = (kvh * @NK@u + k0) * @D@u;
-    for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
+@WHOLE@    for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
       uint j = x / @D8N@u; uint o = j * @LDK@u + (x % @D8N@u) * 8u;
       if (j >= n) {
         *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
@@ -80,8 +80,18 @@ inline constexpr const char* mma_prefill_open = R"(  uint sp = i % @S@u; uint t0
   __shared__ __align__(32) __half kvs[4 * @KT@ * @LDK@];
 )";
 
+// Prefill's whole sub-tiles (aligned, all KT keys) skip the per-chunk bounds.
+inline constexpr const char* mma_tile_copy_whole = R"(    if (n == @KT@u && async16)
+      for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
+        uint o = (x / @D8N@u) * @LDK@u + (x % @D8N@u) * 8u;
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
+      }
+    else
+)";
+
 // Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end).
-// issue(s) starts its K and V copies into buffer s % 2 (mma_tile_copy); sub-tile 0's are issued.
+// issue(s, k0, n) finds them and starts the copies into buffer s % 2 (mma_tile_copy); sub-tile 0's are
+// issued, and the step keeps the next one's k0 and n from its issue.
 inline constexpr const char* mma_prefill_walk = R"(  uint qlast = r0 + nr - 1u + @OFF@u;
   uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
   uint tiles = e1 > e0 ? e1 - e0 : 0u;
@@ -93,19 +103,20 @@ inline constexpr const char* mma_prefill_walk = R"(  uint qlast = r0 + nr - 1u +
     k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
     n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
   };
-  auto issue = [&](uint s) {
-    uint k0; uint n; sub(s, k0, n);
+  auto issue = [&](uint s, uint& k0, uint& n) {
+    sub(s, k0, n);
     __half* kd = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
 @COPY@  };
-  if (nsub > 0u) issue(0u);
+  uint ck0 = 0u; uint cn = 0u;
+  if (nsub > 0u) issue(0u, ck0, cn);
 )";
 
 // The walk's step: sub-tile s + 1's copies start, s's are waited for, and a live s is computed
 // from buffer s % 2 (ks, vs).
 inline constexpr const char* mma_prefill_step = R"(  for (uint s = 0u; s < nsub; ++s) {
-    if (s + 1u < nsub) { issue(s + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
+    uint k0 = ck0; uint n = cn;
+    if (s + 1u < nsub) { issue(s + 1u, ck0, cn); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
     CC_BARRIER();
-    uint k0; uint n; sub(s, k0, n);
     if (n > 0u) {
       const __half* ks = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; const __half* vs = ks + @KT@u * @LDK@u;
 )";

@@ -10,15 +10,19 @@
 //     kept per lane and added over those 4 lanes at the end.
 //   O (16 x 8 dims) += P (16 x 16 keys) . V: P's A fragment is two score tiles' C fragments, packed
 //     to f16 pieces in place; V's B fragments come from the shared rows by ldmatrix.trans.
-// Numerics: the pieces and scalings of attention_mma.hpp (q * 2^e = hi + lo per row, p * 2^12 = hi +
-// lo, the row sum from the unrounded p), so the tolerance is the same. The exp is cc_exp_ex2:
-// x * log2(e) = y + t to ~2^-40 relative (log2 e in two floats, the product's error by an fma), 2^y
-// by ex2.approx, times 1 + t ln 2: expf's accuracy (~2^-22 relative, flushed below 2^-126) in about
-// 8 instructions, one on the MUFU (H100 runs 68-69: expf made the one-piece kernel 1.47x slower,
-// the default 1.10x). With config::f16_products: only the hi pieces (NPC = 1, half the products)
-// and the exp as ex2.approx of x * log2(e), within attention.hpp's bound. H200 run 60, 16K causal
-// dense: 11.44 ms with wmma, 10.93 here (ptxas: 213 registers at D = 128, 2 workgroups resident; 3
-// resident spill and were 3% faster alone, no faster with the heavy-first order, run 61).
+// Numerics: the pieces of attention_mma.hpp (q * 2^e = hi + lo per row, p = hi + lo, the row sum
+// from the unrounded p), so the tolerance is the same. The softmax runs in base 2: scores are
+// raw * c2 (c2 = 2^-e * scale * log2 e, held off the flush to zero at +-2^-126), and p = 2^(raw * c2
+// - mb) is ex2.approx of one fma, mb being the running max less 12: p comes out times 2^12, ready for
+// the f16 pieces, and l and O carry the same factor (the store divides it out; a split stores m =
+// mb * ln 2). The fma rounds once relative to the exponent (not to the score), and an error in mb is
+// common to the row: expf's accuracy, in 2 instructions of which one on the MUFU. Whole sub-tiles
+// at or before every row's position, without modifiers, take the max of the raw dots (fminf for a
+// negative scale) times c2 and no per-key masks; a NaN score (a NaN in K) leaves p NaN, which one
+// vote after the exps finds and zeroes (masked). H100 run 70, 16K causal dense: 8.69 -> 6.40 ms
+// (default), 4.92 -> 4.49 (f16 products; same call). With config::f16_products: only the hi pieces
+// (NPC = 1, half the products), within attention.hpp's bound. ptxas at D = 128: 209 registers (2
+// workgroups resident), 167 with one piece (3).
 #pragma once
 #include <concord/attention_mma.hpp>
 #include <cstdint>
@@ -41,12 +45,6 @@ CC_FN void cc_ldsm4t(uint* x, const __half* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];" : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3]) : "r"(a) : "memory");
 }
 CC_FN float cc_ex2(float y) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(y)); return r; }
-CC_FN float cc_exp_approx(float x) { return cc_ex2(x * 1.44269504f); }
-CC_FN float cc_exp_ex2(float x) {
-  float y = x * 1.44269502f; float t = __fmaf_rn(x, 1.44269502f, -y) + x * 1.92596299e-8f;
-  float r = cc_ex2(y);
-  return x > -104.0f ? __fmaf_rn(r, t * 0.693147182f, r) : 0.0f;
-}
 CC_FN void cc_ppieces(float a, float b, uint& hi, uint& lo) {
   __half2 h = __floats2half2_rn(a, b); float2 f = __half22float2(h); __half2 r = __floats2half2_rn(a - f.x, b - f.y);
   hi = *reinterpret_cast<const uint*>(&h); lo = *reinterpret_cast<const uint*>(&r);
@@ -58,7 +56,7 @@ inline constexpr const char* mma_sync_prefill_body =
   uint lrw[2]; bool ok[2]; uint qrow[2]; uint qp[2];
 #pragma unroll
   for (uint b = 0u; b < 2u; ++b) { lrw[b] = w * 16u + g + 8u * b; ok[b] = lrw[b] < nr; qrow[b] = r0 + lrw[b]; qp[b] = qrow[b] + @OFF@u; }
-@PWALK@  float qv[2][@QH@]; int e[2]; float un1[2]; float un2s[2];
+@PWALK@  float qv[2][@QH@]; int e[2]; float un1[2]; float un2s[2]; float c2[2];
 #pragma unroll
   for (uint b = 0u; b < 2u; ++b) {
     uint qbase = (h0 * @NQ@u + qrow[b]) * @D@u; float amax = 0.0f;
@@ -72,6 +70,8 @@ inline constexpr const char* mma_sync_prefill_body =
     if (amax > 0.0f) frexpf(amax, &ex);
     e[b] = amax > 0.0f ? 14 - ex : 0;
     un1[b] = ldexpf(1.0f, -(e[b] / 2)); un2s[b] = ldexpf(1.0f, (e[b] / 2) - e[b]) * @SCALE@;
+    float c = (un1[b] * un2s[b]) * 1.44269504f; float tiny = cc_float(0x00800000u);
+    c2[b] = fabsf(c) < tiny ? (@SCALE@ < 0.0f ? -tiny : tiny) : c;
   }
   uint qf[@NPC@][@DK@][4];
 #pragma unroll
@@ -83,10 +83,10 @@ inline constexpr const char* mma_sync_prefill_body =
         uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
         qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
-  float o[@DN@][4]; float m[2]; float l[2];
+  float o[@DN@][4]; float m[2]; float mb[2]; float l[2];
   for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
-  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; l[b] = 0.0f; }
+  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; l[b] = 0.0f; }
   uint kro = ((wl / 16u) * 8u + wl % 8u) * @LDK@u + ((wl / 8u) % 2u) * 8u;
   uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * @LDK@u + (wl / 16u) * 8u;
 @STEP@      float sc[@NKT@][4];
@@ -100,13 +100,9 @@ inline constexpr const char* mma_sync_prefill_body =
             cc_mma16816(sc[2u * kp + 1u], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[2], kf[3]);
           }
         }
-      float mx[2] = {ninf, ninf};
+      float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
       if (n == @KT@u && (!@CAUSAL@ || k0 + @KT@u - 1u <= r0 + @OFF@u)) {
-        for (uint t = 0u; t < @NKT@u; ++t)
-          for (uint x = 0u; x < 4u; ++x) {
-@SCORE@            bool live = cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
-@KEEP@          }
-      } else {
+@FAST@      } else {
         for (uint t = 0u; t < @NKT@u; ++t)
           for (uint x = 0u; x < 4u; ++x) {
 @SCORE@            bool live = ok[b] && j < n && (!@CAUSAL@ || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
@@ -114,17 +110,22 @@ inline constexpr const char* mma_sync_prefill_body =
       }
       float cr[2];
       for (uint b = 0u; b < 2u; ++b) {
-        for (uint mm = 1u; mm < 4u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, mx[b], mm); mx[b] = o_ > mx[b] ? o_ : mx[b]; }
-        float mn = mx[b] > m[b] ? mx[b] : m[b];
-        cr[b] = mn > ninf ? @PEXP@(m[b] - mn) : 1.0f;
-        mx[b] = mn; m[b] = mn;
+        for (uint mm = 1u; mm < 4u; mm = mm * 2u) mx[b] = fmaxf(mx[b], __shfl_xor_sync(0xffffffffu, mx[b], mm));
+        float mn = fmaxf(mx[b], m[b]); float mbn = mn > m[b] ? mn - 12.0f : mb[b];
+        cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
+        m[b] = mn; mb[b] = mbn;
       }
       float ps[2] = {0.0f, 0.0f};
       for (uint t = 0u; t < @NKT@u; ++t)
         for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; float p = sc[t][x] > ninf ? @PEXP@(sc[t][x] - mx[b]) : 0.0f;
-          ps[b] = ps[b] + p; sc[t][x] = p * 4096.0f;
+          uint b = x / 2u; float p = cc_ex2(__fmaf_rn(sc[t][x], cf[b], -mb[b]));
+          ps[b] = ps[b] + p; sc[t][x] = p;
         }
+      if (__any_sync(0xffffffffu, cc_isnan(ps[0]) || cc_isnan(ps[1]))) {
+        ps[0] = 0.0f; ps[1] = 0.0f;
+        for (uint t = 0u; t < @NKT@u; ++t)
+          for (uint x = 0u; x < 4u; ++x) { sc[t][x] = cc_isnan(sc[t][x]) ? 0.0f : sc[t][x]; ps[x / 2u] = ps[x / 2u] + sc[t][x]; }
+      }
       for (uint b = 0u; b < 2u; ++b) l[b] = l[b] * cr[b] + ps[b];
       if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f))
         for (uint f = 0u; f < @DN@u; ++f)
@@ -149,7 +150,7 @@ inline constexpr const char* mma_sync_prefill_body =
   uint rw[2] = {h0 * @NQ@u + qrow[0], h0 * @NQ@u + qrow[1]};
 @HEAD@  for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) {
-      uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x] * 0.000244140625f;
+      uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x];
       if (ok[b]) @STORE@    }
 )";
 
@@ -159,15 +160,30 @@ inline constexpr const char* mma_sync_prefill_body =
 inline constexpr const char* mma_sync_score = R"(            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
             float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
 )";
-inline constexpr const char* mma_sync_keep = R"(            sc[t][x] = live ? v : ninf;
-            mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
+inline constexpr const char* mma_sync_keep = R"(            sc[t][x] = live ? v * 1.44269504f : ninf;
+            mx[b] = fmaxf(mx[b], sc[t][x]);
+)";
+inline constexpr const char* mma_sync_score_plain = R"(            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j; float v = sc[t][x] * c2[b];
+)";
+inline constexpr const char* mma_sync_keep_plain = R"(            sc[t][x] = live ? v : ninf;
+            mx[b] = fmaxf(mx[b], sc[t][x]);
+)";
+inline constexpr const char* mma_sync_fast_plain = R"(        mx[0] = @RINIT@; mx[1] = @RINIT@;
+        for (uint t = 0u; t < @NKT@u; ++t)
+          for (uint x = 0u; x < 4u; ++x) mx[x / 2u] = @RMAX@(mx[x / 2u], sc[t][x]);
+        for (uint b = 0u; b < 2u; ++b) { mx[b] = mx[b] * c2[b]; cf[b] = c2[b]; }
+)";
+inline constexpr const char* mma_sync_fast_mods = R"(        for (uint t = 0u; t < @NKT@u; ++t)
+          for (uint x = 0u; x < 4u; ++x) {
+@SCORE@            bool live = cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
+@KEEP@          }
 )";
 
 inline constexpr const char* mma_sync_head_direct =
     "  float inv[2];\n  for (uint b = 0u; b < 2u; ++b) inv[b] = l[b] > 0.0f ? 1.0f / l[b] : 0.0f;\n";
 inline constexpr const char* mma_sync_store_direct = "CC_ST_OUT(r * @D@u + d) = a * inv[b];\n";
 inline constexpr const char* mma_sync_head_partial =
-    "  if (tq == 0u)\n    for (uint b = 0u; b < 2u; ++b)\n      if (ok[b]) { CC_ST_PART_MAX(rw[b] * @S@u + sp) = m[b]; "
+    "  if (tq == 0u)\n    for (uint b = 0u; b < 2u; ++b)\n      if (ok[b]) { CC_ST_PART_MAX(rw[b] * @S@u + sp) = m[b] > ninf ? mb[b] * 0.693147182f : ninf; "
     "CC_ST_PART_SUM(rw[b] * @S@u + sp) = l[b]; }\n";
 inline constexpr const char* mma_sync_store_partial = "CC_ST_PART_ACC((r * @S@u + sp) * @D@u + d) = a;\n";
 

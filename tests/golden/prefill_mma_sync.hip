@@ -132,12 +132,6 @@ CC_FN void cc_ldsm4t(uint* x, const __half* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];" : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3]) : "r"(a) : "memory");
 }
 CC_FN float cc_ex2(float y) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(y)); return r; }
-CC_FN float cc_exp_approx(float x) { return cc_ex2(x * 1.44269504f); }
-CC_FN float cc_exp_ex2(float x) {
-  float y = x * 1.44269502f; float t = __fmaf_rn(x, 1.44269502f, -y) + x * 1.92596299e-8f;
-  float r = cc_ex2(y);
-  return x > -104.0f ? __fmaf_rn(r, t * 0.693147182f, r) : 0.0f;
-}
 CC_FN void cc_ppieces(float a, float b, uint& hi, uint& lo) {
   __half2 h = __floats2half2_rn(a, b); float2 f = __half22float2(h); __half2 r = __floats2half2_rn(a - f.x, b - f.y);
   hi = *reinterpret_cast<const uint*>(&h); lo = *reinterpret_cast<const uint*>(&r);
@@ -224,10 +218,16 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
     k0 = kb * 64u + (s % 2u) * 32u;
     n = k0 < kend ? (kend - k0 < 32u ? kend - k0 : 32u) : 0u;
   };
-  auto issue = [&](uint s) {
-    uint k0; uint n; sub(s, k0, n);
+  auto issue = [&](uint s, uint& k0, uint& n) {
+    sub(s, k0, n);
     __half* kd = kvs + (s & 1u) * 2u * 32u * 72u; __half* vd = kd + 32u * 72u;
     uint kbase = (kvh * 2048u + k0) * 64u;
+    if (n == 32u && async16)
+      for (uint x = lane; x < 32u * 8u; x += 128u) {
+        uint o = (x / 8u) * 72u + (x % 8u) * 8u;
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
+      }
+    else
     for (uint x = lane; x < 32u * 8u; x += 128u) {
       uint j = x / 8u; uint o = j * 72u + (x % 8u) * 8u;
       if (j >= n) {
@@ -240,8 +240,9 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
     }
     __pipeline_commit();
   };
-  if (nsub > 0u) issue(0u);
-  float qv[2][16]; int e[2]; float un1[2]; float un2s[2];
+  uint ck0 = 0u; uint cn = 0u;
+  if (nsub > 0u) issue(0u, ck0, cn);
+  float qv[2][16]; int e[2]; float un1[2]; float un2s[2]; float c2[2];
 #pragma unroll
   for (uint b = 0u; b < 2u; ++b) {
     uint qbase = (h0 * 2048u + qrow[b]) * 64u; float amax = 0.0f;
@@ -255,6 +256,8 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
     if (amax > 0.0f) frexpf(amax, &ex);
     e[b] = amax > 0.0f ? 14 - ex : 0;
     un1[b] = ldexpf(1.0f, -(e[b] / 2)); un2s[b] = ldexpf(1.0f, (e[b] / 2) - e[b]) * 1.250000000e-01f;
+    float c = (un1[b] * un2s[b]) * 1.44269504f; float tiny = cc_float(0x00800000u);
+    c2[b] = fabsf(c) < tiny ? (1.250000000e-01f < 0.0f ? -tiny : tiny) : c;
   }
   uint qf[2][4][4];
 #pragma unroll
@@ -266,16 +269,16 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
         uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
         qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
-  float o[8][4]; float m[2]; float l[2];
+  float o[8][4]; float m[2]; float mb[2]; float l[2];
   for (uint f = 0u; f < 8u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
-  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; l[b] = 0.0f; }
+  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; l[b] = 0.0f; }
   uint kro = ((wl / 16u) * 8u + wl % 8u) * 72u + ((wl / 8u) % 2u) * 8u;
   uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * 72u + (wl / 16u) * 8u;
   for (uint s = 0u; s < nsub; ++s) {
-    if (s + 1u < nsub) { issue(s + 1u); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
+    uint k0 = ck0; uint n = cn;
+    if (s + 1u < nsub) { issue(s + 1u, ck0, cn); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
     CC_BARRIER();
-    uint k0; uint n; sub(s, k0, n);
     if (n > 0u) {
       const __half* ks = kvs + (s & 1u) * 2u * 32u * 72u; const __half* vs = ks + 32u * 72u;
       float sc[4][4];
@@ -289,39 +292,39 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
             cc_mma16816(sc[2u * kp + 1u], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[2], kf[3]);
           }
         }
-      float mx[2] = {ninf, ninf};
+      float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
       if (n == 32u && (!true || k0 + 32u - 1u <= r0 + 0u)) {
+        mx[0] = ninf; mx[1] = ninf;
         for (uint t = 0u; t < 4u; ++t)
-          for (uint x = 0u; x < 4u; ++x) {
-            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
-            float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
-            bool live = cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
-            sc[t][x] = live ? v : ninf;
-            mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
-          }
+          for (uint x = 0u; x < 4u; ++x) mx[x / 2u] = fmaxf(mx[x / 2u], sc[t][x]);
+        for (uint b = 0u; b < 2u; ++b) { mx[b] = mx[b] * c2[b]; cf[b] = c2[b]; }
       } else {
         for (uint t = 0u; t < 4u; ++t)
           for (uint x = 0u; x < 4u; ++x) {
-            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j;
-            float v = cc_score_mod((sc[t][x] * un1[b]) * un2s[b], int(qp[b]), int(kpos), int(h0));
+            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j; float v = sc[t][x] * c2[b];
             bool live = ok[b] && j < n && (!true || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
             sc[t][x] = live ? v : ninf;
-            mx[b] = sc[t][x] > mx[b] ? sc[t][x] : mx[b];
+            mx[b] = fmaxf(mx[b], sc[t][x]);
           }
       }
       float cr[2];
       for (uint b = 0u; b < 2u; ++b) {
-        for (uint mm = 1u; mm < 4u; mm = mm * 2u) { float o_ = __shfl_xor_sync(0xffffffffu, mx[b], mm); mx[b] = o_ > mx[b] ? o_ : mx[b]; }
-        float mn = mx[b] > m[b] ? mx[b] : m[b];
-        cr[b] = mn > ninf ? cc_exp_ex2(m[b] - mn) : 1.0f;
-        mx[b] = mn; m[b] = mn;
+        for (uint mm = 1u; mm < 4u; mm = mm * 2u) mx[b] = fmaxf(mx[b], __shfl_xor_sync(0xffffffffu, mx[b], mm));
+        float mn = fmaxf(mx[b], m[b]); float mbn = mn > m[b] ? mn - 12.0f : mb[b];
+        cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
+        m[b] = mn; mb[b] = mbn;
       }
       float ps[2] = {0.0f, 0.0f};
       for (uint t = 0u; t < 4u; ++t)
         for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; float p = sc[t][x] > ninf ? cc_exp_ex2(sc[t][x] - mx[b]) : 0.0f;
-          ps[b] = ps[b] + p; sc[t][x] = p * 4096.0f;
+          uint b = x / 2u; float p = cc_ex2(__fmaf_rn(sc[t][x], cf[b], -mb[b]));
+          ps[b] = ps[b] + p; sc[t][x] = p;
         }
+      if (__any_sync(0xffffffffu, cc_isnan(ps[0]) || cc_isnan(ps[1]))) {
+        ps[0] = 0.0f; ps[1] = 0.0f;
+        for (uint t = 0u; t < 4u; ++t)
+          for (uint x = 0u; x < 4u; ++x) { sc[t][x] = cc_isnan(sc[t][x]) ? 0.0f : sc[t][x]; ps[x / 2u] = ps[x / 2u] + sc[t][x]; }
+      }
       for (uint b = 0u; b < 2u; ++b) l[b] = l[b] * cr[b] + ps[b];
       if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f))
         for (uint f = 0u; f < 8u; ++f)
@@ -346,10 +349,10 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
   uint rw[2] = {h0 * 2048u + qrow[0], h0 * 2048u + qrow[1]};
   if (tq == 0u)
     for (uint b = 0u; b < 2u; ++b)
-      if (ok[b]) { CC_ST_PART_MAX(rw[b] * 2u + sp) = m[b]; CC_ST_PART_SUM(rw[b] * 2u + sp) = l[b]; }
+      if (ok[b]) { CC_ST_PART_MAX(rw[b] * 2u + sp) = m[b] > ninf ? mb[b] * 0.693147182f : ninf; CC_ST_PART_SUM(rw[b] * 2u + sp) = l[b]; }
   for (uint f = 0u; f < 8u; ++f)
     for (uint x = 0u; x < 4u; ++x) {
-      uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x] * 0.000244140625f;
+      uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x];
       if (ok[b]) CC_ST_PART_ACC((r * 2u + sp) * 64u + d) = a;
     }
 }
