@@ -782,7 +782,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},
-                                             {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "fmaxf" : "fminf"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
+                                             {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
                                              {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
                                              {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}})},
                                              {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},

@@ -10,19 +10,20 @@
 //     kept per lane and added over those 4 lanes at the end.
 //   O (16 x 8 dims) += P (16 x 16 keys) . V: P's A fragment is two score tiles' C fragments, packed
 //     to f16 pieces in place; V's B fragments come from the shared rows by ldmatrix.trans.
-// Numerics: the pieces of attention_mma.hpp (q * 2^e = hi + lo per row, p = hi + lo, the row sum
-// from the unrounded p), so the tolerance is the same. The softmax runs in base 2: scores are
+// Numerics: the pieces of attention_mma.hpp (q * 2^e = hi + lo per row, p = hi + lo), so the
+// tolerance is the same; the row sums are one more product per 16 keys, P against a column of ones,
+// so they add the pieces that O adds. The softmax runs in base 2: scores are
 // raw * c2 (c2 = 2^-e * scale * log2 e, held off the flush to zero at +-2^-126), and p = 2^(raw * c2
 // - mb) is ex2.approx of one fma, mb being the running max less 12: p comes out times 2^12, ready for
 // the f16 pieces, and l and O carry the same factor (the store divides it out; a split stores m =
 // mb * ln 2). The fma rounds once relative to the exponent (not to the score), and an error in mb is
 // common to the row: expf's accuracy, in 2 instructions of which one on the MUFU. Whole sub-tiles
-// at or before every row's position, without modifiers, take the max of the raw dots (fminf for a
-// negative scale) times c2 and no per-key masks; a NaN score (a NaN in K) leaves p NaN, which one
-// vote after the exps finds and zeroes (masked). H100 run 70, 16K causal dense: 8.69 -> 6.40 ms
+// at or before every row's position, without modifiers, take the max of the raw dots (the min for a
+// negative scale) times c2 and no per-key masks; that max keeps a NaN (max.NaN), and one vote sends
+// such a sub-tile (a NaN in K) through the masked loop. H100 run 70, 16K causal dense: 8.69 -> 6.40 ms
 // (default), 4.92 -> 4.49 (f16 products; same call). With config::f16_products: only the hi pieces
-// (NPC = 1, half the products), within attention.hpp's bound. ptxas at D = 128: 209 registers (2
-// workgroups resident), 167 with one piece (3).
+// (NPC = 1, half the products), within attention.hpp's bound. ptxas at D = 128: 212 registers (2
+// workgroups resident), 166 with one piece (3).
 #pragma once
 #include <concord/attention_mma.hpp>
 #include <cstdint>
@@ -45,6 +46,8 @@ CC_FN void cc_ldsm4t(uint* x, const __half* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];" : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3]) : "r"(a) : "memory");
 }
 CC_FN float cc_ex2(float y) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(y)); return r; }
+CC_FN float cc_maxnan(float a, float b) { float r; asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
+CC_FN float cc_minnan(float a, float b) { float r; asm("min.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 CC_FN void cc_ppieces(float a, float b, uint& hi, uint& lo) {
   __half2 h = __floats2half2_rn(a, b); float2 f = __half22float2(h); __half2 r = __floats2half2_rn(a - f.x, b - f.y);
   hi = *reinterpret_cast<const uint*>(&h); lo = *reinterpret_cast<const uint*>(&r);
@@ -83,10 +86,10 @@ inline constexpr const char* mma_sync_prefill_body =
         uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
         qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
-  float o[@DN@][4]; float m[2]; float mb[2]; float l[2];
+  float o[@DN@][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2];
   for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
-  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; l[b] = 0.0f; }
+  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; }
   uint kro = ((wl / 16u) * 8u + wl % 8u) * @LDK@u + ((wl / 8u) % 2u) * 8u;
   uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * @LDK@u + (wl / 16u) * 8u;
 @STEP@      float sc[@NKT@][4];
@@ -101,8 +104,11 @@ inline constexpr const char* mma_sync_prefill_body =
           }
         }
       float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
-      if (n == @KT@u && (!@CAUSAL@ || k0 + @KT@u - 1u <= r0 + @OFF@u)) {
-@FAST@      } else {
+      bool whole = n == @KT@u && (!@CAUSAL@ || k0 + @KT@u - 1u <= r0 + @OFF@u);
+      if (whole) {
+@FAST@      }
+      if (!whole) {
+        mx[0] = ninf; mx[1] = ninf; cf[0] = 1.0f; cf[1] = 1.0f;
         for (uint t = 0u; t < @NKT@u; ++t)
           for (uint x = 0u; x < 4u; ++x) {
 @SCORE@            bool live = ok[b] && j < n && (!@CAUSAL@ || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
@@ -115,24 +121,17 @@ inline constexpr const char* mma_sync_prefill_body =
         cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
         m[b] = mn; mb[b] = mbn;
       }
-      float ps[2] = {0.0f, 0.0f};
       for (uint t = 0u; t < @NKT@u; ++t)
-        for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; float p = cc_ex2(__fmaf_rn(sc[t][x], cf[b], -mb[b]));
-          ps[b] = ps[b] + p; sc[t][x] = p;
-        }
-      if (__any_sync(0xffffffffu, cc_isnan(ps[0]) || cc_isnan(ps[1]))) {
-        ps[0] = 0.0f; ps[1] = 0.0f;
-        for (uint t = 0u; t < @NKT@u; ++t)
-          for (uint x = 0u; x < 4u; ++x) { sc[t][x] = cc_isnan(sc[t][x]) ? 0.0f : sc[t][x]; ps[x / 2u] = ps[x / 2u] + sc[t][x]; }
-      }
-      for (uint b = 0u; b < 2u; ++b) l[b] = l[b] * cr[b] + ps[b];
-      if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f))
+        for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
+      if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f)) {
         for (uint f = 0u; f < @DN@u; ++f)
           for (uint x = 0u; x < 4u; ++x) o[f][x] = o[f][x] * cr[x / 2u];
+        for (uint x = 0u; x < 4u; ++x) os[x] = os[x] * cr[x / 2u];
+      }
       for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
         uint pa[2][4];
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_mma16816(os, pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], 0x3c003c00u, 0x3c003c00u);
         for (uint fp = 0u; fp < @DN@u / 2u; ++fp) {
           uint vf[4]; cc_ldsm4t(vf, vs + kp * 16u * @LDK@u + fp * 16u + vro);
           for (uint pc = 0u; pc < @NPC@u; ++pc) {
@@ -145,8 +144,7 @@ inline constexpr const char* mma_sync_prefill_body =
     CC_BARRIER();
   }
   if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
-  for (uint b = 0u; b < 2u; ++b)
-    for (uint mm = 1u; mm < 4u; mm = mm * 2u) l[b] = l[b] + __shfl_xor_sync(0xffffffffu, l[b], mm);
+  float l[2] = {os[0], os[2]};
   uint rw[2] = {h0 * @NQ@u + qrow[0], h0 * @NQ@u + qrow[1]};
 @HEAD@  for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) {
@@ -172,6 +170,7 @@ inline constexpr const char* mma_sync_fast_plain = R"(        mx[0] = @RINIT@; m
         for (uint t = 0u; t < @NKT@u; ++t)
           for (uint x = 0u; x < 4u; ++x) mx[x / 2u] = @RMAX@(mx[x / 2u], sc[t][x]);
         for (uint b = 0u; b < 2u; ++b) { mx[b] = mx[b] * c2[b]; cf[b] = c2[b]; }
+        whole = !__any_sync(0xffffffffu, cc_isnan(mx[0]) || cc_isnan(mx[1]));
 )";
 inline constexpr const char* mma_sync_fast_mods = R"(        for (uint t = 0u; t < @NKT@u; ++t)
           for (uint x = 0u; x < 4u; ++x) {
