@@ -132,6 +132,8 @@ CC_FN void cc_ldsm4t(uint* x, const __half* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];" : "=r"(x[0]), "=r"(x[1]), "=r"(x[2]), "=r"(x[3]) : "r"(a) : "memory");
 }
 CC_FN float cc_ex2(float y) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(y)); return r; }
+CC_FN float cc_maxnan(float a, float b) { float r; asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
+CC_FN float cc_minnan(float a, float b) { float r; asm("min.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 CC_FN void cc_ppieces(float a, float b, uint& hi, uint& lo) {
   __half2 h = __floats2half2_rn(a, b); float2 f = __half22float2(h); __half2 r = __floats2half2_rn(a - f.x, b - f.y);
   hi = *reinterpret_cast<const uint*>(&h); lo = *reinterpret_cast<const uint*>(&r);
@@ -269,10 +271,10 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
         uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
         qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
-  float o[8][4]; float m[2]; float mb[2]; float l[2];
+  float o[8][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2];
   for (uint f = 0u; f < 8u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
-  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; l[b] = 0.0f; }
+  for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; }
   uint kro = ((wl / 16u) * 8u + wl % 8u) * 72u + ((wl / 8u) % 2u) * 8u;
   uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * 72u + (wl / 16u) * 8u;
   for (uint s = 0u; s < nsub; ++s) {
@@ -293,12 +295,16 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
           }
         }
       float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
-      if (n == 32u && (!true || k0 + 32u - 1u <= r0 + 0u)) {
+      bool whole = n == 32u && (!true || k0 + 32u - 1u <= r0 + 0u);
+      if (whole) {
         mx[0] = ninf; mx[1] = ninf;
         for (uint t = 0u; t < 4u; ++t)
-          for (uint x = 0u; x < 4u; ++x) mx[x / 2u] = fmaxf(mx[x / 2u], sc[t][x]);
+          for (uint x = 0u; x < 4u; ++x) mx[x / 2u] = cc_maxnan(mx[x / 2u], sc[t][x]);
         for (uint b = 0u; b < 2u; ++b) { mx[b] = mx[b] * c2[b]; cf[b] = c2[b]; }
-      } else {
+        whole = !__any_sync(0xffffffffu, cc_isnan(mx[0]) || cc_isnan(mx[1]));
+      }
+      if (!whole) {
+        mx[0] = ninf; mx[1] = ninf; cf[0] = 1.0f; cf[1] = 1.0f;
         for (uint t = 0u; t < 4u; ++t)
           for (uint x = 0u; x < 4u; ++x) {
             uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j; float v = sc[t][x] * c2[b];
@@ -314,24 +320,17 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
         cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
         m[b] = mn; mb[b] = mbn;
       }
-      float ps[2] = {0.0f, 0.0f};
       for (uint t = 0u; t < 4u; ++t)
-        for (uint x = 0u; x < 4u; ++x) {
-          uint b = x / 2u; float p = cc_ex2(__fmaf_rn(sc[t][x], cf[b], -mb[b]));
-          ps[b] = ps[b] + p; sc[t][x] = p;
-        }
-      if (__any_sync(0xffffffffu, cc_isnan(ps[0]) || cc_isnan(ps[1]))) {
-        ps[0] = 0.0f; ps[1] = 0.0f;
-        for (uint t = 0u; t < 4u; ++t)
-          for (uint x = 0u; x < 4u; ++x) { sc[t][x] = cc_isnan(sc[t][x]) ? 0.0f : sc[t][x]; ps[x / 2u] = ps[x / 2u] + sc[t][x]; }
-      }
-      for (uint b = 0u; b < 2u; ++b) l[b] = l[b] * cr[b] + ps[b];
-      if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f))
+        for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
+      if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f)) {
         for (uint f = 0u; f < 8u; ++f)
           for (uint x = 0u; x < 4u; ++x) o[f][x] = o[f][x] * cr[x / 2u];
+        for (uint x = 0u; x < 4u; ++x) os[x] = os[x] * cr[x / 2u];
+      }
       for (uint kp = 0u; kp < 4u / 2u; ++kp) {
         uint pa[2][4];
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);
+        for (uint pc = 0u; pc < 2u; ++pc) cc_mma16816(os, pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], 0x3c003c00u, 0x3c003c00u);
         for (uint fp = 0u; fp < 8u / 2u; ++fp) {
           uint vf[4]; cc_ldsm4t(vf, vs + kp * 16u * 72u + fp * 16u + vro);
           for (uint pc = 0u; pc < 2u; ++pc) {
@@ -344,8 +343,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
     CC_BARRIER();
   }
   if (lane == 0u && ch == 0u) CC_ST_TILES((hg * 32u + qb) * 2u + sp) = tiles;
-  for (uint b = 0u; b < 2u; ++b)
-    for (uint mm = 1u; mm < 4u; mm = mm * 2u) l[b] = l[b] + __shfl_xor_sync(0xffffffffu, l[b], mm);
+  float l[2] = {os[0], os[2]};
   uint rw[2] = {h0 * 2048u + qrow[0], h0 * 2048u + qrow[1]};
   if (tq == 0u)
     for (uint b = 0u; b < 2u; ++b)
