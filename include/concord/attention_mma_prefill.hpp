@@ -114,20 +114,21 @@ inline constexpr const char* mma_sync_prefill_body =
 @SCORE@            bool live = ok[b] && j < n && (!@CAUSAL@ || kpos <= qp[b]) && cc_mask_mod(int(qp[b]), int(kpos), int(h0)) && v > ninf;
 @KEEP@          }
       }
-      float cr[2];
-      for (uint b = 0u; b < 2u; ++b) {
+      for (uint b = 0u; b < 2u; ++b)
         for (uint mm = 1u; mm < 4u; mm = mm * 2u) mx[b] = fmaxf(mx[b], __shfl_xor_sync(0xffffffffu, mx[b], mm));
-        float mn = fmaxf(mx[b], m[b]); float mbn = mn > m[b] ? mn - 12.0f : mb[b];
-        cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
-        m[b] = mn; mb[b] = mbn;
-      }
-      for (uint t = 0u; t < @NKT@u; ++t)
-        for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
-      if (!__all_sync(0xffffffffu, cr[0] == 1.0f && cr[1] == 1.0f)) {
+      if (__any_sync(0xffffffffu, mx[0] > m[0] || mx[1] > m[1])) {
+        float cr[2];
+        for (uint b = 0u; b < 2u; ++b) {
+          float mbn = mx[b] > m[b] ? mx[b] - 12.0f : mb[b];
+          cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
+          m[b] = fmaxf(mx[b], m[b]); mb[b] = mbn;
+        }
         for (uint f = 0u; f < @DN@u; ++f)
           for (uint x = 0u; x < 4u; ++x) o[f][x] = o[f][x] * cr[x / 2u];
         for (uint x = 0u; x < 4u; ++x) os[x] = os[x] * cr[x / 2u];
       }
+      for (uint t = 0u; t < @NKT@u; ++t)
+        for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
       for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
         uint pa[2][4];
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);
