@@ -6,24 +6,25 @@
 //   S (16 rows x 8 keys) = Q (16 x D) . K^T: Q's A fragments stay in registers (hi and lo pieces,
 //     both multiplied into one accumulator); K's B fragments come from the shared rows by ldmatrix.
 //   A lane holds the scores of rows g = lane / 4 and g + 8, keys 8 t + 2 (lane % 4) + {0, 1} of each
-//     8-key tile t: the row max is met over the row's 4 lanes by xor shuffles, and the row sums are
-//     kept per lane and added over those 4 lanes at the end.
+//     8-key tile t: the row max is met over the row's 4 lanes by xor shuffles; one vote skips the
+//     max update and the rescaling of O when no row's max grew.
 //   O (16 x 8 dims) += P (16 x 16 keys) . V: P's A fragment is two score tiles' C fragments, packed
-//     to f16 pieces in place; V's B fragments come from the shared rows by ldmatrix.trans.
+//     to f16 pieces in place; V's B fragments come from the shared rows by ldmatrix.trans. The row
+//     sums are one more product per 16 keys, P against a column of ones (so they add the pieces
+//     that O adds, and every lane of a row ends with its sum).
 // Numerics: the pieces of attention_mma.hpp (q * 2^e = hi + lo per row, p = hi + lo), so the
-// tolerance is the same; the row sums are one more product per 16 keys, P against a column of ones,
-// so they add the pieces that O adds. The softmax runs in base 2: scores are
-// raw * c2 (c2 = 2^-e * scale * log2 e, held off the flush to zero at +-2^-126), and p = 2^(raw * c2
-// - mb) is ex2.approx of one fma, mb being the running max less 12: p comes out times 2^12, ready for
-// the f16 pieces, and l and O carry the same factor (the store divides it out; a split stores m =
-// mb * ln 2). The fma rounds once relative to the exponent (not to the score), and an error in mb is
-// common to the row: expf's accuracy, in 2 instructions of which one on the MUFU. Whole sub-tiles
-// at or before every row's position, without modifiers, take the max of the raw dots (the min for a
-// negative scale) times c2 and no per-key masks; that max keeps a NaN (max.NaN), and one vote sends
-// such a sub-tile (a NaN in K) through the masked loop. H100 run 70, 16K causal dense: 8.69 -> 6.40 ms
-// (default), 4.92 -> 4.49 (f16 products; same call). With config::f16_products: only the hi pieces
-// (NPC = 1, half the products), within attention.hpp's bound. ptxas at D = 128: 212 registers (2
-// workgroups resident), 166 with one piece (3).
+// tolerance is the same. The softmax runs in base 2: scores are raw * c2 (c2 = 2^-e * scale *
+// log2 e, held off the flush to zero at +-2^-126), and p = 2^(raw * c2 - mb) is ex2.approx of one
+// fma, mb being the running max less 12: p comes out times 2^12, ready for the f16 pieces, and l
+// and O carry the same factor (the store divides it out; a split stores m = mb * ln 2). The fma
+// rounds once relative to the exponent (not to the score), and an error in mb is common to the row:
+// expf's accuracy, in 2 instructions of which one on the MUFU. Whole sub-tiles at or before every
+// row's position, without modifiers, take the max of the raw dots (the min for a negative scale)
+// times c2 and no per-key masks; that max keeps a NaN (max.NaN), and one vote sends such a sub-tile
+// (a NaN in K) through the masked loop. H100, 16K causal dense: default 8.69 (run 69) -> 6.01 ms
+// (run 72), f16 products 4.92 -> 4.17 (runs 70-72, each step a same-call A/B). With
+// config::f16_products: only the hi pieces (NPC = 1, half the products), within attention.hpp's
+// bound. ptxas at D = 128: 212 registers (2 workgroups resident), 164 with one piece (3).
 #pragma once
 #include <concord/attention_mma.hpp>
 #include <cstdint>
@@ -162,7 +163,8 @@ inline constexpr const char* mma_sync_score = R"(            uint b = x / 2u; ui
 inline constexpr const char* mma_sync_keep = R"(            sc[t][x] = live ? v * 1.44269504f : ninf;
             mx[b] = fmaxf(mx[b], sc[t][x]);
 )";
-inline constexpr const char* mma_sync_score_plain = R"(            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j; float v = sc[t][x] * c2[b];
+inline constexpr const char* mma_sync_score_plain =
+    R"(            uint b = x / 2u; uint j = 8u * t + 2u * tq + x % 2u; uint kpos = k0 + j; float v = sc[t][x] * c2[b];
 )";
 inline constexpr const char* mma_sync_keep_plain = R"(            sc[t][x] = live ? v : ninf;
             mx[b] = fmaxf(mx[b], sc[t][x]);
@@ -183,7 +185,8 @@ inline constexpr const char* mma_sync_head_direct =
     "  float inv[2];\n  for (uint b = 0u; b < 2u; ++b) inv[b] = l[b] > 0.0f ? 1.0f / l[b] : 0.0f;\n";
 inline constexpr const char* mma_sync_store_direct = "CC_ST_OUT(r * @D@u + d) = a * inv[b];\n";
 inline constexpr const char* mma_sync_head_partial =
-    "  if (tq == 0u)\n    for (uint b = 0u; b < 2u; ++b)\n      if (ok[b]) { CC_ST_PART_MAX(rw[b] * @S@u + sp) = m[b] > ninf ? mb[b] * 0.693147182f : ninf; "
+    "  if (tq == 0u)\n    for (uint b = 0u; b < 2u; ++b)\n"
+    "      if (ok[b]) { CC_ST_PART_MAX(rw[b] * @S@u + sp) = m[b] > ninf ? mb[b] * 0.693147182f : ninf; "
     "CC_ST_PART_SUM(rw[b] * @S@u + sp) = l[b]; }\n";
 inline constexpr const char* mma_sync_store_partial = "CC_ST_PART_ACC((r * @S@u + sp) * @D@u + d) = a;\n";
 
