@@ -448,10 +448,12 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   c.scale = std::ldexp(1.0, 20) / std::sqrt(128.0);
   run_attention_case("rows of q at 2^-20 with scale 2^20 / sqrt(D)", c, -1, 32, tiny_rows);
   c = base_config();
-  c.kv_type = dtype::f16, c.dense = true, c.block = 64, c.kv_len = 300, c.scale = -0.125;
-  run_attention_case("negative scale: the softmax favours the smallest dots", c);
+  c.kv_type = dtype::f16, c.dense = true, c.block = 64, c.kv_len = 300, c.scale = -0.125, c.splits = 2;
+  run_attention_case("negative scale, 2 key splits: the softmax favours the smallest dots", c);
   c.scale = 0;
-  run_attention_case("NaN in one element of three keys of K: those keys are masked", c, -1, 33, nan_keys);
+  run_attention_case("NaN in one element of three keys of K, 2 key splits: those keys are masked", c, -1, 33, nan_keys);
+  c.splits = 1, c.scale = std::ldexp(1.0, 26) / 8.0;
+  run_attention_case("logits near 2^26, where f32 cannot place the max 12 below itself: finite", c);
 }
 
 TEST_CASE("attention: f16 products, within the written bound on every backend", "[attention][mma]") {

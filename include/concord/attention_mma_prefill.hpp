@@ -21,7 +21,8 @@
 // expf's accuracy, in 2 instructions of which one on the MUFU. Whole sub-tiles at or before every
 // row's position, without modifiers, take the max of the raw dots (the min for a negative scale)
 // times c2 and no per-key masks; that max keeps a NaN (max.NaN), and one vote sends such a sub-tile
-// (a NaN in K) through the masked loop. H100, 16K causal dense: default 8.69 (run 69) -> 6.01 ms
+// (a NaN in K) through the masked loop. Past |mb| = 2^22 f32 cannot hold mb 12 below the max (nor
+// raw * c2 to 1), so such warps cap the exponent at 15: p * 2^12 stays inside f16. H100, 16K causal dense: default 8.69 (run 69) -> 6.01 ms
 // (run 72), f16 products 4.92 -> 4.17 (runs 70-72, each step a same-call A/B). With
 // config::f16_products: only the hi pieces (NPC = 1, half the products), within attention.hpp's
 // bound. ptxas at D = 128: 212 registers (2 workgroups resident), 164 with one piece (3).
@@ -87,7 +88,7 @@ inline constexpr const char* mma_sync_prefill_body =
         uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
         qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
-  float o[@DN@][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2];
+  float o[@DN@][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2]; bool huge = false;
   for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
   for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; }
@@ -124,12 +125,17 @@ inline constexpr const char* mma_sync_prefill_body =
           cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
           m[b] = fmaxf(mx[b], m[b]); mb[b] = mbn;
         }
+        huge = __any_sync(0xffffffffu, fabsf(mb[0]) >= 4194304.0f || fabsf(mb[1]) >= 4194304.0f);
         for (uint f = 0u; f < @DN@u; ++f)
           for (uint x = 0u; x < 4u; ++x) o[f][x] = o[f][x] * cr[x / 2u];
         for (uint x = 0u; x < 4u; ++x) os[x] = os[x] * cr[x / 2u];
       }
-      for (uint t = 0u; t < @NKT@u; ++t)
-        for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
+      if (huge)
+        for (uint t = 0u; t < @NKT@u; ++t)
+          for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(fminf(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]), 15.0f));
+      else
+        for (uint t = 0u; t < @NKT@u; ++t)
+          for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
       for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
         uint pa[2][4];
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);

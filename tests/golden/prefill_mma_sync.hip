@@ -271,7 +271,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
         uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
         qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
-  float o[8][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2];
+  float o[8][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2]; bool huge = false;
   for (uint f = 0u; f < 8u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
   for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; }
@@ -322,12 +322,17 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
           cr[b] = m[b] > ninf && mbn != mb[b] ? cc_ex2(mb[b] - mbn) : 1.0f;
           m[b] = fmaxf(mx[b], m[b]); mb[b] = mbn;
         }
+        huge = __any_sync(0xffffffffu, fabsf(mb[0]) >= 4194304.0f || fabsf(mb[1]) >= 4194304.0f);
         for (uint f = 0u; f < 8u; ++f)
           for (uint x = 0u; x < 4u; ++x) o[f][x] = o[f][x] * cr[x / 2u];
         for (uint x = 0u; x < 4u; ++x) os[x] = os[x] * cr[x / 2u];
       }
-      for (uint t = 0u; t < 4u; ++t)
-        for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
+      if (huge)
+        for (uint t = 0u; t < 4u; ++t)
+          for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(fminf(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]), 15.0f));
+      else
+        for (uint t = 0u; t < 4u; ++t)
+          for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
       for (uint kp = 0u; kp < 4u / 2u; ++kp) {
         uint pa[2][4];
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);
