@@ -186,10 +186,11 @@ inline attention_check check_attention(const plan_runner& run, const attention::
   // config::f16_products adds attention.hpp's bound: q rounded to f16 moves a score by at most u * a
   // (u = 2^-11, a = row_abs above), so each weight by at most a factor e^(u a) either way and the
   // output by (e^(2 u a) - 1) * max|v|;
-  // p rounded to f16 over the unrounded row sum adds u * max|v| (p * 2^12 underflows only below
-  // 2^-26, at most 2^-37 each, 2^-22 of max|v| over 32K keys, inside the 2e-5). The exp as
-  // ex2.approx (2 ulp, taken as 2^-21) of x * log2(e) (rounding: |x| 2^-23 relative, |x| <= 104
-  // before p flushes) errs by less than 2^-16 relative: one more factor e^(2^-16) on each weight.
+  // p rounded to f16, in the weights and in the row sum that adds the same rounded p, moves the
+  // output by at most u / (1 - u) * max|v| (p * 2^12 underflows only below 2^-26, at most 2^-37
+  // each, 2^-22 of max|v| over 32K keys, inside the 2e-5). The exp, ex2.approx (2 ulp, taken as
+  // 2^-21) of one fma (rounding: |x| 2^-24 relative, |x| <= 126 before p flushes), errs by less than
+  // 2^-16 relative: one more factor e^(2^-16) on each weight (u^2 fits in the 2^-15 term).
   const double u = std::ldexp(1.0, -11);
   for (int64_t i = 0; i < ref.size(); ++i) {
     const double tol = 2e-5 * vmax * std::max(1.0, lmax[i / c.head_dim] / 10.0) +
