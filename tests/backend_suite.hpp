@@ -454,6 +454,19 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   run_attention_case("NaN in one element of three keys of K, 2 key splits: those keys are masked", c, -1, 33, nan_keys);
   c.splits = 1, c.scale = std::ldexp(1.0, 26) / 8.0;
   run_attention_case("logits near 2^26, where f32 cannot place the max 12 below itself: finite", c);
+  if (auto wm = backend_caps(); wm.wgmma) {  // sm_90a ran these on wgmma: 32-key sub-tiles on one, the mma.sync kernel on three
+    wm.prefill_keys = 32;
+    CHECK(attention::build(c, wm).chosen.shape.find("wgmma m64n32k16") != std::string::npos);
+    run_attention_case("logits near 2^26 (wgmma, 32-key sub-tiles)", c, -1, 12, {}, wm);
+    wm.wgmma = false;
+    CHECK(attention::build(c, wm).chosen.shape.find("mma.sync") != std::string::npos);
+    run_attention_case("logits near 2^26 (mma.sync)", c, -1, 13, {}, wm);
+    c.scale = -0.125, c.splits = 2;
+    run_attention_case("negative scale, NaN in three keys, 2 key splits (mma.sync)", c, -1, 33, nan_keys, wm);
+    c = base_config();
+    c.kv_type = dtype::f16, c.heads = 4, c.kv_heads = 1, c.q_len = 300, c.kv_len = 420, c.head_dim = 128, c.block = 128;
+    run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys (mma.sync)", c, 2, 13, {}, wm);
+  }
 }
 
 TEST_CASE("attention: f16 products, within the written bound on every backend", "[attention][mma]") {

@@ -112,6 +112,20 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
     for (size_t at = want.find(from); at != std::string::npos; at = want.find(from, at + 1), ++cuts) want[at + from.size() - 2] = '1';  // the 2 of each
   CHECK(cuts == 5);  // qf[2]; the pieces of q, of S, of the row sums and of P.V
   CHECK(codegen::hip_emitter().emit(p1.plan) == want);
+  dev.wgmma = true;  // sm_90a: the same kernel with its products on wgmma and core-matrix copies
+  c.f16_products = false;
+  const auto pw = attention::build(c, dev);
+  REQUIRE(pw.chosen.shape.find("64-key sub-tiles, warpgroup MMA (wgmma m64n64k16 and m64n64k16") != std::string::npos);
+  check_golden("prefill_wgmma.hip", codegen::hip_emitter().emit(pw.plan));
+  c.head_dim = 128;  // 64 KiB of K/V buffers: dynamic shared memory where the device opts in, else 32-key sub-tiles
+  CHECK(attention::build(c, dev).chosen.shape.find("32-key sub-tiles, warpgroup MMA (wgmma m64n32k16 and m64n128k16") != std::string::npos);
+  dev.shared_optin = 227 * 1024;
+  const auto pd = attention::build(c, dev);
+  CHECK(pd.chosen.shape.find("64-key sub-tiles, warpgroup MMA (wgmma m64n64k16 and m64n128k16") != std::string::npos);
+  const std::string dyn = codegen::hip_emitter().emit(pd.plan);
+  CHECK(dyn.find("extern __shared__ __align__(128) __half kvs[];") != std::string::npos);
+  CHECK(dyn.find("hipFuncAttributeMaxDynamicSharedMemorySize, 65536);") != std::string::npos);
+  CHECK(dyn.find("dim3(128), 65536, (hipStream_t)stream") != std::string::npos);
 }
 
 TEST_CASE("generation is deterministic", "[golden]") {
@@ -232,7 +246,7 @@ TEST_CASE("HIP source of every golden graph and attention pipeline compiles for 
   std::printf("hip compile-only: %d sources x targets compiled\n", compiled);
 }
 
-TEST_CASE("the tensor-core prefill and decode compile for sm_90 and stop AMD builds with a clear error", "[golden][hip-compile]") {
+TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) and stop other builds with a clear error", "[golden][hip-compile]") {
   attention::device_caps dev;
   dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.mma_f16 = true, dev.subgroup = 32, dev.decode_mma = 1;
   attention::config c;
@@ -244,28 +258,35 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 and stop AMD bui
     bool sync = false;  // the register-fragment kernels (sm_80+)
     int64_t heads = 8;  // over 2 KV heads; 16: GQA 8:1, two column tiles
     bool f16 = false;   // config::f16_products (one piece of q and p in the register prefill)
+    bool wg = false;    // the prefill's products on wgmma (sm_90a)
   };
-  for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true, 8, true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
+  for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true, 8, true},
+                           {1000, 1, true, "prefill_mma", true, 8, false, true}, {1000, 3, true, "prefill_mma", true, 8, true, true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
                            {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
-    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync;
+    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg;
+    dev.shared_optin = x.wg ? 227 * 1024 : 0;  // 64-key sub-tiles in dynamic shared memory
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
-    CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == x.sync);
+    CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == (x.sync && !x.wg));
+    CHECK((p.chosen.shape.find("wgmma") != std::string::npos) == x.wg);
     CHECK(p.chosen.fused_combine == (x.route == std::string("decode_mma") && x.fused && x.splits > 1));
     const std::string src = codegen::hip_emitter().emit(p.plan);
     CHECK((p.chosen.shape.find("f16 products") != std::string::npos) == x.f16);
-    INFO(x.route << (x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
-    for (const char* target : {"sm_90", "gfx90a"}) {
+    INFO(x.route << (x.wg ? " (wgmma)" : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
+    const std::string builds = x.wg ? "sm_90a" : "sm_90";  // wgmma kernels stop an sm_90 build with their own error
+    for (const char* target : {"sm_90a", "sm_90", "gfx90a"}) {
+      if (!x.wg && target == std::string("sm_90a")) continue;
       INFO("target " << target);
       try {
         hip::compile_only(src, target);  // throws backend_error with the compiler's output on failure
-        CHECK(std::string(target) == "sm_90");
+        CHECK(target == builds);
       } catch (const backend_unavailable& e) {
         if (!allow_missing()) FAIL("HIP compiler missing (set CONCORD_ALLOW_MISSING_HIPCC=1 to allow): " << e.what());
         WARN("skipped: " << e.what());
       } catch (const backend_error& e) {
-        CHECK(std::string(target) == "gfx90a");
-        CHECK(std::string(e.what()).find("concord tensor-core kernels (prefill_mma, decode_mma) are built on nvcuda::wmma") != std::string::npos);
+        CHECK(target != builds);
+        CHECK(std::string(e.what()).find(target == std::string("gfx90a") ? "concord tensor-core kernels (prefill_mma, decode_mma) are built on nvcuda::wmma"
+                                                                         : "concord prefill_mma on wgmma needs sm_90a") != std::string::npos);
       }
     }
   }

@@ -32,6 +32,7 @@
 #include <concord/attention_mma_decode.hpp>
 #include <concord/attention_mma_prefill.hpp>
 #include <concord/attention_mma_sync.hpp>
+#include <concord/attention_wgmma.hpp>
 #include <concord/attention_stream.hpp>
 #include <concord/codegen/plan.hpp>
 
@@ -127,6 +128,9 @@ struct device_caps {
   bool mma_f16 = false;            // f16 tensor cores with f32 accumulation (HIP on NVIDIA sm_70+: nvcuda::wmma)
   int decode_mma = -1;             // with mma_f16, GQA decode of 2..8 heads per key list on tensor cores: -1 first where mma_sync serves D, else where decode_stream cannot serve the shape; 1 first; 0 off
   bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 and prefill_mma at D = 16 .. 128 as register fragments (mma.sync m16n8k16) instead of wmma
+  bool wgmma = false;              // NVIDIA sm_90a (with mma_sync): prefill_mma's products as warpgroup MMA (wgmma) from shared core matrices
+  int64_t shared_optin = 0;        // HIP on NVIDIA: dynamic shared memory a kernel may opt in to beyond shared_bytes (0: none)
+  int64_t prefill_keys = 0;        // prefill_mma on wgmma: keys per sub-tile, 32 or 64 (0: 64 where shared_optin holds its buffers)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
@@ -164,9 +168,19 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_SPLIT_MAJOR"); v >= 0) d.split_major = v != 0 ? 1 : 0;
   if (const int64_t v = num("CONCORD_PREFILL_RESIDENT"); v > 0) d.prefill_resident = v;
   if (const int64_t v = num("CONCORD_PREFILL_ORDER"); v >= 0) d.prefill_heavy_first = v != 0 ? 1 : 0;
+  if (const int64_t v = num("CONCORD_PREFILL_KEYS"); v == 32 || v == 64) d.prefill_keys = v;
 }
 
 namespace detail {
+inline bool prefill_on_wgmma(const device_caps& dev, int64_t D) { return wgmma_prefill_serves(dev.wgmma, mma_sync_prefill_serves(dev.mma_sync, D)); }
+inline int64_t prefill_mma_keys(const device_caps& dev, int64_t D) {
+  return prefill_on_wgmma(dev, D) ? wgmma_prefill_keys(dev.prefill_keys, D, dev.shared_bytes, dev.shared_optin) : mma_keys;
+}
+// prefill_mma's workgroup memory and the limit it must fit (wgmma's may opt in beyond the static one).
+inline std::pair<int64_t, int64_t> prefill_mma_shared(const device_caps& dev, int64_t D) {
+  if (prefill_on_wgmma(dev, D)) return {wgmma_prefill_shared_bytes(prefill_mma_keys(dev, D), D), std::max(dev.shared_bytes, dev.shared_optin)};
+  return {mma_sync_prefill_serves(dev.mma_sync, D) ? mma_sync_prefill_shared_bytes(D) : mma_shared_bytes(D), dev.shared_bytes};
+}
 inline stream_shape stream_shape_for(int64_t GQ, int64_t D, const device_caps& dev) {
   return choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll, dev.decode_prefetch, dev.decode_transpose);
 }
@@ -295,8 +309,8 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else if (decode) reject("prefill_mma", "q_len " + std::to_string(c.q_len) + " <= 4: a decode shape");
   else if (c.kv_type != dtype::f16) reject("prefill_mma", "K/V f32: tensor cores take f16 (prefill_coop keeps f32 K/V exact)");
   else if (D % 16 != 0 || D > 128) reject("prefill_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
-  else if (const int64_t bytes = detail::mma_sync_prefill_serves(dev.mma_sync, D) ? detail::mma_sync_prefill_shared_bytes(D) : detail::mma_shared_bytes(D); bytes > dev.shared_bytes)
-    reject("prefill_mma", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(dev.shared_bytes));
+  else if (const auto [bytes, limit] = detail::prefill_mma_shared(dev, D); bytes > limit)
+    reject("prefill_mma", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(limit));
   else {
     r.variant = "prefill_mma", r.group = 1, r.rows = detail::mma_rows;
     r.splits = splits_for(c.heads * c.q_blocks() * ((std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows) * detail::mma_threads * 4, 1);
@@ -737,7 +751,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     }
     attend.body = detail::fill(detail::fill(std::string(regs ? detail::mma_sync_decode_body : detail::mma_decode_body) + detail::mma_decode_tail,
                                             {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::mma_decode_walk},
-                                             {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", ""}, {"CL", "wl"}, {"CN", "32"}})},
+                                             {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", ""}, {"CL", "wl"}, {"CN", "32"}}), detail::mma_copy_rows)},
                                              {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (!dev.decode_balance) p.chosen.shape += ", whole blocks per split";
     if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
@@ -764,7 +778,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   }
   if (p.chosen.variant == "prefill_mma") {
     const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
-    const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D);
+    const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::wgmma_prefill_serves(dev.wgmma, regs);
     attend.group = detail::mma_threads;
     const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
     attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
@@ -772,19 +786,30 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.count = H * QB * CH * S;
     attend.helpers += detail::mma_helpers;
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
-    p.chosen.shape = std::string("64 rows x 32-key sub-tiles, ") + (regs ? "register fragments (mma.sync m16n8k16, ldmatrix)" : "wmma 16x16x16") +
+    const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, D).first;
+    attend.dynamic_shared = kv_bytes > dev.shared_bytes ? kv_bytes : 0;
+    if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", D, true);
+    p.chosen.shape = "64 rows x " + std::to_string(KT) + "-key sub-tiles, " +
+                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers)"
+                      : regs ? "register fragments (mma.sync m16n8k16, ldmatrix)"
+                             : "wmma 16x16x16") +
                      (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
     auto tv = vals;
-    tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(detail::mma_keys)}, {"LDK", std::to_string(D + 8)},
+    tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(wg ? D : D + 8)},
+                         {"KSBO", std::to_string(16 * D)}, {"VLBO", std::to_string(16 * D)}, {"VSBO", "128"},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
-                         {"NKT", std::to_string(detail::mma_keys / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + detail::mma_keys - 1) / detail::mma_keys)},
+                         {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},
+                                             {"KVDECL", attend.dynamic_shared > 0 ? detail::mma_kv_dynamic : detail::mma_kv_static},
+                                             {"PFENCE", wg ? "    cc_proxy_fence();\n" : ""}, {"FRAGS", wg ? "" : detail::mma_sync_frags},
+                                             {"SPROD", wg ? detail::wgmma_sprod : detail::mma_sync_sprod}, {"OPROD", wg ? detail::wgmma_oprod : detail::mma_sync_oprod},
                                              {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
                                              {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
-                                             {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}})},
+                                             {"COPY", detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}}),
+                                                                   wg ? detail::mma_copy_cores : detail::mma_copy_rows)},
                                              {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},
                                              {"STORE", S > 1 ? (regs ? detail::mma_sync_store_partial : detail::mma_store_partial) : (regs ? detail::mma_sync_store_direct : detail::mma_store_direct)}}),
                                tv);

@@ -21,6 +21,9 @@
 // counted per listed block, as in every other variant.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace concord::attention::detail {
 
@@ -48,16 +51,17 @@ typedef cc_wmma::fragment<cc_wmma::accumulator, 16, 16, 16, float> cc_frag_c;
 
 // Copies keys k0 .. k0 + n of K and V into the shared rows at kd and vd (threads @CL@ of @CN@):
 // asynchronous 16-byte copies when both bases are 16-byte aligned, plain loads otherwise; rows past
-// n are zeroed (a stale row of V times p = 0 could be NaN). One committed batch.
+// n are zeroed (a stale row of V times p = 0 could be NaN). One committed batch. Chunk x (8 halves)
+// is key j's chunk @CX@ - j * D / 8, stored at o: mma_copy_rows or mma_copy_cores.
 inline constexpr const char* mma_tile_copy = R"(    uint kbase = (kvh * @NK@u + k0) * @D@u;
 @WHOLE@    for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
-      uint j = x / @D8N@u; uint o = j * @LDK@u + (x % @D8N@u) * 8u;
+      uint j = @CJ@; uint o = @CO@;
       if (j >= n) {
         *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
       } else if (async16) {
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + @CX@ * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + @CX@ * 8u, 16);
       } else {
-        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + x); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + x);
+        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + @CX@); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + @CX@);
       }
     }
     __pipeline_commit();
@@ -77,14 +81,25 @@ inline constexpr const char* mma_prefill_open = R"(  uint sp = i % @S@u; uint t0
   uint cnt = CC_LD_KV_COUNT(lrow);
   uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
-  __shared__ __align__(32) __half kvs[4 * @KT@ * @LDK@];
+@KVDECL@
 )";
+
+// The two K/V buffers: static, or dynamic (the launcher opts in beyond the static limit).
+inline constexpr const char* mma_kv_static = "  __shared__ __align__(128) __half kvs[4 * @KT@ * @LDK@];\n";
+inline constexpr const char* mma_kv_dynamic = "  extern __shared__ __align__(128) __half kvs[];\n";
+
+// Chunk layouts: rows of LDK halves (ldmatrix), or 8 x 8 core matrices, 128 contiguous bytes each,
+// key group-major ((j / 8) * D / 8 + c) * 64 + (j % 8) * 8 (wgmma's canonical no-swizzle layout),
+// where chunk x is stored at 8 x and read from row j.
+inline const std::vector<std::pair<std::string, std::string>> mma_copy_rows = {{"CJ", "x / @D8N@u"}, {"CO", "j * @LDK@u + (x % @D8N@u) * 8u"}, {"CX", "x"}};
+inline const std::vector<std::pair<std::string, std::string>> mma_copy_cores = {
+    {"CJ", "(x / (8u * @D8N@u)) * 8u + x % 8u"}, {"CO", "x * 8u"}, {"CX", "(j * @D8N@u + (x / 8u) % @D8N@u)"}};
 
 // Prefill's whole sub-tiles (aligned, all KT keys) skip the per-chunk bounds.
 inline constexpr const char* mma_tile_copy_whole = R"(    if (n == @KT@u && async16)
       for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
-        uint o = (x / @D8N@u) * @LDK@u + (x % @D8N@u) * 8u;
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
+        uint j = @CJ@; uint o = @CO@;
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + @CX@ * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + @CX@ * 8u, 16);
       }
     else
 )";
@@ -111,12 +126,12 @@ inline constexpr const char* mma_prefill_walk = R"(  uint qlast = r0 + nr - 1u +
   if (nsub > 0u) issue(0u, ck0, cn);
 )";
 
-// The walk's step: sub-tile s + 1's copies start, s's are waited for, and a live s is computed
-// from buffer s % 2 (ks, vs).
+// The walk's step: sub-tile s + 1's copies start, s's are waited for (and, for wgmma's reads, fenced
+// by @PFENCE@), and a live s is computed from buffer s % 2 (ks, vs).
 inline constexpr const char* mma_prefill_step = R"(  for (uint s = 0u; s < nsub; ++s) {
     uint k0 = ck0; uint n = cn;
     if (s + 1u < nsub) { issue(s + 1u, ck0, cn); __pipeline_wait_prior(1); } else { __pipeline_wait_prior(0); }
-    CC_BARRIER();
+@PFENCE@    CC_BARRIER();
     if (n > 0u) {
       const __half* ks = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; const __half* vs = ks + @KT@u * @LDK@u;
 )";

@@ -92,20 +92,8 @@ inline constexpr const char* mma_sync_prefill_body =
   for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
   for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; }
-  uint kro = ((wl / 16u) * 8u + wl % 8u) * @LDK@u + ((wl / 8u) % 2u) * 8u;
-  uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * @LDK@u + (wl / 16u) * 8u;
-@STEP@      float sc[@NKT@][4];
-      for (uint t = 0u; t < @NKT@u; ++t)
-        for (uint x = 0u; x < 4u; ++x) sc[t][x] = 0.0f;
-      for (uint kk = 0u; kk < @DK@u; ++kk)
-        for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
-          uint kf[4]; cc_ldsm4(kf, ks + kp * 16u * @LDK@u + kk * 16u + kro);
-          for (uint pc = 0u; pc < @NPC@u; ++pc) {
-            cc_mma16816(sc[2u * kp], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[0], kf[1]);
-            cc_mma16816(sc[2u * kp + 1u], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[2], kf[3]);
-          }
-        }
-      float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
+@FRAGS@@STEP@      float sc[@NKT@][4];
+@SPROD@      float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
       bool whole = n == @KT@u && (!@CAUSAL@ || k0 + @KT@u - 1u <= r0 + @OFF@u);
       if (whole) {
 @FAST@      }
@@ -136,7 +124,35 @@ inline constexpr const char* mma_sync_prefill_body =
       else
         for (uint t = 0u; t < @NKT@u; ++t)
           for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
-      for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
+@OPROD@    }
+    CC_BARRIER();
+  }
+  if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+  float l[2] = {os[0], os[2]};
+  uint rw[2] = {h0 * @NQ@u + qrow[0], h0 * @NQ@u + qrow[1]};
+@HEAD@  for (uint f = 0u; f < @DN@u; ++f)
+    for (uint x = 0u; x < 4u; ++x) {
+      uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x];
+      if (ok[b]) @STORE@    }
+)";
+
+// The products on mma.sync: per warp, K's B fragments by ldmatrix from the rows kro points at,
+// V's by ldmatrix.trans from vro's.
+inline constexpr const char* mma_sync_frags = R"(  uint kro = ((wl / 16u) * 8u + wl % 8u) * @LDK@u + ((wl / 8u) % 2u) * 8u;
+  uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * @LDK@u + (wl / 16u) * 8u;
+)";
+inline constexpr const char* mma_sync_sprod = R"(      for (uint t = 0u; t < @NKT@u; ++t)
+        for (uint x = 0u; x < 4u; ++x) sc[t][x] = 0.0f;
+      for (uint kk = 0u; kk < @DK@u; ++kk)
+        for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
+          uint kf[4]; cc_ldsm4(kf, ks + kp * 16u * @LDK@u + kk * 16u + kro);
+          for (uint pc = 0u; pc < @NPC@u; ++pc) {
+            cc_mma16816(sc[2u * kp], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[0], kf[1]);
+            cc_mma16816(sc[2u * kp + 1u], qf[pc][kk][0], qf[pc][kk][1], qf[pc][kk][2], qf[pc][kk][3], kf[2], kf[3]);
+          }
+        }
+)";
+inline constexpr const char* mma_sync_oprod = R"(      for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
         uint pa[2][4];
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);
         for (uint pc = 0u; pc < @NPC@u; ++pc) cc_mma16816(os, pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], 0x3c003c00u, 0x3c003c00u);
@@ -148,16 +164,6 @@ inline constexpr const char* mma_sync_prefill_body =
           }
         }
       }
-    }
-    CC_BARRIER();
-  }
-  if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
-  float l[2] = {os[0], os[2]};
-  uint rw[2] = {h0 * @NQ@u + qrow[0], h0 * @NQ@u + qrow[1]};
-@HEAD@  for (uint f = 0u; f < @DN@u; ++f)
-    for (uint x = 0u; x < 4u; ++x) {
-      uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x];
-      if (ok[b]) @STORE@    }
 )";
 
 // A score of the step, and its keeping once `live` is known. The step's first loop serves sub-tiles

@@ -20,11 +20,17 @@ struct compiled {
   std::vector<launch_fn> launch;
 };
 
+// $CONCORD_HIP_ARCH, else sm_90a on an sm_90 device (a superset: wgmma), else compile_kernels' default.
+inline std::string kernel_arch() {
+  if (const char* a = std::getenv("CONCORD_HIP_ARCH"); a && *a) return a;
+  return select_platform() == platform::nvidia && context::get().info().arch == "sm_90" ? "sm_90a" : "";
+}
+
 inline compiled compile(codegen::kernel_plan plan) {
   compiled c;
   c.plan = std::move(plan);
   c.source = codegen::hip_emitter().emit(c.plan);
-  c.lib = compile_kernels(c.source);
+  c.lib = compile_kernels(c.source, kernel_arch());
   for (const codegen::stage& st : c.plan.stages) c.launch.push_back(reinterpret_cast<launch_fn>(c.lib->symbol(st.name + "_launch")));
   return c;
 }
@@ -48,6 +54,10 @@ inline attention::device_caps caps() {
   const char* msync = std::getenv("CONCORD_MMA_SYNC");
   d.mma_sync = d.mma_f16 && std::atoi(di.arch.c_str() + 3) >= 80 && !(msync && *msync == '0');
   if (d.mma_sync) d.notes += " and mma.sync";
+  // sm_90 (kernels built for sm_90a): prefill_mma's products on wgmma; CONCORD_WGMMA=0 keeps mma.sync.
+  const char* wg = std::getenv("CONCORD_WGMMA");
+  d.wgmma = d.mma_sync && kernel_arch() == "sm_90a" && !(wg && *wg == '0');
+  if (d.wgmma) d.notes += " and wgmma", d.shared_optin = 227 * 1024;  // sm_90's opt-in limit per block
   return d;
 }
 

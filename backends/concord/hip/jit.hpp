@@ -106,6 +106,13 @@ inline std::string nvcc_rpath(const std::string& nvcc) {
 #define CONCORD_HIP_HIPCC_PATH ""
 #endif
 
+// sm_NN: -arch (SASS and PTX); sm_NNa (arch-specific features such as wgmma): SASS only, since
+// -arch=sm_90a also emits compute_90 PTX, where wgmma does not assemble.
+inline std::string nvcc_arch(const std::string& arch) {
+  if (!arch.empty() && arch.back() == 'a') return " -gencode arch=compute_" + arch.substr(3) + ",code=" + arch;
+  return " -arch=" + arch;
+}
+
 inline std::string find_nvcc() {
   return detail::find_tool("CONCORD_NVCC", CONCORD_HIP_NVCC_PATH, "nvcc", "/usr/local/cuda/bin/nvcc");
 }
@@ -149,7 +156,7 @@ inline std::shared_ptr<jit::library> compile_kernels(const std::string& hip_sour
   if (p == platform::nvidia) {
     const std::string nvcc = find_nvcc();
     if (nvcc.empty()) throw backend_unavailable("concord hip: nvcc not found (set CONCORD_NVCC or PATH)");
-    const std::string flags = "-x cu " + std::string(nvcc_flags) + " -arch=" + arch +
+    const std::string flags = "-x cu " + std::string(nvcc_flags) + nvcc_arch(arch) +
                               " -shared -Xcompiler -fPIC -cudart shared" + include + detail::nvcc_rpath(nvcc);
     return jit::compile(hip_source, nvcc, flags, ".hip");
   }
@@ -172,7 +179,7 @@ inline std::string compile_only(const std::string& source, const std::string& ta
   if (nvidia) {
     const std::string nvcc = find_nvcc();
     if (nvcc.empty()) throw backend_unavailable("concord hip: nvcc not found (set CONCORD_NVCC or PATH)");
-    cmd = detail::quote(nvcc) + " -x cu " + std::string(nvcc_flags) + " -arch=" + target + include + " -c";
+    cmd = detail::quote(nvcc) + " -x cu " + std::string(nvcc_flags) + nvcc_arch(target) + include + " -c";
   } else {
     const std::string hipcc = find_hipcc();
     if (hipcc.empty()) throw backend_unavailable("concord hip: hipcc not found (set CONCORD_HIPCC or PATH)");

@@ -111,6 +111,10 @@ inline hipError_t hipGetDeviceProperties(hipDeviceProp_t* p, int d) {
   return hipSuccess;
 }
 
+using hipFuncAttribute = cudaFuncAttribute;
+inline constexpr hipFuncAttribute hipFuncAttributeMaxDynamicSharedMemorySize = cudaFuncAttributeMaxDynamicSharedMemorySize;
+inline hipError_t hipFuncSetAttribute(const void* f, hipFuncAttribute a, int v) { return cudaFuncSetAttribute(f, a, v); }
+
 inline hipError_t hipMalloc(void** p, size_t n) { return cudaMalloc(p, n); }
 template <class T>
 inline hipError_t hipMalloc(T** p, size_t n) { return cudaMalloc(reinterpret_cast<void**>(p), n); }

@@ -48,7 +48,11 @@ class hip_emitter : public c_emitter {
   std::string kernel_close(const kernel_plan& kp, const stage& st) override {
     std::string s = "}\nextern \"C\" int " + st.name + "_launch(void* const* params, uint count, void* stream) {\n";
     const std::string grid = st.group > 0 ? std::string("count") : "(count + " + std::to_string(block(st) - 1) + "u) / " + std::to_string(block(st)) + "u";
-    s += "  hipLaunchKernelGGL(" + st.name + ", dim3(" + grid + "), dim3(" + std::to_string(block(st)) + "), 0, (hipStream_t)stream";
+    const std::string dyn = std::to_string(st.dynamic_shared);
+    if (st.dynamic_shared > 0)
+      s += "  static const hipError_t cc_optin = hipFuncSetAttribute(reinterpret_cast<const void*>(" + st.name + "), hipFuncAttributeMaxDynamicSharedMemorySize, " + dyn +
+           ");\n  if (cc_optin != hipSuccess) return static_cast<int>(cc_optin);\n";
+    s += "  hipLaunchKernelGGL(" + st.name + ", dim3(" + grid + "), dim3(" + std::to_string(block(st)) + "), " + dyn + ", (hipStream_t)stream";
     for (size_t k = 0; k < st.params.size(); ++k) {
       const bool out = written(kp, st, static_cast<int>(k));
       s += ", static_cast<" + std::string(out ? "" : "const ") + storage_type(kp.buffers[st.params[k]].type) + "*>(params[" + std::to_string(k) + "])";

@@ -47,6 +47,7 @@ struct stage {
   // (m below the device's subgroup, every lane of the subgroup reaching it). 0: one invocation per element.
   int64_t group = 0;
   int64_t resident = 0;  // workgroups per multiprocessor the HIP build keeps room for (__launch_bounds__); 0: compiler's choice
+  int64_t dynamic_shared = 0;  // HIP: bytes of dynamic shared memory the launcher opts in to and passes (the body declares it extern); 0: none
   std::vector<std::pair<std::string, int64_t>> shared, shared_u32;
   bool custom() const { return !body.empty(); }
 };

@@ -1,0 +1,74 @@
+// concord attention: prefill_mma's products on warpgroup MMA (NVIDIA sm_90a, device_caps::wgmma).
+// The kernel is attention_mma_prefill.hpp's: the workgroup of 4 warps is one warpgroup and its 64
+// query rows are wgmma's M, warp w's 16 rows those of its mma.sync fragments, so Q's A fragments,
+// the score and O accumulators and the softmax between them keep their registers and layouts:
+//   S (64 x KT) = Q . K^T: one wgmma m64nKTk16 per 16 dims (and Q piece), A = Q from registers,
+//     B = the K sub-tile in shared memory (K-major: a key's dims contiguous).
+//   O (64 x D) += P . V: one wgmma m64nDk16 per 16 keys (and p piece), A = P from registers,
+//     B = the V sub-tile (MN-major: a key's dims contiguous, read transposed).
+// Both sub-tiles are stored as 8 x 8 core matrices of 128 contiguous bytes (no swizzle), key group
+// major: chunk c (dims 8c .. 8c + 7) of key j at halves ((j / 8) * D / 8 + c) * 64 + (j % 8) * 8; a
+// descriptor's leading and stride byte offsets step between core matrices along the MMA's K and
+// its M/N. The cp.async copies write that layout directly (attention_mma.hpp, mma_copy_cores) and a
+// proxy fence makes them visible to wgmma's reads. Each batch is fenced, committed and waited for
+// before its accumulators are read; the row sums stay one mma.sync per warp (P against ones).
+// Numerics are the mma.sync kernel's: the same f16 pieces, products exact in the f32 accumulators.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+namespace concord::attention::detail {
+
+inline bool wgmma_prefill_serves(bool wgmma, bool mma_sync_serves) { return wgmma && mma_sync_serves; }
+// Two buffers of K and V sub-tiles of kt keys, unpadded.
+inline int64_t wgmma_prefill_shared_bytes(int64_t kt, int64_t D) { return 2 * 2 * 2 * kt * D; }
+// Keys per sub-tile: `want` (32 or 64), else 64 where its buffers fit the static or the opt-in limit.
+inline int64_t wgmma_prefill_keys(int64_t want, int64_t D, int64_t shared_bytes, int64_t shared_optin) {
+  return want > 0 ? want : wgmma_prefill_shared_bytes(64, D) <= std::max(shared_bytes, shared_optin) ? 64 : 32;
+}
+
+// D (64 x n f32, per warp n / 8 mma.sync C fragments) += A (each warp's 16 rows x 16 as an mma.sync
+// A fragment) . B (16 x n f16 by descriptor); trans: B is MN-major. acc = 0 overwrites D.
+inline std::string wgmma_function(const std::string& name, int64_t n, bool trans) {
+  const int64_t nd = n / 2;
+  auto arg = [](int64_t i) { return "%" + std::to_string(i); };
+  std::string s = "CC_FN void " + name + "(float (*d)[4], const uint* a, uint64_t b, int acc) {\n  asm volatile(\"{\\n.reg .pred p;\\nsetp.ne.b32 p, " +
+                  arg(nd + 5) + ", 0;\\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) + "k16.f32.f16.f16 {";
+  for (int64_t i = 0; i < nd; ++i) s += (i ? ", " : "") + arg(i);
+  s += "}, {" + arg(nd) + ", " + arg(nd + 1) + ", " + arg(nd + 2) + ", " + arg(nd + 3) + "}, " + arg(nd + 4) + ", p, 1, 1, " + (trans ? "1" : "0") + ";\\n}\\n\"\n      : ";
+  for (int64_t i = 0; i < nd; ++i) s += std::string(i ? ", " : "") + "\"+f\"(d[" + std::to_string(i / 4) + "][" + std::to_string(i % 4) + "])";
+  return s + "\n      : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(acc));\n}\n";
+}
+
+inline constexpr const char* wgmma_helpers = R"cc(#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "concord prefill_mma on wgmma needs sm_90a (plan with device_caps::wgmma = false for other targets)"
+#endif
+CC_FN uint64_t cc_wg_desc(const __half* p, uint lbo, uint sbo) {
+  return uint64_t((uint(__cvta_generic_to_shared(p)) & 0x3FFFFu) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32);
+}
+CC_FN void cc_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+CC_FN void cc_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+CC_FN void cc_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+CC_FN void cc_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+)cc";
+
+// Byte offsets between core matrices: K's along the dims (LBO) and the keys (SBO); V's @VLBO@ along
+// the keys and @VSBO@ along the dims.
+inline constexpr const char* wgmma_sprod = R"(      cc_wg_fence();
+      for (uint kk = 0u; kk < @DK@u; ++kk)
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + kk * 128u, 128u, @KSBO@u), kk + pc > 0u ? 1 : 0);
+      cc_wg_commit(); cc_wg_wait0();
+)";
+inline constexpr const char* wgmma_oprod = R"(      uint pa[@NKT@ / 2][2][4];
+      for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
+        for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[kp][0][x], pa[kp][1][x]);
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_mma16816(os, pa[kp][pc][0], pa[kp][pc][1], pa[kp][pc][2], pa[kp][pc][3], 0x3c003c00u, 0x3c003c00u);
+      }
+      cc_wg_fence();
+      for (uint kp = 0u; kp < @NKT@u / 2u; ++kp)
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + kp * 16u * @D@u, @VLBO@u, @VSBO@u), 1);
+      cc_wg_commit(); cc_wg_wait0();
+)";
+
+}  // namespace concord::attention::detail
