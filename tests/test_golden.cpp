@@ -123,8 +123,11 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
   const auto pd = attention::build(c, dev);
   CHECK(pd.chosen.shape.find("64-key sub-tiles, warpgroup MMA (wgmma m64n64k16 and m64n128k16") != std::string::npos);
   const std::string dyn = codegen::hip_emitter().emit(pd.plan);
-  CHECK(dyn.find("extern __shared__ __align__(128) __half kvs[];") != std::string::npos);
+  CHECK(dyn.find("extern __shared__ __align__(1024) __half kvs[];") != std::string::npos);
   CHECK(dyn.find("hipFuncAttributeMaxDynamicSharedMemorySize, 65536);") != std::string::npos);
+  CHECK(pd.chosen.shape.find("128-byte swizzle") != std::string::npos);
+  dev.wgmma_swizzle = false;  // the unswizzled core matrices: the same kernel but for the chunk placement and the descriptors
+  CHECK(attention::build(c, dev).chosen.shape.find("unswizzled core matrices") != std::string::npos);
   CHECK(dyn.find("dim3(128), 65536, (hipStream_t)stream") != std::string::npos);
 }
 

@@ -131,6 +131,7 @@ struct device_caps {
   bool wgmma = false;              // NVIDIA sm_90a (with mma_sync): prefill_mma's products as warpgroup MMA (wgmma) from shared core matrices
   int64_t shared_optin = 0;        // HIP on NVIDIA: dynamic shared memory a kernel may opt in to beyond shared_bytes (0: none)
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: keys per sub-tile, 32 or 64 (0: 64 where shared_optin holds its buffers)
+  bool wgmma_swizzle = true;       // prefill_mma on wgmma, D % 64 == 0: K/V sub-tiles in the 128-byte swizzled layout (false: core matrices unswizzled)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
@@ -169,6 +170,7 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_PREFILL_RESIDENT"); v > 0) d.prefill_resident = v;
   if (const int64_t v = num("CONCORD_PREFILL_ORDER"); v >= 0) d.prefill_heavy_first = v != 0 ? 1 : 0;
   if (const int64_t v = num("CONCORD_PREFILL_KEYS"); v == 32 || v == 64) d.prefill_keys = v;
+  if (num("CONCORD_WGMMA_SWIZZLE") == 0) d.wgmma_swizzle = false;
 }
 
 namespace detail {
@@ -788,19 +790,21 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
     const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, D).first;
     attend.dynamic_shared = kv_bytes > dev.shared_bytes ? kv_bytes : 0;
+    const bool swz = wg && dev.wgmma_swizzle && detail::wgmma_swizzle_serves(D);
+    const auto layout = detail::wgmma_layout(swz, KT, D);
     if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", D, true);
     p.chosen.shape = "64 rows x " + std::to_string(KT) + "-key sub-tiles, " +
-                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers)"
+                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers, " + (swz ? "128-byte swizzle)" : "unswizzled core matrices)")
                       : regs ? "register fragments (mma.sync m16n8k16, ldmatrix)"
                              : "wmma 16x16x16") +
                      (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
     auto tv = vals;
     tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(wg ? D : D + 8)},
-                         {"KSBO", std::to_string(16 * D)}, {"VLBO", std::to_string(16 * D)}, {"VSBO", "128"},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
                          {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
+    if (wg) tv.insert(tv.end(), layout.begin(), layout.end());
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},
                                              {"KVDECL", attend.dynamic_shared > 0 ? detail::mma_kv_dynamic : detail::mma_kv_static},
@@ -809,7 +813,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                              {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
                                              {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
                                              {"COPY", detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}}),
-                                                                   wg ? detail::mma_copy_cores : detail::mma_copy_rows)},
+                                                                   wg ? layout : detail::mma_copy_rows)},
                                              {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},
                                              {"STORE", S > 1 ? (regs ? detail::mma_sync_store_partial : detail::mma_store_partial) : (regs ? detail::mma_sync_store_direct : detail::mma_store_direct)}}),
                                tv);

@@ -52,7 +52,7 @@ typedef cc_wmma::fragment<cc_wmma::accumulator, 16, 16, 16, float> cc_frag_c;
 // Copies keys k0 .. k0 + n of K and V into the shared rows at kd and vd (threads @CL@ of @CN@):
 // asynchronous 16-byte copies when both bases are 16-byte aligned, plain loads otherwise; rows past
 // n are zeroed (a stale row of V times p = 0 could be NaN). One committed batch. Chunk x (8 halves)
-// is key j's chunk @CX@ - j * D / 8, stored at o: mma_copy_rows or mma_copy_cores.
+// is key j's chunk @CX@ - j * D / 8, stored at o: mma_copy_rows or wgmma_layout.
 inline constexpr const char* mma_tile_copy = R"(    uint kbase = (kvh * @NK@u + k0) * @D@u;
 @WHOLE@    for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
       uint j = @CJ@; uint o = @CO@;
@@ -81,19 +81,14 @@ inline constexpr const char* mma_prefill_open = R"(  uint sp = i % @S@u; uint t0
   uint cnt = CC_LD_KV_COUNT(lrow);
   uint per = (cnt + @S@u - 1u) / @S@u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
-@KVDECL@
-)";
+@KVDECL@)";
 
 // The two K/V buffers: static, or dynamic (the launcher opts in beyond the static limit).
-inline constexpr const char* mma_kv_static = "  __shared__ __align__(128) __half kvs[4 * @KT@ * @LDK@];\n";
-inline constexpr const char* mma_kv_dynamic = "  extern __shared__ __align__(128) __half kvs[];\n";
+inline constexpr const char* mma_kv_static = "  __shared__ __align__(1024) __half kvs[4 * @KT@ * @LDK@];\n";
+inline constexpr const char* mma_kv_dynamic = "  extern __shared__ __align__(1024) __half kvs[];\n";
 
-// Chunk layouts: rows of LDK halves (ldmatrix), or 8 x 8 core matrices, 128 contiguous bytes each,
-// key group-major ((j / 8) * D / 8 + c) * 64 + (j % 8) * 8 (wgmma's canonical no-swizzle layout),
-// where chunk x is stored at 8 x and read from row j.
+// Rows of LDK halves (ldmatrix); wgmma's layouts are attention_wgmma.hpp's wgmma_layout.
 inline const std::vector<std::pair<std::string, std::string>> mma_copy_rows = {{"CJ", "x / @D8N@u"}, {"CO", "j * @LDK@u + (x % @D8N@u) * 8u"}, {"CX", "x"}};
-inline const std::vector<std::pair<std::string, std::string>> mma_copy_cores = {
-    {"CJ", "(x / (8u * @D8N@u)) * 8u + x % 8u"}, {"CO", "x * 8u"}, {"CX", "(j * @D8N@u + (x / 8u) % @D8N@u)"}};
 
 // Prefill's whole sub-tiles (aligned, all KT keys) skip the per-chunk bounds.
 inline constexpr const char* mma_tile_copy_whole = R"(    if (n == @KT@u && async16)

@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace concord::attention::detail {
 
@@ -44,8 +46,8 @@ inline std::string wgmma_function(const std::string& name, int64_t n, bool trans
 inline constexpr const char* wgmma_helpers = R"cc(#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #error "concord prefill_mma on wgmma needs sm_90a (plan with device_caps::wgmma = false for other targets)"
 #endif
-CC_FN uint64_t cc_wg_desc(const __half* p, uint lbo, uint sbo) {
-  return uint64_t((uint(__cvta_generic_to_shared(p)) & 0x3FFFFu) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32);
+CC_FN uint64_t cc_wg_desc(const __half* p, uint lbo, uint sbo, uint swizzle) {
+  return uint64_t((uint(__cvta_generic_to_shared(p)) & 0x3FFFFu) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (uint64_t(swizzle) << 62);
 }
 CC_FN void cc_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 CC_FN void cc_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
@@ -53,11 +55,11 @@ CC_FN void cc_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "
 CC_FN void cc_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 )cc";
 
-// Byte offsets between core matrices: K's along the dims (LBO) and the keys (SBO); V's @VLBO@ along
-// the keys and @VSBO@ along the dims.
+// A layout's descriptors (wgmma_layout): where 16 dims of K and 16 keys of V start, the byte offsets
+// between core matrices (K: along the dims, LBO, and the keys, SBO; V: @VLBO@ and @VSBO@), the swizzle.
 inline constexpr const char* wgmma_sprod = R"(      cc_wg_fence();
       for (uint kk = 0u; kk < @DK@u; ++kk)
-        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + kk * 128u, 128u, @KSBO@u), kk + pc > 0u ? 1 : 0);
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
       cc_wg_commit(); cc_wg_wait0();
 )";
 inline constexpr const char* wgmma_oprod = R"(      uint pa[@NKT@ / 2][2][4];
@@ -67,8 +69,29 @@ inline constexpr const char* wgmma_oprod = R"(      uint pa[@NKT@ / 2][2][4];
       }
       cc_wg_fence();
       for (uint kp = 0u; kp < @NKT@u / 2u; ++kp)
-        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + kp * 16u * @D@u, @VLBO@u, @VSBO@u), 1);
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + @VOFF@, @VLBO@u, @VSBO@u, @SWZ@u), 1);
       cc_wg_commit(); cc_wg_wait0();
 )";
+
+// The two layouts of a sub-tile (kt keys x D dims), their copies' chunk placement (attention_mma.hpp's
+// @CJ@ / @CO@ / @CX@) and descriptors:
+//   interleave: 8 x 8 core matrices of 128 contiguous bytes, key group-major: chunk c of key j at
+//     halves ((j / 8) * D / 8 + c) * 64 + (j % 8) * 8. K: LBO 128 (dims), SBO 16 D (keys); V: LBO 16 D
+//     (keys), SBO 128 (dims).
+//   swizzle128 (D % 64 == 0): blocks of 64 dims, each kt rows of 128 bytes, chunk c % 8 of row j at
+//     16-byte slot (c % 8) ^ (j % 8) (the hardware's XOR of address bits 4-6 with 7-9, so buffers sit
+//     on 1024-byte boundaries). K: 16 dims start 32 bytes on within the row, SBO 1024 (8 keys); V:
+//     16 keys start 2048 bytes on, LBO kt * 128 (the next 64 dims), SBO 1024.
+inline bool wgmma_swizzle_serves(int64_t D) { return D % 64 == 0; }
+inline std::vector<std::pair<std::string, std::string>> wgmma_layout(bool swizzle, int64_t kt, int64_t D) {
+  const std::string KT = std::to_string(kt), DS = std::to_string(D);
+  if (!swizzle)
+    return {{"CJ", "(x / (8u * @D8N@u)) * 8u + x % 8u"}, {"CO", "x * 8u"}, {"CX", "(j * @D8N@u + (x / 8u) % @D8N@u)"},
+            {"KOFF", "kk * 128u"}, {"KLBO", "128"}, {"KSBO", std::to_string(16 * D)}, {"VOFF", "kp * 16u * " + DS + "u"},
+            {"VLBO", std::to_string(16 * D)}, {"VSBO", "128"}, {"SWZ", "0"}};
+  return {{"CJ", "x / @D8N@u"}, {"CO", "((x % @D8N@u) / 8u) * " + KT + "u * 64u + j * 64u + ((x % 8u) ^ (j % 8u)) * 8u"}, {"CX", "x"},
+          {"KOFF", "(kk / 4u) * " + KT + "u * 64u + (kk % 4u) * 16u"}, {"KLBO", "16"}, {"KSBO", "1024"}, {"VOFF", "kp * 1024u"},
+          {"VLBO", std::to_string(kt * 128)}, {"VSBO", "1024"}, {"SWZ", "1"}};
+}
 
 }  // namespace concord::attention::detail

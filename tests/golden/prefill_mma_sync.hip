@@ -204,8 +204,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
   uint cnt = CC_LD_KV_COUNT(lrow);
   uint per = (cnt + 2u - 1u) / 2u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
-  __shared__ __align__(128) __half kvs[4 * 32 * 72];
-
+  __shared__ __align__(1024) __half kvs[4 * 32 * 72];
   uint w = lane / 32u; uint wl = lane % 32u; uint g = wl / 4u; uint tq = wl % 4u;
   uint lrw[2]; bool ok[2]; uint qrow[2]; uint qp[2];
 #pragma unroll

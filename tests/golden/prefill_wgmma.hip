@@ -141,8 +141,8 @@ CC_FN void cc_ppieces(float a, float b, uint& hi, uint& lo) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #error "concord prefill_mma on wgmma needs sm_90a (plan with device_caps::wgmma = false for other targets)"
 #endif
-CC_FN uint64_t cc_wg_desc(const __half* p, uint lbo, uint sbo) {
-  return uint64_t((uint(__cvta_generic_to_shared(p)) & 0x3FFFFu) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32);
+CC_FN uint64_t cc_wg_desc(const __half* p, uint lbo, uint sbo, uint swizzle) {
+  return uint64_t((uint(__cvta_generic_to_shared(p)) & 0x3FFFFu) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (uint64_t(swizzle) << 62);
 }
 CC_FN void cc_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 CC_FN void cc_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
@@ -224,8 +224,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
   uint cnt = CC_LD_KV_COUNT(lrow);
   uint per = (cnt + 2u - 1u) / 2u; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
   float ninf = cc_float(0xff800000u); float pinf = cc_float(0x7f800000u);
-  __shared__ __align__(128) __half kvs[4 * 64 * 64];
-
+  __shared__ __align__(1024) __half kvs[4 * 64 * 64];
   uint w = lane / 32u; uint wl = lane % 32u; uint g = wl / 4u; uint tq = wl % 4u;
   uint lrw[2]; bool ok[2]; uint qrow[2]; uint qp[2];
 #pragma unroll
@@ -247,18 +246,18 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
     uint kbase = (kvh * 2048u + k0) * 64u;
     if (n == 64u && async16)
       for (uint x = lane; x < 64u * 8u; x += 128u) {
-        uint j = (x / (8u * 8u)) * 8u + x % 8u; uint o = x * 8u;
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + (j * 8u + (x / 8u) % 8u) * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + (j * 8u + (x / 8u) % 8u) * 8u, 16);
+        uint j = x / 8u; uint o = ((x % 8u) / 8u) * 64u * 64u + j * 64u + ((x % 8u) ^ (j % 8u)) * 8u;
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
       }
     else
     for (uint x = lane; x < 64u * 8u; x += 128u) {
-      uint j = (x / (8u * 8u)) * 8u + x % 8u; uint o = x * 8u;
+      uint j = x / 8u; uint o = ((x % 8u) / 8u) * 64u * 64u + j * 64u + ((x % 8u) ^ (j % 8u)) * 8u;
       if (j >= n) {
         *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
       } else if (async16) {
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + (j * 8u + (x / 8u) % 8u) * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + (j * 8u + (x / 8u) % 8u) * 8u, 16);
+        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + x * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + x * 8u, 16);
       } else {
-        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + (j * 8u + (x / 8u) % 8u)); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + (j * 8u + (x / 8u) % 8u));
+        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + x); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + x);
       }
     }
     __pipeline_commit();
@@ -306,7 +305,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
       float sc[8][4];
       cc_wg_fence();
       for (uint kk = 0u; kk < 4u; ++kk)
-        for (uint pc = 0u; pc < 2u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + kk * 128u, 128u, 1024u), kk + pc > 0u ? 1 : 0);
+        for (uint pc = 0u; pc < 2u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + (kk / 4u) * 64u * 64u + (kk % 4u) * 16u, 16u, 1024u, 1u), kk + pc > 0u ? 1 : 0);
       cc_wg_commit(); cc_wg_wait0();
       float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
       bool whole = n == 64u && (!true || k0 + 64u - 1u <= r0 + 0u);
@@ -354,7 +353,7 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
       }
       cc_wg_fence();
       for (uint kp = 0u; kp < 8u / 2u; ++kp)
-        for (uint pc = 0u; pc < 2u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + kp * 16u * 64u, 1024u, 128u), 1);
+        for (uint pc = 0u; pc < 2u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + kp * 1024u, 8192u, 1024u, 1u), 1);
       cc_wg_commit(); cc_wg_wait0();
     }
     CC_BARRIER();

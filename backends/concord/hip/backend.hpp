@@ -54,9 +54,10 @@ inline attention::device_caps caps() {
   const char* msync = std::getenv("CONCORD_MMA_SYNC");
   d.mma_sync = d.mma_f16 && std::atoi(di.arch.c_str() + 3) >= 80 && !(msync && *msync == '0');
   if (d.mma_sync) d.notes += " and mma.sync";
-  // sm_90 (kernels built for sm_90a): prefill_mma's products on wgmma; CONCORD_WGMMA=0 keeps mma.sync.
+  // sm_90 (kernels built for sm_90a): CONCORD_WGMMA=1 puts prefill_mma's products on wgmma (off by
+  // default: slower than mma.sync in H100 run 73).
   const char* wg = std::getenv("CONCORD_WGMMA");
-  d.wgmma = d.mma_sync && kernel_arch() == "sm_90a" && !(wg && *wg == '0');
+  d.wgmma = d.mma_sync && kernel_arch() == "sm_90a" && wg && *wg == '1';
   if (d.wgmma) d.notes += " and wgmma", d.shared_optin = 227 * 1024;  // sm_90's opt-in limit per block
   return d;
 }
