@@ -454,13 +454,13 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   run_attention_case("NaN in one element of three keys of K, 2 key splits: those keys are masked", c, -1, 33, nan_keys);
   c.splits = 1, c.scale = std::ldexp(1.0, 26) / 8.0;
   run_attention_case("logits near 2^26, where f32 cannot place the max 12 below itself: finite", c);
-  if (auto wm = backend_caps(); wm.wgmma) {  // CONCORD_WGMMA=1 ran these on wgmma: 32-key sub-tiles and the unswizzled layout on one each, mma.sync on three
+  if (auto wm = backend_caps(); wm.wgmma) {  // CONCORD_WGMMA=1 ran these on wgmma: 32-key sub-tiles and the other K/V layout on one each, mma.sync on three
     wm.prefill_keys = 32;
     CHECK(attention::build(c, wm).chosen.shape.find("wgmma m64n32k16") != std::string::npos);
     run_attention_case("logits near 2^26 (wgmma, 32-key sub-tiles)", c, -1, 12, {}, wm);
-    wm.prefill_keys = 0, wm.wgmma_swizzle = false;
-    CHECK(attention::build(c, wm).chosen.shape.find("unswizzled core matrices") != std::string::npos);
-    run_attention_case("logits near 2^26 (wgmma, unswizzled)", c, -1, 11, {}, wm);
+    wm.prefill_keys = 0, wm.wgmma_swizzle = !wm.wgmma_swizzle;
+    CHECK(attention::build(c, wm).chosen.shape.find(wm.wgmma_swizzle ? "128-byte swizzle" : "unswizzled core matrices") != std::string::npos);
+    run_attention_case("logits near 2^26 (wgmma, the other K/V layout)", c, -1, 11, {}, wm);
     wm.wgmma = false;
     CHECK(attention::build(c, wm).chosen.shape.find("mma.sync") != std::string::npos);
     run_attention_case("logits near 2^26 (mma.sync)", c, -1, 13, {}, wm);

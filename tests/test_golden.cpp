@@ -112,7 +112,7 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
     for (size_t at = want.find(from); at != std::string::npos; at = want.find(from, at + 1), ++cuts) want[at + from.size() - 2] = '1';  // the 2 of each
   CHECK(cuts == 5);  // qf[2]; the pieces of q, of S, of the row sums and of P.V
   CHECK(codegen::hip_emitter().emit(p1.plan) == want);
-  dev.wgmma = true;  // sm_90a: the same kernel with its products on wgmma and core-matrix copies
+  dev.wgmma = true, dev.wgmma_swizzle = true;  // sm_90a: the same kernel with its products on wgmma and swizzled copies
   c.f16_products = false;
   const auto pw = attention::build(c, dev);
   REQUIRE(pw.chosen.shape.find("64-key sub-tiles, warpgroup MMA (wgmma m64n64k16 and m64n64k16") != std::string::npos);
@@ -267,7 +267,7 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
                            {1000, 1, true, "prefill_mma", true, 8, false, true}, {1000, 3, true, "prefill_mma", true, 8, true, true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
                            {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
     c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg;
-    dev.shared_optin = x.wg ? 227 * 1024 : 0;  // 64-key sub-tiles in dynamic shared memory
+    dev.shared_optin = x.wg ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
     CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == (x.sync && !x.wg));

@@ -131,7 +131,7 @@ struct device_caps {
   bool wgmma = false;              // NVIDIA sm_90a (with mma_sync): prefill_mma's products as warpgroup MMA (wgmma) from shared core matrices
   int64_t shared_optin = 0;        // HIP on NVIDIA: dynamic shared memory a kernel may opt in to beyond shared_bytes (0: none)
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: keys per sub-tile, 32 or 64 (0: 64 where shared_optin holds its buffers)
-  bool wgmma_swizzle = true;       // prefill_mma on wgmma, D % 64 == 0: K/V sub-tiles in the 128-byte swizzled layout (false: core matrices unswizzled)
+  bool wgmma_swizzle = false;      // prefill_mma on wgmma, D % 64 == 0: K/V sub-tiles in the 128-byte swizzled layout (not yet run on a GPU; false: unswizzled core matrices, run 73)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
@@ -170,7 +170,7 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_PREFILL_RESIDENT"); v > 0) d.prefill_resident = v;
   if (const int64_t v = num("CONCORD_PREFILL_ORDER"); v >= 0) d.prefill_heavy_first = v != 0 ? 1 : 0;
   if (const int64_t v = num("CONCORD_PREFILL_KEYS"); v == 32 || v == 64) d.prefill_keys = v;
-  if (num("CONCORD_WGMMA_SWIZZLE") == 0) d.wgmma_swizzle = false;
+  if (const int64_t v = num("CONCORD_WGMMA_SWIZZLE"); v >= 0) d.wgmma_swizzle = v != 0;
 }
 
 namespace detail {
