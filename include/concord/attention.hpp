@@ -149,7 +149,8 @@ struct device_caps {
 // CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream,
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
 // split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
-// CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma.
+// CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma,
+// and on wgmma (HIP: CONCORD_WGMMA=1) CONCORD_PREFILL_KEYS (32/64) and CONCORD_WGMMA_SWIZZLE (0/1).
 inline void tune_caps_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;

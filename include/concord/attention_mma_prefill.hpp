@@ -25,7 +25,8 @@
 // raw * c2 to 1), so such warps cap the exponent at 15: p * 2^12 stays inside f16. H100, 16K causal dense: default 8.69 (run 69) -> 6.01 ms
 // (run 72), f16 products 4.92 -> 4.17 (runs 70-72, each step a same-call A/B). With
 // config::f16_products: only the hi pieces (NPC = 1, half the products), within attention.hpp's
-// bound. ptxas at D = 128: 211 registers (2 workgroups resident), 167 with one piece (3).
+// bound. ptxas at D = 128: 211 registers (2 workgroups resident), 167 with one piece (3). The
+// products (@SPROD@, @OPROD@) and the K/V layout are mma.sync's here or wgmma's (attention_wgmma.hpp).
 #pragma once
 #include <concord/attention_mma.hpp>
 #include <cstdint>

@@ -20,10 +20,16 @@ struct compiled {
   std::vector<launch_fn> launch;
 };
 
-// $CONCORD_HIP_ARCH, else sm_90a on an sm_90 device (a superset: wgmma), else compile_kernels' default.
+// CONCORD_WGMMA=1 asks for prefill_mma's products on wgmma (sm_90a; off by default: slower than
+// mma.sync in H100 run 73). Kernels are built for $CONCORD_HIP_ARCH, else sm_90a where wgmma is asked
+// for on an sm_90 device, else compile_kernels' default.
+inline bool wgmma_asked() {
+  const char* w = std::getenv("CONCORD_WGMMA");
+  return w && std::string(w) == "1";
+}
 inline std::string kernel_arch() {
   if (const char* a = std::getenv("CONCORD_HIP_ARCH"); a && *a) return a;
-  return select_platform() == platform::nvidia && context::get().info().arch == "sm_90" ? "sm_90a" : "";
+  return wgmma_asked() && select_platform() == platform::nvidia && context::get().info().arch == "sm_90" ? "sm_90a" : "";
 }
 
 inline compiled compile(codegen::kernel_plan plan) {
@@ -54,10 +60,7 @@ inline attention::device_caps caps() {
   const char* msync = std::getenv("CONCORD_MMA_SYNC");
   d.mma_sync = d.mma_f16 && std::atoi(di.arch.c_str() + 3) >= 80 && !(msync && *msync == '0');
   if (d.mma_sync) d.notes += " and mma.sync";
-  // sm_90 (kernels built for sm_90a): CONCORD_WGMMA=1 puts prefill_mma's products on wgmma (off by
-  // default: slower than mma.sync in H100 run 73).
-  const char* wg = std::getenv("CONCORD_WGMMA");
-  d.wgmma = d.mma_sync && kernel_arch() == "sm_90a" && wg && *wg == '1';
+  d.wgmma = d.mma_sync && wgmma_asked() && kernel_arch() == "sm_90a";
   if (d.wgmma) d.notes += " and wgmma", d.shared_optin = 227 * 1024;  // sm_90's opt-in limit per block
   return d;
 }
