@@ -454,13 +454,26 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   run_attention_case("NaN in one element of three keys of K, 2 key splits: those keys are masked", c, -1, 33, nan_keys);
   c.splits = 1, c.scale = std::ldexp(1.0, 26) / 8.0;
   run_attention_case("logits near 2^26, where f32 cannot place the max 12 below itself: finite", c);
-  if (auto wm = backend_caps(); wm.wgmma) {  // CONCORD_WGMMA=1 ran these on wgmma: 32-key sub-tiles and the other K/V layout on one each, mma.sync on three
-    wm.prefill_keys = 32;
-    CHECK(attention::build(c, wm).chosen.shape.find("wgmma m64n32k16") != std::string::npos);
-    run_attention_case("logits near 2^26 (wgmma, 32-key sub-tiles)", c, -1, 12, {}, wm);
-    wm.prefill_keys = 0, wm.wgmma_swizzle = !wm.wgmma_swizzle;
-    CHECK(attention::build(c, wm).chosen.shape.find(wm.wgmma_swizzle ? "128-byte swizzle" : "unswizzled core matrices") != std::string::npos);
-    run_attention_case("logits near 2^26 (wgmma, the other K/V layout)", c, -1, 11, {}, wm);
+  if (auto wm = backend_caps(); wm.wgmma) {
+    // CONCORD_WGMMA=1 ran these on wgmma. Ordinary logits (a tolerance that can fail) at D = 64 and
+    // 128 on both K/V layouts, each with 32- and 64-key sub-tiles (64-dim blocks, the key-group
+    // stride, partial sub-tiles of blocks of 64 and of 420 keys); then three cases on mma.sync.
+    const auto huge = c;
+    auto d128 = base_config();
+    d128.kv_type = dtype::f16, d128.heads = 4, d128.kv_heads = 1, d128.q_len = 300, d128.kv_len = 420, d128.head_dim = 128, d128.block = 128;
+    auto d64 = base_config();
+    d64.kv_type = dtype::f16, d64.dense = true, d64.block = 64, d64.kv_len = 300, d64.splits = 2;
+    for (const bool swizzle : {false, true})
+      for (const int64_t keys : {int64_t{32}, int64_t{64}}) {
+        auto lw = wm;
+        lw.wgmma_swizzle = swizzle, lw.prefill_keys = keys;
+        const std::string tag = std::string(swizzle ? " (wgmma, 128-byte swizzle, " : " (wgmma, unswizzled, ") + std::to_string(keys) + "-key sub-tiles)";
+        CHECK(attention::build(d128, lw).chosen.shape.find(std::to_string(keys) + "-key sub-tiles, warpgroup MMA") != std::string::npos);
+        CHECK(attention::build(d128, lw).chosen.shape.find(swizzle ? "128-byte swizzle" : "unswizzled core matrices") != std::string::npos);
+        run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys" + tag, d128, 2, 21, {}, lw);
+        run_attention_case("D=64 B=64 dense, 300 keys, 2 key splits" + tag, d64, -1, 22, {}, lw);
+      }
+    c = huge;
     wm.wgmma = false;
     CHECK(attention::build(c, wm).chosen.shape.find("mma.sync") != std::string::npos);
     run_attention_case("logits near 2^26 (mma.sync)", c, -1, 13, {}, wm);

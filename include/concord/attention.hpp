@@ -130,7 +130,7 @@ struct device_caps {
   bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 and prefill_mma at D = 16 .. 128 as register fragments (mma.sync m16n8k16) instead of wmma
   bool wgmma = false;              // NVIDIA sm_90a (with mma_sync): prefill_mma's products as warpgroup MMA (wgmma) from shared core matrices
   int64_t shared_optin = 0;        // HIP on NVIDIA: dynamic shared memory a kernel may opt in to beyond shared_bytes (0: none)
-  int64_t prefill_keys = 0;        // prefill_mma on wgmma: keys per sub-tile, 32 or 64 (0: 64 where shared_optin holds its buffers)
+  int64_t prefill_keys = 0;        // prefill_mma on wgmma: 32 keys per sub-tile (else 64 where shared_bytes or shared_optin holds the buffers)
   bool wgmma_swizzle = false;      // prefill_mma on wgmma, D % 64 == 0: K/V sub-tiles in the 128-byte swizzled layout (not yet run on a GPU; false: unswizzled core matrices, run 73)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense

@@ -12,7 +12,8 @@
 // its M/N. The cp.async copies write that layout directly (attention_mma.hpp, mma_copy_cores) and a
 // proxy fence makes them visible to wgmma's reads. Each batch is fenced, committed and waited for
 // before its accumulators are read; the row sums stay one mma.sync per warp (P against ones).
-// Numerics are the mma.sync kernel's: the same f16 pieces, products exact in the f32 accumulators.
+// Empty asm statements on the operand registers (cc_wg_hold) keep the compiler from moving their
+// reads and writes across the fence and the wait. Numerics are the mma.sync kernel's: the same f16 pieces, products exact in the f32 accumulators.
 // Sub-tiles of 64 keys where the buffers fit (64 KiB at D = 128: dynamic shared memory, opted in by
 // the launcher), else 32. Measured (H100 run 73, 16K causal dense, H=16 D=128, unswizzled, 64 keys):
 // 7.54 ms (default) and 7.32 (f16 products) against mma.sync's 6.18 and 4.38 in the same call, the
@@ -30,9 +31,10 @@ namespace concord::attention::detail {
 inline bool wgmma_prefill_serves(bool wgmma, bool mma_sync_serves) { return wgmma && mma_sync_serves; }
 // Two buffers of K and V sub-tiles of kt keys, unpadded.
 inline int64_t wgmma_prefill_shared_bytes(int64_t kt, int64_t D) { return 2 * 2 * 2 * kt * D; }
-// Keys per sub-tile: `want` (32 or 64), else 64 where its buffers fit the static or the opt-in limit.
+// Keys per sub-tile: 64 where its buffers fit the static or the opt-in limit, unless `want` is 32
+// (any other `want` is ignored: the loops over keys take 16 at a time).
 inline int64_t wgmma_prefill_keys(int64_t want, int64_t D, int64_t shared_bytes, int64_t shared_optin) {
-  return want > 0 ? want : wgmma_prefill_shared_bytes(64, D) <= std::max(shared_bytes, shared_optin) ? 64 : 32;
+  return want != 32 && wgmma_prefill_shared_bytes(64, D) <= std::max(shared_bytes, shared_optin) ? 64 : 32;
 }
 
 // D (64 x n f32, per warp n / 8 mma.sync C fragments) += A (each warp's 16 rows x 16 as an mma.sync
@@ -58,24 +60,38 @@ CC_FN void cc_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"
 CC_FN void cc_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 CC_FN void cc_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 CC_FN void cc_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+CC_FN void cc_wg_hold(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+CC_FN void cc_wg_hold(uint& r) { asm volatile("" : "+r"(r)::"memory"); }
+template <class T, int N, int M>
+CC_FN void cc_wg_hold(T (&d)[N][M]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < M; ++j) cc_wg_hold(d[i][j]);
+}
+template <class T, int N, int M, int K>
+CC_FN void cc_wg_hold(T (&d)[N][M][K]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) cc_wg_hold(d[i]);
+}
 )cc";
 
 // A layout's descriptors (wgmma_layout): where 16 dims of K and 16 keys of V start, the byte offsets
 // between core matrices (K: along the dims, LBO, and the keys, SBO; V: @VLBO@ and @VSBO@), the swizzle.
-inline constexpr const char* wgmma_sprod = R"(      cc_wg_fence();
+inline constexpr const char* wgmma_sprod = R"(      cc_wg_hold(qf); cc_wg_hold(sc); cc_wg_fence();
       for (uint kk = 0u; kk < @DK@u; ++kk)
         for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
-      cc_wg_commit(); cc_wg_wait0();
+      cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(sc);
 )";
 inline constexpr const char* wgmma_oprod = R"(      uint pa[@NKT@ / 2][2][4];
       for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[kp][0][x], pa[kp][1][x]);
         for (uint pc = 0u; pc < @NPC@u; ++pc) cc_mma16816(os, pa[kp][pc][0], pa[kp][pc][1], pa[kp][pc][2], pa[kp][pc][3], 0x3c003c00u, 0x3c003c00u);
       }
-      cc_wg_fence();
+      cc_wg_hold(pa); cc_wg_hold(o); cc_wg_fence();
       for (uint kp = 0u; kp < @NKT@u / 2u; ++kp)
         for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + @VOFF@, @VLBO@u, @VSBO@u, @SWZ@u), 1);
-      cc_wg_commit(); cc_wg_wait0();
+      cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(o);
 )";
 
 // The two layouts of a sub-tile (kt keys x D dims), their copies' chunk placement (attention_mma.hpp's

@@ -148,6 +148,20 @@ CC_FN void cc_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"
 CC_FN void cc_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 CC_FN void cc_wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 CC_FN void cc_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+CC_FN void cc_wg_hold(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+CC_FN void cc_wg_hold(uint& r) { asm volatile("" : "+r"(r)::"memory"); }
+template <class T, int N, int M>
+CC_FN void cc_wg_hold(T (&d)[N][M]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < M; ++j) cc_wg_hold(d[i][j]);
+}
+template <class T, int N, int M, int K>
+CC_FN void cc_wg_hold(T (&d)[N][M][K]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) cc_wg_hold(d[i]);
+}
 CC_FN void cc_wg_s(float (*d)[4], const uint* a, uint64_t b, int acc) {
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
@@ -303,10 +317,10 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
     if (n > 0u) {
       const __half* ks = kvs + (s & 1u) * 2u * 64u * 64u; const __half* vs = ks + 64u * 64u;
       float sc[8][4];
-      cc_wg_fence();
+      cc_wg_hold(qf); cc_wg_hold(sc); cc_wg_fence();
       for (uint kk = 0u; kk < 4u; ++kk)
         for (uint pc = 0u; pc < 2u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + (kk / 4u) * 64u * 64u + (kk % 4u) * 16u, 16u, 1024u, 1u), kk + pc > 0u ? 1 : 0);
-      cc_wg_commit(); cc_wg_wait0();
+      cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(sc);
       float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
       bool whole = n == 64u && (!true || k0 + 64u - 1u <= r0 + 0u);
       if (whole) {
@@ -351,10 +365,10 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(c
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[kp][0][x], pa[kp][1][x]);
         for (uint pc = 0u; pc < 2u; ++pc) cc_mma16816(os, pa[kp][pc][0], pa[kp][pc][1], pa[kp][pc][2], pa[kp][pc][3], 0x3c003c00u, 0x3c003c00u);
       }
-      cc_wg_fence();
+      cc_wg_hold(pa); cc_wg_hold(o); cc_wg_fence();
       for (uint kp = 0u; kp < 8u / 2u; ++kp)
         for (uint pc = 0u; pc < 2u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + kp * 1024u, 8192u, 1024u, 1u), 1);
-      cc_wg_commit(); cc_wg_wait0();
+      cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(o);
     }
     CC_BARRIER();
   }
