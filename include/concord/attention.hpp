@@ -784,7 +784,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::wgmma_prefill_serves(dev.wgmma, regs);
     attend.group = detail::mma_threads;
     const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
-    attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
+    attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident
+                      : wg                      ? detail::wgmma_prefill_resident(D, one_piece)
+                      : regs                    ? detail::mma_sync_prefill_resident(D, one_piece)
+                                                : detail::mma_resident(D);
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
     attend.count = H * QB * CH * S;
     attend.helpers += detail::mma_helpers;

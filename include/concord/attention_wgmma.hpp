@@ -6,19 +6,18 @@
 //     B = the K sub-tile in shared memory (K-major: a key's dims contiguous).
 //   O (64 x D) += P . V: one wgmma m64nDk16 per 16 keys (and p piece), A = P from registers,
 //     B = the V sub-tile (MN-major: a key's dims contiguous, read transposed).
-// Both sub-tiles are stored as 8 x 8 core matrices of 128 contiguous bytes (no swizzle), key group
-// major: chunk c (dims 8c .. 8c + 7) of key j at halves ((j / 8) * D / 8 + c) * 64 + (j % 8) * 8; a
-// descriptor's leading and stride byte offsets step between core matrices along the MMA's K and
-// its M/N. The cp.async copies write that layout directly (attention_mma.hpp, mma_copy_cores) and a
-// proxy fence makes them visible to wgmma's reads. Each batch is fenced, committed and waited for
-// before its accumulators are read; the row sums stay one mma.sync per warp (P against ones).
-// Empty asm statements on the operand registers (cc_wg_hold) keep the compiler from moving their
-// reads and writes across the fence and the wait. Numerics are the mma.sync kernel's: the same f16 pieces, products exact in the f32 accumulators.
-// Sub-tiles of 64 keys where the buffers fit (64 KiB at D = 128: dynamic shared memory, opted in by
-// the launcher), else 32. Measured (H100 run 73, 16K causal dense, H=16 D=128, unswizzled, 64 keys):
-// 7.54 ms (default) and 7.32 (f16 products) against mma.sync's 6.18 and 4.38 in the same call, the
-// two precisions nearly equal, so the products are not the limit; the 128-byte swizzle (fewer bank
-// conflicts on wgmma's reads, the suspect) is written and compile-checked but not yet run. Opt-in.
+// The cp.async copies write the sub-tiles straight into one of wgmma's canonical layouts
+// (wgmma_layout below: unswizzled core matrices, or 128-byte swizzle), whose descriptors step along
+// the MMA's K and M/N, and a proxy fence makes them visible to wgmma's reads. Each batch is fenced,
+// committed and waited for before its accumulators are read; the row sums stay one mma.sync per warp
+// (P against ones). Empty asm statements on the operand registers (cc_wg_hold) keep the compiler
+// from moving their reads and writes across the fence and the wait. Numerics are the mma.sync
+// kernel's: the same f16 pieces, products exact in the f32 accumulators. Sub-tiles of 64 keys where
+// the buffers fit (64 KiB at D = 128: dynamic shared memory, opted in by the launcher), else 32.
+// Measured (H100 run 73, 16K causal dense, H=16 D=128, unswizzled, 64 keys): 7.54 ms (default) and
+// 7.32 (f16 products) against mma.sync's 6.18 and 4.38 in the same call, the two precisions nearly
+// equal, so the products are not the limit; the 128-byte swizzle (fewer bank conflicts on wgmma's
+// reads, the suspect) is written and compile-checked but not yet run. Opt-in.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -29,6 +28,9 @@
 namespace concord::attention::detail {
 
 inline bool wgmma_prefill_serves(bool wgmma, bool mma_sync_serves) { return wgmma && mma_sync_serves; }
+// ptxas with 64-key sub-tiles: D = 128, 157 registers with one piece (3 resident), 198 with two (2);
+// D = 64, 107 (4) and 140 (3: bounded for 4 it spills).
+inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece) { return D > 64 ? (one_piece ? 3 : 2) : (one_piece ? 4 : 3); }
 // Two buffers of K and V sub-tiles of kt keys, unpadded.
 inline int64_t wgmma_prefill_shared_bytes(int64_t kt, int64_t D) { return 2 * 2 * 2 * kt * D; }
 // Keys per sub-tile: 64 where its buffers fit the static or the opt-in limit, unless `want` is 32

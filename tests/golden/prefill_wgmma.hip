@@ -225,7 +225,7 @@ CC_FN void cc_ldv8(const float* p, uint x, float* f) {
 #define CC_LD_PART_ACC(x) cc_ftz(p8[(x)])
 #define CC_ST_PART_ACC(x) p8[(x)]
 #define CC_LDF_PART_ACC(x) p8[(x)]
-extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(4)) sparse_attend(const float* __restrict__ p0, const uint16_t* __restrict__ p1, const uint16_t* __restrict__ p2, const uint32_t* __restrict__ p3, const uint32_t* __restrict__ p4, uint32_t* __restrict__ p5, float* __restrict__ p6, float* __restrict__ p7, float* __restrict__ p8, uint count) {
+extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(3)) sparse_attend(const float* __restrict__ p0, const uint16_t* __restrict__ p1, const uint16_t* __restrict__ p2, const uint32_t* __restrict__ p3, const uint32_t* __restrict__ p4, uint32_t* __restrict__ p5, float* __restrict__ p6, float* __restrict__ p7, float* __restrict__ p8, uint count) {
   uint i = blockIdx.x; uint lane = threadIdx.x;
   if (i >= count) return;
   uint sp = i % 2u; uint t0 = i / 2u; uint ch = t0 % 1u; uint t1 = t0 / 1u;
