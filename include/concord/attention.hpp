@@ -175,7 +175,7 @@ inline void tune_caps_from_env(device_caps& d) {
 }
 
 namespace detail {
-inline bool prefill_on_wgmma(const device_caps& dev, int64_t D) { return wgmma_prefill_serves(dev.wgmma, mma_sync_prefill_serves(dev.mma_sync, D)); }
+inline bool prefill_on_wgmma(const device_caps& dev, int64_t D) { return dev.wgmma && mma_sync_prefill_serves(dev.mma_sync, D); }
 inline int64_t prefill_mma_keys(const device_caps& dev, int64_t D) {
   return prefill_on_wgmma(dev, D) ? wgmma_prefill_keys(dev.prefill_keys, D, dev.shared_bytes, dev.shared_optin) : mma_keys;
 }
@@ -781,7 +781,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   }
   if (p.chosen.variant == "prefill_mma") {
     const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
-    const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::wgmma_prefill_serves(dev.wgmma, regs);
+    const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::prefill_on_wgmma(dev, D);
     attend.group = detail::mma_threads;
     const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
     attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident
@@ -795,20 +795,19 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, D).first;
     attend.dynamic_shared = kv_bytes > dev.shared_bytes ? kv_bytes : 0;
     const bool swz = wg && dev.wgmma_swizzle && detail::wgmma_swizzle_serves(D);
-    const auto layout = detail::wgmma_layout(swz, KT, D);
     if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", D, true);
     p.chosen.shape = "64 rows x " + std::to_string(KT) + "-key sub-tiles, " +
                      (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers, " + (swz ? "128-byte swizzle)" : "unswizzled core matrices)")
                       : regs ? "register fragments (mma.sync m16n8k16, ldmatrix)"
                              : "wmma 16x16x16") +
                      (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
-    auto tv = vals;
+    auto tv = wg ? detail::wgmma_layout(swz, KT, D) : detail::mma_copy_rows;  // first: their texts hold @D8N@ and @LDK@
+    tv.insert(tv.end(), vals.begin(), vals.end());
     tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(wg ? D : D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
                          {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
-    if (wg) tv.insert(tv.end(), layout.begin(), layout.end());
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},
                                              {"KVDECL", attend.dynamic_shared > 0 ? detail::mma_kv_dynamic : detail::mma_kv_static},
@@ -816,8 +815,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                              {"SPROD", wg ? detail::wgmma_sprod : detail::mma_sync_sprod}, {"OPROD", wg ? detail::wgmma_oprod : detail::mma_sync_oprod},
                                              {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
                                              {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
-                                             {"COPY", detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}}),
-                                                                   wg ? layout : detail::mma_copy_rows)},
+                                             {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}})},
                                              {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},
                                              {"STORE", S > 1 ? (regs ? detail::mma_sync_store_partial : detail::mma_store_partial) : (regs ? detail::mma_sync_store_direct : detail::mma_store_direct)}}),
                                tv);

@@ -27,7 +27,6 @@
 
 namespace concord::attention::detail {
 
-inline bool wgmma_prefill_serves(bool wgmma, bool mma_sync_serves) { return wgmma && mma_sync_serves; }
 // ptxas with 64-key sub-tiles: D = 128, 157 registers with one piece (3 resident), 198 with two (2);
 // D = 64, 107 (4) and 140 (3: bounded for 4 it spills).
 inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece) { return D > 64 ? (one_piece ? 3 : 2) : (one_piece ? 4 : 3); }
