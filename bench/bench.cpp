@@ -2,7 +2,7 @@
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
 //   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8'] [--splits N] [--narrow-loads]
-//         [--separate-combine] [--queued] [--compile-only] [--f16-products]
+//         [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X]
 // --compile-only compiles the matching cases' kernels into the JIT cache and times nothing (the GPU
 // runs warm the cache this way beside the suites, so the timed benches skip the compiler).
 #include <concord/cpu/runtime.hpp>
@@ -33,6 +33,7 @@ bool separate_combine = false;  // --separate-combine: the split combine as its 
 bool queued = false;  // --queued (HIP): each run waits behind a ~200 us GPU spin, so the stage events time the GPU alone
 bool compile_only = false;  // --compile-only: compile the matching cases' kernels into the JIT cache, time nothing
 bool f16_products = false;  // --f16-products: config::f16_products (prefill on tensor cores rounds q and p once to f16)
+double tflops_roof = 0;  // --tflops-roof X: the device's dense f16 tensor peak (0: from its name where known)
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text ('|' separates alternatives)
 
 bool matches_only(const std::string& label) {
@@ -43,6 +44,16 @@ bool matches_only(const std::string& label) {
     if (e == std::string::npos) return false;
     b = e + 1;
   }
+}
+
+// Datasheet dense f16 tensor peaks (f32 accumulate), TFLOP/s, by device-name substring; the report also
+// divides by the fp16 matmul PyTorch measures in the same call.
+double compute_roof_tflops(const std::string& notes) {
+  if (tflops_roof > 0) return tflops_roof;
+  static const std::pair<const char*, double> peaks[] = {{"H100 PCIe", 756.0}, {"H100", 989.4}, {"H200", 989.4}};
+  for (const auto& [name, peak] : peaks)
+    if (notes.find(name) != std::string::npos) return peak;
+  return 0;
 }
 
 double median(std::vector<double> v) {
@@ -264,8 +275,11 @@ struct recorder {
                   json_escape(extra).c_str());
     rows.push_back(buf);
     flush();
-    std::printf("  %-7s %-22s %-44s %10.4f ms  %9.2f %-8s (%.0f%% of roof) kept %.3f\n", backend.c_str(), bench.c_str(), shape.c_str(), ms, value,
-                metric.c_str(), roof * 100, kept);
+    char of_roof[32] = "";
+    if (metric != "ms") std::snprintf(of_roof, sizeof of_roof, "(roof unknown)");
+    if (roof > 0) std::snprintf(of_roof, sizeof of_roof, "(%.0f%% of roof)", roof * 100);
+    std::printf("  %-7s %-22s %-44s %10.4f ms  %9.2f %-8s %s kept %.3f\n", backend.c_str(), bench.c_str(), shape.c_str(), ms, value,
+                metric.c_str(), of_roof, kept);
     std::fflush(stdout);
   }
 };
@@ -418,7 +432,8 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     } else {
       const double flops = 4.0 * fc.c.heads * static_cast<double>(fc.c.q_len) * fc.c.kv_len * fc.c.head_dim / 2 * frac;
       const double tfs = flops / (t.attend_ms / 1e3) / 1e12;
-      rec.add(r.name(), fc.bench, shape, t.attend_ms, "TFLOP/s", tfs, 0, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
+      const double peak = compute_roof_tflops(r.caps().notes);
+      rec.add(r.name(), fc.bench, shape, t.attend_ms, "TFLOP/s", tfs, peak > 0 ? tfs / peak : 0, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
     }
   }
 }
@@ -473,10 +488,11 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--queued")) queued = true;
     else if (!std::strcmp(argv[i], "--compile-only")) compile_only = true;
     else if (!std::strcmp(argv[i], "--f16-products")) f16_products = true;
+    else if (!std::strcmp(argv[i], "--tflops-roof") && i + 1 < argc) tflops_roof = std::atof(argv[++i]);
     else {
       const bool help = !std::strcmp(argv[i], "--help");
       if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[i]);
-      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only] [--f16-products]\n");
+      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X]\n");
       return help ? 0 : 2;
     }
   }

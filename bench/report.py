@@ -27,6 +27,8 @@ def main():
         roof = r.get("roof_ratio", 0)
         if roof and r["metric"] == "GB/s":
             rate += f" ({roof * 100:.0f}% of copy)"
+        if roof and r["metric"] == "TFLOP/s":
+            rate += f" ({roof * 100:.0f}% of datasheet f16 peak)"
         if r["metric"] == "TFLOP/s" and matmul and r["backend"] in ("hip", "vulkan", "torch") and r["bench"] != "matmul":
             rate += f" ({r['value'] / matmul * 100:.0f}% of matmul)"
         print(f"| {r['backend']} | {r['bench']} | {r['shape']} | {r['median_ms']:.4g} | {rate} | {r.get('kept_fraction', 1):.3f} | {r.get('note', '')} |")
