@@ -454,6 +454,24 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   run_attention_case("NaN in one element of three keys of K, 2 key splits: those keys are masked", c, -1, 33, nan_keys);
   c.splits = 1, c.scale = std::ldexp(1.0, 26) / 8.0;
   run_attention_case("logits near 2^26, where f32 cannot place the max 12 below itself: finite", c);
+  for (const bool on_wgmma : {false, true}) {
+    // 128 query rows per workgroup of 8 warps (two warpgroups on wgmma) sharing each K/V sub-tile:
+    // blocks of 128, a partial last query block and a partial last key block, causal and not, GQA,
+    // key splits, both precisions; on mma.sync, and on wgmma where CONCORD_WGMMA=1 has it.
+    auto wr = backend_caps();
+    if (!wr.mma_sync || (on_wgmma && !wr.wgmma)) continue;
+    wr.prefill_rows = 128, wr.wgmma = on_wgmma;
+    const std::string tag = on_wgmma ? " (128 rows, wgmma)" : " (128 rows, mma.sync)";
+    auto r = base_config();
+    r.kv_type = dtype::f16, r.heads = 4, r.kv_heads = 1, r.q_len = 300, r.kv_len = 420, r.head_dim = 128, r.block = 128;
+    CHECK(attention::build(r, wr).chosen.shape.rfind("128 rows x ", 0) == 0);
+    run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys" + tag, r, 2, 23, {}, wr);
+    r.f16_products = true, r.splits = 2;
+    run_attention_case("f16 products, D=128 B=128 GQA 4:1, 2 key splits" + tag, r, 2, 24, {}, wr);
+    r = base_config();
+    r.kv_type = dtype::f16, r.dense = true, r.causal = false, r.head_dim = 64, r.block = 128, r.q_len = 500, r.kv_len = 700, r.splits = 3;
+    run_attention_case("D=64 B=128 non-causal dense, 3 key splits" + tag, r, -1, 25, {}, wr);
+  }
   if (auto wm = backend_caps(); wm.wgmma) {
     // CONCORD_WGMMA=1 ran these on wgmma. Ordinary logits (a tolerance that can fail) at D = 64 and
     // 128 on both K/V layouts, each with 32- and 64-key sub-tiles (64-dim blocks, the key-group

@@ -141,7 +141,20 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
   }
   CHECK(differ == 7);  // placement and source in the whole copy (2 lines) and the bounded one (3), the two descriptors
   std::string rest;
-  CHECK((!std::getline(a, rest) && !std::getline(b, rest)));
+  CHECK((!std::getline(a, rest) && !std::getline(b, rest)));  dev.prefill_rows = 128;  // blocks of 64: 64 rows still (8 warps would leave 4 idle); blocks of 128: 8 warps, two warpgroups
+  CHECK(attention::build(c, dev).chosen.shape.rfind("64 rows x ", 0) == 0);
+  c.block = 128;
+  for (const bool wg : {false, true}) {
+    dev.wgmma = wg;
+    const auto pr = attention::build(c, dev);
+    INFO(pr.chosen.shape);
+    CHECK(pr.chosen.shape.rfind("128 rows x ", 0) == 0);
+    const std::string k128 = codegen::hip_emitter().emit(pr.plan);
+    CHECK(k128.find("__launch_bounds__(256 CC_RESIDENT(1))") != std::string::npos);
+    CHECK(k128.find("uint r0 = qb * 128u + ch * 128u;") != std::string::npos);
+    CHECK(k128.find("x += 256u)") != std::string::npos);
+    CHECK(k128.find("x += 128u)") == std::string::npos);
+  }
 }
 
 TEST_CASE("generation is deterministic", "[golden]") {
@@ -275,11 +288,13 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     int64_t heads = 8;  // over 2 KV heads; 16: GQA 8:1, two column tiles
     bool f16 = false;   // config::f16_products (one piece of q and p in the register prefill)
     bool wg = false;    // the prefill's products on wgmma (sm_90a)
+    int64_t rows = 0;   // device_caps::prefill_rows (128: 8 warps per workgroup)
   };
   for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true, 8, true},
-                           {1000, 1, true, "prefill_mma", true, 8, false, true}, {1000, 3, true, "prefill_mma", true, 8, true, true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
+                           {1000, 1, true, "prefill_mma", true, 8, false, true}, {1000, 3, true, "prefill_mma", true, 8, true, true},
+                           {1000, 3, true, "prefill_mma", true, 8, true, false, 128}, {1000, 1, true, "prefill_mma", true, 8, false, true, 128}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
                            {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
-    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg;
+    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg, dev.prefill_rows = x.rows;
     dev.shared_optin = x.wg ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
@@ -288,7 +303,8 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     CHECK(p.chosen.fused_combine == (x.route == std::string("decode_mma") && x.fused && x.splits > 1));
     const std::string src = codegen::hip_emitter().emit(p.plan);
     CHECK((p.chosen.shape.find("f16 products") != std::string::npos) == x.f16);
-    INFO(x.route << (x.wg ? " (wgmma)" : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
+    CHECK(p.chosen.shape.rfind(x.rows == 128 ? "128 rows" : x.route == std::string("prefill_mma") ? "64 rows" : "", 0) == 0);
+    INFO(x.route << (x.wg ? " (wgmma)" : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << (x.rows ? ", 128 rows" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
     const std::string builds = x.wg ? "sm_90a" : "sm_90";  // wgmma kernels stop an sm_90 build with their own error
     for (const char* target : {"sm_90a", "sm_90", "gfx90a"}) {
       if (!x.wg && target == std::string("sm_90a")) continue;

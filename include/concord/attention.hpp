@@ -130,6 +130,7 @@ struct device_caps {
   bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 and prefill_mma at D = 16 .. 128 as register fragments (mma.sync m16n8k16) instead of wmma
   bool wgmma = false;              // NVIDIA sm_90a (with mma_sync): prefill_mma's products as warpgroup MMA (wgmma) from shared core matrices
   int64_t shared_optin = 0;        // HIP on NVIDIA: dynamic shared memory a kernel may opt in to beyond shared_bytes (0: none)
+  int64_t prefill_rows = 0;        // prefill_mma on register fragments or wgmma, blocks a multiple of 128: 128 query rows per workgroup of 8 warps sharing each K/V sub-tile (0 or 64: 64 rows, 4 warps)
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: 32 keys per sub-tile (else 64 where shared_bytes or shared_optin holds the buffers)
   bool wgmma_swizzle = false;      // prefill_mma on wgmma, D % 64 == 0: K/V sub-tiles in the 128-byte swizzled layout (not yet run on a GPU; false: unswizzled core matrices, run 73)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
@@ -150,7 +151,8 @@ struct device_caps {
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
 // split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
 // CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma,
-// and on wgmma (HIP: CONCORD_WGMMA=1) CONCORD_PREFILL_KEYS (32/64) and CONCORD_WGMMA_SWIZZLE (0/1).
+// CONCORD_PREFILL_ROWS (64/128) its rows per workgroup, and on wgmma (HIP: CONCORD_WGMMA=1)
+// CONCORD_PREFILL_KEYS (32/64) and CONCORD_WGMMA_SWIZZLE (0/1).
 inline void tune_caps_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -171,11 +173,17 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_PREFILL_RESIDENT"); v > 0) d.prefill_resident = v;
   if (const int64_t v = num("CONCORD_PREFILL_ORDER"); v >= 0) d.prefill_heavy_first = v != 0 ? 1 : 0;
   if (const int64_t v = num("CONCORD_PREFILL_KEYS"); v == 32 || v == 64) d.prefill_keys = v;
+  if (const int64_t v = num("CONCORD_PREFILL_ROWS"); v == 64 || v == 128) d.prefill_rows = v;
   if (const int64_t v = num("CONCORD_WGMMA_SWIZZLE"); v >= 0) d.wgmma_swizzle = v != 0;
 }
 
 namespace detail {
 inline bool prefill_on_wgmma(const device_caps& dev, int64_t D) { return dev.wgmma && mma_sync_prefill_serves(dev.mma_sync, D); }
+// Query rows per prefill_mma workgroup (16 per warp): 128 asks for register fragments or wgmma and
+// blocks of a multiple of 128 rows (none of the 8 warps idle in a block's last workgroup).
+inline int64_t prefill_mma_rows(const device_caps& dev, int64_t D, int64_t block) {
+  return dev.prefill_rows == 128 && mma_sync_prefill_serves(dev.mma_sync, D) && block % 128 == 0 ? 128 : mma_rows;
+}
 inline int64_t prefill_mma_keys(const device_caps& dev, int64_t D) {
   return prefill_on_wgmma(dev, D) ? wgmma_prefill_keys(dev.prefill_keys, D, dev.shared_bytes, dev.shared_optin) : mma_keys;
 }
@@ -315,8 +323,9 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else if (const auto [bytes, limit] = detail::prefill_mma_shared(dev, D); bytes > limit)
     reject("prefill_mma", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(limit));
   else {
-    r.variant = "prefill_mma", r.group = 1, r.rows = detail::mma_rows;
-    r.splits = splits_for(c.heads * c.q_blocks() * ((std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows) * detail::mma_threads * 4, 1);
+    const int64_t R = detail::prefill_mma_rows(dev, D, c.block);
+    r.variant = "prefill_mma", r.group = 1, r.rows = R;
+    r.splits = splits_for(c.heads * c.q_blocks() * ((std::min(c.block, c.q_len) + R - 1) / R) * 2 * R * 4, 1);
     return r;
   }
   if (dev.dialect != "glsl" && dev.dialect != "hip") reject("prefill_coop", "GPU dialects only (this plan is for " + dev.dialect + ")");
@@ -780,14 +789,12 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                         {"M", "rm[lr]"}, {"L", "rl[lr]"}, {"DIM0", "odim"}, {"DSTEP", "@NDG@"}, {"NPT", "@OD@"}, {"AI", "a * @OD@u"}}), tv);
   }
   if (p.chosen.variant == "prefill_mma") {
-    const int64_t CH = (std::min(c.block, c.q_len) + detail::mma_rows - 1) / detail::mma_rows;
+    const int64_t R = detail::prefill_mma_rows(dev, D, c.block), W = 2 * R, CH = (std::min(c.block, c.q_len) + R - 1) / R;
     const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::prefill_on_wgmma(dev, D);
-    attend.group = detail::mma_threads;
+    attend.group = W;
     const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
-    attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident
-                      : wg                      ? detail::wgmma_prefill_resident(D, one_piece)
-                      : regs                    ? detail::mma_sync_prefill_resident(D, one_piece)
-                                                : detail::mma_resident(D);
+    const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
+    attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : resident4 > 0 ? std::max<int64_t>(1, resident4 * detail::mma_threads / W) : 0;
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
     attend.count = H * QB * CH * S;
     attend.helpers += detail::mma_helpers;
@@ -796,14 +803,14 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.dynamic_shared = kv_bytes > dev.shared_bytes ? kv_bytes : 0;
     const bool swz = wg && dev.wgmma_swizzle && detail::wgmma_swizzle_serves(D);
     if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", D, true);
-    p.chosen.shape = "64 rows x " + std::to_string(KT) + "-key sub-tiles, " +
+    p.chosen.shape = std::to_string(R) + " rows x " + std::to_string(KT) + "-key sub-tiles, " +
                      (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers, " + (swz ? "128-byte swizzle)" : "unswizzled core matrices)")
                       : regs ? "register fragments (mma.sync m16n8k16, ldmatrix)"
                              : "wmma 16x16x16") +
                      (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
     auto tv = wg ? detail::wgmma_layout(swz, KT, D) : detail::mma_copy_rows;  // first: their texts hold @D8N@ and @LDK@
     tv.insert(tv.end(), vals.begin(), vals.end());
-    tv.insert(tv.end(), {{"WG", std::to_string(detail::mma_threads)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(wg ? D : D + 8)},
+    tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"WGROWS", std::to_string(R)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(wg ? D : D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
                          {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
