@@ -457,7 +457,7 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   for (const bool on_wgmma : {false, true}) {
     // 128 query rows per workgroup of 8 warps (two warpgroups on wgmma) sharing each K/V sub-tile:
     // blocks of 128, a partial last query block and a partial last key block, causal and not, GQA,
-    // key splits, both precisions; on mma.sync, and on wgmma where CONCORD_WGMMA=1 has it.
+    // key splits, both precisions; on mma.sync, and on wgmma where the device has it.
     auto wr = backend_caps();
     if (!wr.mma_sync || (on_wgmma && !wr.wgmma)) continue;
     wr.prefill_rows = 128, wr.wgmma = on_wgmma;
@@ -473,7 +473,7 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
     run_attention_case("D=64 B=128 non-causal dense, 3 key splits" + tag, r, -1, 25, {}, wr);
   }
   if (auto wm = backend_caps(); wm.wgmma) {
-    // CONCORD_WGMMA=1 ran these on wgmma. Ordinary logits (a tolerance that can fail) at D = 64 and
+    // HIP on sm_90 ran these on wgmma (unless CONCORD_WGMMA=0). Ordinary logits (a tolerance that can fail) at D = 64 and
     // 128 on both K/V layouts, each with 32- and 64-key sub-tiles (64-dim blocks, the key-group
     // stride, partial sub-tiles of blocks of 64 and of 420 keys); then three cases on mma.sync.
     const auto huge = c;

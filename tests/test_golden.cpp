@@ -157,6 +157,26 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
   }
 }
 
+TEST_CASE("prefill_mma takes wgmma where the swizzled layout serves D, mma.sync elsewhere", "[golden]") {
+  attention::device_caps dev;  // sm_90a as the HIP backend plans it by default
+  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 132 * 2048, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.subgroup = 32;
+  dev.mma_f16 = true, dev.mma_sync = true, dev.wgmma = true, dev.shared_optin = 227 * 1024;
+  attention::config c;
+  c.heads = 8, c.kv_heads = 2, c.q_len = 2048, c.kv_len = 2048, c.block = 128, c.kv_type = dtype::f16, c.dense = true;
+  for (const int64_t D : {16, 48, 64, 96, 112, 128}) {
+    c.head_dim = D;
+    const auto p = attention::build(c, dev);
+    INFO("D = " << D << ": " << p.chosen.shape);
+    REQUIRE(p.chosen.variant == "prefill_mma");
+    CHECK((p.chosen.shape.find("wgmma") != std::string::npos) == (D % 64 == 0));
+    CHECK((p.chosen.shape.find("128-byte swizzle") != std::string::npos) == (D % 64 == 0));
+    CHECK((p.chosen.shape.find("mma.sync m16n8k16") != std::string::npos) == (D % 64 != 0));
+    auto un = dev;  // the unswizzled layout (A/B) serves every D
+    un.wgmma_swizzle = false;
+    CHECK(attention::build(c, un).chosen.shape.find("unswizzled core matrices") != std::string::npos);
+  }
+}
+
 TEST_CASE("generation is deterministic", "[golden]") {
   auto a = codegen::make_plan(golden::keep_mask()), b = codegen::make_plan(golden::keep_mask());
   CHECK(codegen::hip_emitter().emit(a) == codegen::hip_emitter().emit(b));

@@ -132,7 +132,7 @@ struct device_caps {
   int64_t shared_optin = 0;        // HIP on NVIDIA: dynamic shared memory a kernel may opt in to beyond shared_bytes (0: none)
   int64_t prefill_rows = 0;        // prefill_mma on register fragments or wgmma, blocks a multiple of 128: 128 query rows per workgroup of 8 warps sharing each K/V sub-tile (0 or 64: 64 rows, 4 warps)
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: 32 keys per sub-tile (else 64 where shared_bytes or shared_optin holds the buffers)
-  bool wgmma_swizzle = false;      // prefill_mma on wgmma, D % 64 == 0: K/V sub-tiles in the 128-byte swizzled layout (not yet run on a GPU; false: unswizzled core matrices, run 73)
+  bool wgmma_swizzle = true;       // prefill_mma on wgmma: K/V sub-tiles in the 128-byte swizzled layout, so wgmma serves D % 64 == 0 only (mma.sync the rest); false: unswizzled core matrices at every D (A/B: run 73, slower than mma.sync)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
@@ -151,8 +151,8 @@ struct device_caps {
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
 // split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
 // CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma,
-// CONCORD_PREFILL_ROWS (64/128) its rows per workgroup, and on wgmma (HIP: CONCORD_WGMMA=1)
-// CONCORD_PREFILL_KEYS (32/64) and CONCORD_WGMMA_SWIZZLE (0/1).
+// CONCORD_PREFILL_ROWS (64/128) its rows per workgroup, and on wgmma (HIP on sm_90 unless
+// CONCORD_WGMMA=0) CONCORD_PREFILL_KEYS (32/64) and CONCORD_WGMMA_SWIZZLE (0/1).
 inline void tune_caps_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -178,7 +178,9 @@ inline void tune_caps_from_env(device_caps& d) {
 }
 
 namespace detail {
-inline bool prefill_on_wgmma(const device_caps& dev, int64_t D) { return dev.wgmma && mma_sync_prefill_serves(dev.mma_sync, D); }
+inline bool prefill_on_wgmma(const device_caps& dev, int64_t D) {
+  return dev.wgmma && mma_sync_prefill_serves(dev.mma_sync, D) && (!dev.wgmma_swizzle || wgmma_swizzle_serves(D));
+}
 // Query rows per prefill_mma workgroup (16 per warp): 128 asks for register fragments or wgmma and
 // blocks of a multiple of 128 rows (none of the 8 warps idle in a block's last workgroup).
 inline int64_t prefill_mma_rows(const device_caps& dev, int64_t D, int64_t block) {
