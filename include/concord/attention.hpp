@@ -130,7 +130,7 @@ struct device_caps {
   bool mma_sync = false;           // NVIDIA sm_80+: decode_mma at D = 64 / 128 and prefill_mma at D = 16 .. 128 as register fragments (mma.sync m16n8k16) instead of wmma
   bool wgmma = false;              // NVIDIA sm_90a (with mma_sync): prefill_mma's products as warpgroup MMA (wgmma) from shared core matrices
   int64_t shared_optin = 0;        // HIP on NVIDIA: dynamic shared memory a kernel may opt in to beyond shared_bytes (0: none)
-  int64_t prefill_rows = 0;        // prefill_mma on register fragments or wgmma, blocks a multiple of 128: 128 query rows per workgroup of 8 warps sharing each K/V sub-tile (0 or 64: 64 rows, 4 warps)
+  int64_t prefill_rows = 0;        // prefill_mma on register fragments or wgmma, blocks a multiple of 128: 128 query rows per workgroup of 8 warps sharing each K/V sub-tile (0 or 64: 64 rows, 4 warps; 128 is slower on the H100, run 74: one workgroup per SM)
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: 32 keys per sub-tile (else 64 where shared_bytes or shared_optin holds the buffers)
   bool wgmma_swizzle = true;       // prefill_mma on wgmma: K/V sub-tiles in the 128-byte swizzled layout, so wgmma serves D % 64 == 0 only (mma.sync the rest); false: unswizzled core matrices at every D (A/B: run 73, slower than mma.sync)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)

@@ -14,10 +14,14 @@
 // from moving their reads and writes across the fence and the wait. Numerics are the mma.sync
 // kernel's: the same f16 pieces, products exact in the f32 accumulators. Sub-tiles of 64 keys where
 // the buffers fit (64 KiB at D = 128: dynamic shared memory, opted in by the launcher), else 32.
-// Measured (H100 run 73, 16K causal dense, H=16 D=128, unswizzled, 64 keys): 7.54 ms (default) and
-// 7.32 (f16 products) against mma.sync's 6.18 and 4.38 in the same call, the two precisions nearly
-// equal, so the products are not the limit; the 128-byte swizzle (fewer bank conflicts on wgmma's
-// reads, the suspect) is written and compile-checked but not yet run. Opt-in.
+// Measured (H100, 16K causal dense, H=16 D=128, 64-key sub-tiles, default / f16 products): with
+// the 128-byte swizzle 4.07 / 2.62 ms against mma.sync's 6.19 / 4.44 in the same call (run 76; 32K
+// 15.73 / 9.67 against 24.85), so it is HIP's default on sm_90 where D % 64 == 0. Unswizzled it was
+// slower than mma.sync (run 73: 7.54 / 7.32 against 6.18 / 4.38): its placement puts the 16-byte
+// chunks that consecutive threads copy 128 bytes apart, on the same four banks, where the swizzle
+// spreads a row's eight chunks over all 32. 128 rows per workgroup (two warpgroups sharing each
+// sub-tile, device_caps::prefill_rows) halve the K/V reads but leave one workgroup per SM: 3.65
+// against 2.62 ms (run 74, f16 products).
 #pragma once
 #include <algorithm>
 #include <cstdint>
