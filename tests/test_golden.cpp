@@ -141,7 +141,8 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
   }
   CHECK(differ == 7);  // placement and source in the whole copy (2 lines) and the bounded one (3), the two descriptors
   std::string rest;
-  CHECK((!std::getline(a, rest) && !std::getline(b, rest)));  dev.prefill_rows = 128;  // blocks of 64: 64 rows still (8 warps would leave 4 idle); blocks of 128: 8 warps, two warpgroups
+  CHECK((!std::getline(a, rest) && !std::getline(b, rest)));
+  dev.prefill_rows = 128;  // blocks of 64: 64 rows still (8 warps would leave 4 idle); blocks of 128: 8 warps, two warpgroups
   CHECK(attention::build(c, dev).chosen.shape.rfind("64 rows x ", 0) == 0);
   c.block = 128;
   for (const bool wg : {false, true}) {

@@ -14,9 +14,9 @@
 // from moving their reads and writes across the fence and the wait. Numerics are the mma.sync
 // kernel's: the same f16 pieces, products exact in the f32 accumulators. Sub-tiles of 64 keys where
 // the buffers fit (64 KiB at D = 128: dynamic shared memory, opted in by the launcher), else 32.
-// Measured (H100, 16K causal dense, H=16 D=128, 64-key sub-tiles, default / f16 products): with
-// the 128-byte swizzle 4.07 / 2.62 ms against mma.sync's 6.19 / 4.44 in the same call (run 76; 32K
-// 15.73 / 9.67 against 24.85), so it is HIP's default on sm_90 where D % 64 == 0. Unswizzled it was
+// Measured (H100, 16K causal dense, H=16 D=128, 64-key sub-tiles): with the 128-byte swizzle 4.07
+// ms against mma.sync's 6.19 by default (run 76, same call; 32K 15.73 against 24.85), 2.61 against
+// 4.44 with f16 products (run 75, same call), so it is HIP's default on sm_90 where D % 64 == 0. Unswizzled it was
 // slower than mma.sync (run 73: 7.54 / 7.32 against 6.18 / 4.38): its placement puts the 16-byte
 // chunks that consecutive threads copy 128 bytes apart, on the same four banks, where the swizzle
 // spreads a row's eight chunks over all 32. 128 rows per workgroup (two warpgroups sharing each
