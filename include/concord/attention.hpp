@@ -803,7 +803,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
     const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, D).first;
     attend.dynamic_shared = kv_bytes > dev.shared_bytes ? kv_bytes : 0;
-    const bool swz = wg && dev.wgmma_swizzle && detail::wgmma_swizzle_serves(D);
+    const bool swz = wg && dev.wgmma_swizzle;  // prefill_on_wgmma: the swizzle serves D
     if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", D, true);
     p.chosen.shape = std::to_string(R) + " rows x " + std::to_string(KT) + "-key sub-tiles, " +
                      (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers, " + (swz ? "128-byte swizzle)" : "unswizzled core matrices)")

@@ -20,10 +20,10 @@ struct compiled {
   std::vector<launch_fn> launch;
 };
 
-// prefill_mma's products go on wgmma on sm_90 devices (built as sm_90a) unless CONCORD_WGMMA=0 (H100,
-// 16K causal dense, same calls: 4.07 against 6.19 ms on mma.sync by default, run 76; 2.61 against
-// 4.44 with f16 products, run 75). Kernels are built for $CONCORD_HIP_ARCH, else sm_90a where wgmma is on and the device is
-// sm_90, else compile_kernels' default.
+// prefill_mma's products go on wgmma on sm_90 devices (built as sm_90a) unless CONCORD_WGMMA=0
+// (H100, 16K causal dense, same calls: 4.07 against 6.19 ms on mma.sync by default, run 76; 2.61
+// against 4.44 with f16 products, run 75). Kernels are built for $CONCORD_HIP_ARCH, else sm_90a
+// where wgmma is on and the device is sm_90, else compile_kernels' default.
 inline bool wgmma_asked() {
   const char* w = std::getenv("CONCORD_WGMMA");
   return !(w && std::string(w) == "0");
