@@ -491,6 +491,29 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
         run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys" + tag, d128, 2, 21, {}, lw);
         run_attention_case("D=64 B=64 dense, 300 keys, 2 key splits" + tag, d64, -1, 22, {}, lw);
       }
+    // The overlap (the next sub-tile's S during this one's softmax): both sub-tile sizes, both
+    // precisions, splits, the NaN keys and the huge logits, and 128 rows.
+    for (const int64_t keys : {int64_t{32}, int64_t{64}}) {
+      auto ow = wm;
+      ow.wgmma_overlap = true, ow.prefill_keys = keys;
+      const std::string tag = " (wgmma overlap, " + std::to_string(keys) + "-key sub-tiles)";
+      CHECK(attention::build(d128, ow).chosen.shape.find(std::to_string(keys) + "-key sub-tiles, warpgroup MMA") != std::string::npos);
+      CHECK(attention::build(d128, ow).chosen.shape.find("next S during the softmax") != std::string::npos);
+      run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys" + tag, d128, 2, 26, {}, ow);
+      auto f = d128;
+      f.f16_products = true, f.splits = 2;
+      run_attention_case("f16 products, D=128 B=128 GQA 4:1, 2 key splits" + tag, f, 2, 27, {}, ow);
+      run_attention_case("D=64 B=64 dense, 300 keys, 2 key splits" + tag, d64, -1, 28, {}, ow);
+      auto h = huge;
+      run_attention_case("logits near 2^26" + tag, h, -1, 29, {}, ow);
+      h.scale = -0.125, h.splits = 2;
+      run_attention_case("negative scale, NaN in three keys, 2 key splits" + tag, h, -1, 30, nan_keys, ow);
+    }
+    auto o128 = wm;
+    o128.wgmma_overlap = true, o128.prefill_rows = 128;
+    auto r = base_config();
+    r.kv_type = dtype::f16, r.dense = true, r.causal = false, r.head_dim = 64, r.block = 128, r.q_len = 500, r.kv_len = 700, r.splits = 3;
+    run_attention_case("D=64 B=128 non-causal dense, 3 key splits (128 rows, wgmma overlap)", r, -1, 31, {}, o128);
     c = huge;
     wm.wgmma = false;
     CHECK(attention::build(c, wm).chosen.shape.find("mma.sync") != std::string::npos);

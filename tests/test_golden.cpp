@@ -127,6 +127,20 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
   CHECK(dyn.find("hipFuncAttributeMaxDynamicSharedMemorySize, 65536);") != std::string::npos);
   CHECK(pd.chosen.shape.find("128-byte swizzle") != std::string::npos);
   CHECK(dyn.find("dim3(128), 65536, (hipStream_t)stream") != std::string::npos);
+  dev.wgmma_overlap = true;  // the next sub-tile's S issued before this one's softmax: its own step, one barrier per step
+  const auto po = attention::build(c, dev);
+  CHECK(po.chosen.shape.find("128-byte swizzle, next S during the softmax)") != std::string::npos);
+  const std::string ovl = codegen::hip_emitter().emit(po.plan);
+  check_golden("prefill_wgmma_overlap.hip", ovl);
+  CHECK(ovl.find("__launch_bounds__(128 CC_RESIDENT(2))") != std::string::npos);
+  auto count = [](const std::string& t, const std::string& what) {
+    int k = 0;
+    for (size_t at = t.find(what); at != std::string::npos; at = t.find(what, at + 1)) ++k;
+    return k;
+  };
+  CHECK(count(ovl, "cc_wg_s(sn,") == 1);  // one issuing site (a second made ptxas serialize every wgmma)
+  CHECK(count(ovl, "CC_BARRIER();") == count(dyn, "CC_BARRIER();") - 1);
+  dev.wgmma_overlap = false;
   dev.wgmma_swizzle = false;  // the unswizzled core matrices: the same kernel but for the chunk placement and the descriptors
   const auto pu = attention::build(c, dev);
   CHECK(pu.chosen.shape.find("unswizzled core matrices") != std::string::npos);
@@ -310,12 +324,15 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     bool f16 = false;   // config::f16_products (one piece of q and p in the register prefill)
     bool wg = false;    // the prefill's products on wgmma (sm_90a)
     int64_t rows = 0;   // device_caps::prefill_rows (128: 8 warps per workgroup)
+    bool overlap = false;  // device_caps::wgmma_overlap
   };
   for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true, 8, true},
                            {1000, 1, true, "prefill_mma", true, 8, false, true}, {1000, 3, true, "prefill_mma", true, 8, true, true},
-                           {1000, 3, true, "prefill_mma", true, 8, true, false, 128}, {1000, 1, true, "prefill_mma", true, 8, false, true, 128}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
+                           {1000, 3, true, "prefill_mma", true, 8, true, false, 128}, {1000, 1, true, "prefill_mma", true, 8, false, true, 128},
+                           {1000, 1, true, "prefill_mma", true, 8, false, true, 0, true}, {1000, 3, true, "prefill_mma", true, 8, true, true, 0, true},
+                           {1000, 3, true, "prefill_mma", true, 8, true, true, 128, true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
                            {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
-    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg, dev.prefill_rows = x.rows;
+    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg, dev.prefill_rows = x.rows, dev.wgmma_overlap = x.overlap;
     dev.shared_optin = x.wg ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
@@ -325,7 +342,8 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     const std::string src = codegen::hip_emitter().emit(p.plan);
     CHECK((p.chosen.shape.find("f16 products") != std::string::npos) == x.f16);
     CHECK(p.chosen.shape.rfind(x.rows == 128 ? "128 rows" : x.route == std::string("prefill_mma") ? "64 rows" : "", 0) == 0);
-    INFO(x.route << (x.wg ? " (wgmma)" : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << (x.rows ? ", 128 rows" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
+    CHECK((p.chosen.shape.find("next S during the softmax") != std::string::npos) == x.overlap);
+    INFO(x.route << (x.wg ? (x.overlap ? " (wgmma, overlap)" : " (wgmma)") : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << (x.rows ? ", 128 rows" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
     const std::string builds = x.wg ? "sm_90a" : "sm_90";  // wgmma kernels stop an sm_90 build with their own error
     for (const char* target : {"sm_90a", "sm_90", "gfx90a"}) {
       if (!x.wg && target == std::string("sm_90a")) continue;

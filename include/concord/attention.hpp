@@ -133,6 +133,7 @@ struct device_caps {
   int64_t prefill_rows = 0;        // prefill_mma on register fragments or wgmma, blocks a multiple of 128: 128 query rows per workgroup of 8 warps sharing each K/V sub-tile (0 or 64: 64 rows, 4 warps; 128 is slower on the H100, run 74: one workgroup per SM)
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: 32 keys per sub-tile (else 64 where shared_bytes or shared_optin holds the buffers)
   bool wgmma_swizzle = true;       // prefill_mma on wgmma: K/V sub-tiles in the 128-byte swizzled layout, so wgmma serves D % 64 == 0 only (mma.sync the rest); false: unswizzled core matrices at every D (A/B: run 73, slower than mma.sync)
+  bool wgmma_overlap = false;      // prefill_mma on wgmma: issue the next sub-tile's S before this one's softmax (attention_wgmma.hpp), one more score accumulator
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
@@ -152,7 +153,7 @@ struct device_caps {
 // split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
 // CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma,
 // CONCORD_PREFILL_ROWS (64/128) its rows per workgroup, and on wgmma (HIP on sm_90 unless
-// CONCORD_WGMMA=0) CONCORD_PREFILL_KEYS (32/64) and CONCORD_WGMMA_SWIZZLE (0/1).
+// CONCORD_WGMMA=0) CONCORD_PREFILL_KEYS (32/64), CONCORD_WGMMA_SWIZZLE and CONCORD_WGMMA_OVERLAP (0/1).
 inline void tune_caps_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -175,6 +176,7 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_PREFILL_KEYS"); v == 32 || v == 64) d.prefill_keys = v;
   if (const int64_t v = num("CONCORD_PREFILL_ROWS"); v == 64 || v == 128) d.prefill_rows = v;
   if (const int64_t v = num("CONCORD_WGMMA_SWIZZLE"); v >= 0) d.wgmma_swizzle = v != 0;
+  if (const int64_t v = num("CONCORD_WGMMA_OVERLAP"); v >= 0) d.wgmma_overlap = v != 0;
 }
 
 namespace detail {
@@ -795,7 +797,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::prefill_on_wgmma(dev, D);
     attend.group = W;
     const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
-    const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
+    const bool ovl = wg && dev.wgmma_overlap;
+    const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece, ovl) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
     attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : resident4 > 0 ? std::max<int64_t>(1, resident4 * detail::mma_threads / W) : 0;
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
     attend.count = H * QB * CH * S;
@@ -806,7 +809,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool swz = wg && dev.wgmma_swizzle;  // prefill_on_wgmma: the swizzle serves D
     if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", D, true);
     p.chosen.shape = std::to_string(R) + " rows x " + std::to_string(KT) + "-key sub-tiles, " +
-                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers, " + (swz ? "128-byte swizzle)" : "unswizzled core matrices)")
+                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers, " + (swz ? "128-byte swizzle" : "unswizzled core matrices") + (ovl ? ", next S during the softmax)" : ")")
                       : regs ? "register fragments (mma.sync m16n8k16, ldmatrix)"
                              : "wmma 16x16x16") +
                      (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
@@ -818,10 +821,13 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
-                                            {{"OPEN", detail::mma_prefill_open}, {"PWALK", detail::mma_prefill_walk}, {"STEP", detail::mma_prefill_step},
+                                            {{"OPEN", detail::mma_prefill_open}, {"PWALK", std::string(detail::mma_prefill_walk_head) + (ovl ? detail::wgmma_overlap_walk : detail::mma_prefill_walk_issue)},
+                                             {"STEP", ovl ? detail::wgmma_overlap_step : detail::mma_prefill_step},
+                                             {"ENDSTEP", ovl ? detail::wgmma_overlap_endstep : detail::mma_prefill_endstep},
                                              {"KVDECL", attend.dynamic_shared > 0 ? detail::mma_kv_dynamic : detail::mma_kv_static},
                                              {"PFENCE", wg ? "    cc_proxy_fence();\n" : ""}, {"FRAGS", wg ? "" : detail::mma_sync_frags},
-                                             {"SPROD", wg ? detail::wgmma_sprod : detail::mma_sync_sprod}, {"OPROD", wg ? detail::wgmma_oprod : detail::mma_sync_oprod},
+                                             {"SPROD", ovl ? "" : wg ? detail::wgmma_sprod : detail::mma_sync_sprod},
+                                             {"OPROD", wg ? std::string(detail::wgmma_oprod) + (ovl ? "\n" : detail::wgmma_owait) : detail::mma_sync_oprod},
                                              {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
                                              {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
                                              {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}})},

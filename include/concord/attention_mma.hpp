@@ -101,8 +101,9 @@ inline constexpr const char* mma_tile_copy_whole = R"(    if (n == @KT@u && asyn
 
 // Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end).
 // issue(s, k0, n) finds them and starts the copies into buffer s % 2 (mma_tile_copy); sub-tile 0's are
-// issued, and the step keeps the next one's k0 and n from its issue.
-inline constexpr const char* mma_prefill_walk = R"(  uint qlast = r0 + nr - 1u + @OFF@u;
+// issued, and the step keeps the next one's k0 and n from its issue. (The wgmma overlap keeps the
+// head and replaces the issuing part: attention_wgmma.hpp.)
+inline constexpr const char* mma_prefill_walk_head = R"(  uint qlast = r0 + nr - 1u + @OFF@u;
   uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
   uint tiles = e1 > e0 ? e1 - e0 : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
@@ -113,7 +114,8 @@ inline constexpr const char* mma_prefill_walk = R"(  uint qlast = r0 + nr - 1u +
     k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
     n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
   };
-  auto issue = [&](uint s, uint& k0, uint& n) {
+)";
+inline constexpr const char* mma_prefill_walk_issue = R"(  auto issue = [&](uint s, uint& k0, uint& n) {
     sub(s, k0, n);
     __half* kd = kvs + (s & 1u) * 2u * @KT@u * @LDK@u; __half* vd = kd + @KT@u * @LDK@u;
 @COPY@  };

@@ -26,7 +26,8 @@
 // (run 72), f16 products 4.92 -> 4.17 (runs 70-72, each step a same-call A/B). With
 // config::f16_products: only the hi pieces (NPC = 1, half the products), within attention.hpp's
 // bound. ptxas at D = 128: 211 registers (2 workgroups resident), 167 with one piece (3). The
-// products (@SPROD@, @OPROD@) and the K/V layout are mma.sync's here or wgmma's (attention_wgmma.hpp).
+// products (@SPROD@, @OPROD@), the step's opening and close (@STEP@, @ENDSTEP@) and the K/V layout are
+// mma.sync's here or wgmma's (attention_wgmma.hpp).
 #pragma once
 #include <concord/attention_mma.hpp>
 #include <cstdint>
@@ -93,8 +94,7 @@ inline constexpr const char* mma_sync_prefill_body =
   for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
   for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; }
-@FRAGS@@STEP@      float sc[@NKT@][4];
-@SPROD@      float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
+@FRAGS@@STEP@@SPROD@      float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
       bool whole = n == @KT@u && (!@CAUSAL@ || k0 + @KT@u - 1u <= r0 + @OFF@u);
       if (whole) {
 @FAST@      }
@@ -126,9 +126,7 @@ inline constexpr const char* mma_sync_prefill_body =
         for (uint t = 0u; t < @NKT@u; ++t)
           for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
 @OPROD@    }
-    CC_BARRIER();
-  }
-  if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+@ENDSTEP@  if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
   float l[2] = {os[0], os[2]};
   uint rw[2] = {h0 * @NQ@u + qrow[0], h0 * @NQ@u + qrow[1]};
 @HEAD@  for (uint f = 0u; f < @DN@u; ++f)
@@ -137,12 +135,16 @@ inline constexpr const char* mma_sync_prefill_body =
       if (ok[b]) @STORE@    }
 )";
 
+// The close of a step that waits for its products (mma.sync, and wgmma without the overlap).
+inline constexpr const char* mma_prefill_endstep = "    CC_BARRIER();\n  }\n";
+
 // The products on mma.sync: per warp, K's B fragments by ldmatrix from the rows kro points at,
 // V's by ldmatrix.trans from vro's.
 inline constexpr const char* mma_sync_frags = R"(  uint kro = ((wl / 16u) * 8u + wl % 8u) * @LDK@u + ((wl / 8u) % 2u) * 8u;
   uint vro = (((wl / 8u) % 2u) * 8u + wl % 8u) * @LDK@u + (wl / 16u) * 8u;
 )";
-inline constexpr const char* mma_sync_sprod = R"(      for (uint t = 0u; t < @NKT@u; ++t)
+inline constexpr const char* mma_sync_sprod = R"(      float sc[@NKT@][4];
+      for (uint t = 0u; t < @NKT@u; ++t)
         for (uint x = 0u; x < 4u; ++x) sc[t][x] = 0.0f;
       for (uint kk = 0u; kk < @DK@u; ++kk)
         for (uint kp = 0u; kp < @NKT@u / 2u; ++kp) {

@@ -32,8 +32,11 @@
 namespace concord::attention::detail {
 
 // ptxas with 64-key sub-tiles: D = 128, 157 registers with one piece (3 resident), 198 with two (2);
-// D = 64, 107 (4) and 140 (3: bounded for 4 it spills).
-inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece) { return D > 64 ? (one_piece ? 3 : 2) : (one_piece ? 4 : 3); }
+// D = 64, 107 (4) and 140 (3: bounded for 4 it spills). The overlap's second score accumulator: OVERLAP_REGS.
+inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece, bool overlap) {
+  if (overlap) return D > 64 ? 2 : (one_piece ? 3 : 2);
+  return D > 64 ? (one_piece ? 3 : 2) : (one_piece ? 4 : 3);
+}
 // Two buffers of K and V sub-tiles of kt keys, unpadded.
 inline int64_t wgmma_prefill_shared_bytes(int64_t kt, int64_t D) { return 2 * 2 * 2 * kt * D; }
 // Keys per sub-tile: 64 where its buffers fit the static or the opt-in limit, unless `want` is 32
@@ -83,7 +86,8 @@ CC_FN void cc_wg_hold(T (&d)[N][M][K]) {
 
 // A layout's descriptors (wgmma_layout): where 16 dims of K and 16 keys of V start, the byte offsets
 // between core matrices (K: along the dims, LBO, and the keys, SBO; V: @VLBO@ and @VSBO@), the swizzle.
-inline constexpr const char* wgmma_sprod = R"(      cc_wg_hold(qf); cc_wg_hold(sc); cc_wg_fence();
+inline constexpr const char* wgmma_sprod = R"(      float sc[@NKT@][4];
+      cc_wg_hold(qf); cc_wg_hold(sc); cc_wg_fence();
       for (uint kk = 0u; kk < @DK@u; ++kk)
         for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
       cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(sc);
@@ -96,7 +100,82 @@ inline constexpr const char* wgmma_oprod = R"(      uint pa[@NKT@ / 2][2][4];
       cc_wg_hold(pa); cc_wg_hold(o); cc_wg_fence();
       for (uint kp = 0u; kp < @NKT@u / 2u; ++kp)
         for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_o(o, pa[kp][pc], cc_wg_desc(vs + @VOFF@, @VLBO@u, @VSBO@u, @SWZ@u), 1);
-      cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(o);
+      cc_wg_commit();)";
+// The close of wgmma_oprod: waiting for O (" ...") or not ("\n", the overlap).
+inline constexpr const char* wgmma_owait = " cc_wg_wait0(); cc_wg_hold(o);\n";
+
+// The overlap (device_caps::wgmma_overlap): sub-tile t's S is issued before the softmax of t - 1, so
+// the tensor cores compute it while the warps run the softmax. Step t = 0 .. nsub:
+//   wait for every wgmma (S(t - 1), and P.V of t - 2) and copy S(t - 1) out of its accumulators; wait
+//   for the copies of K(t) and V(t - 1); one barrier, after which K's buffer (t + 1) % 2 and V's buffer
+//   t % 2 are free in every warp; issue S(t); start the copies of K(t + 1) and V(t) into them (the
+//   block index of t + 1 was loaded a step earlier); run the softmax of t - 1 and issue its
+//   O += P.V, not waiting for it.
+// The walk's opening copies K(0), then K(1) and V(0); step 0 only issues S(0). One barrier per step
+// instead of two, and one more score accumulator (sn). S has one issuing site, inside the loop: with
+// a second one before it, ptxas serialized every wgmma (C7515); and sc is held after its copy: else
+// ptxas gave it sn's registers, which S(t) rewrites during the softmax, and serialized (C7514).
+inline constexpr const char* wgmma_overlap_walk = R"(  auto copy1 = [&](uint k0, uint n, __half* d, bool isv) {
+    uint kbase = (kvh * @NK@u + k0) * @D@u;
+    if (n == @KT@u && async16)
+      for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
+        uint j = @CJ@; uint o = @CO@;
+        __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + @CX@ * 8u, 16);
+      }
+    else
+      for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
+        uint j = @CJ@; uint o = @CO@;
+        if (j >= n) *reinterpret_cast<uint4*>(d + o) = make_uint4(0u, 0u, 0u, 0u);
+        else if (async16) __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + @CX@ * 8u, 16);
+        else *reinterpret_cast<uint4*>(d + o) = isv ? CC_LDR8_V(kbase / 8u + @CX@) : CC_LDR8_K(kbase / 8u + @CX@);
+      }
+  };
+  auto kbuf = [&](uint t) { return kvs + (t & 1u) * 2u * @KT@u * @LDK@u; };
+  auto blk = [&](uint s) { return s < nsub ? CC_LD_KV_INDEX(lrow * @KB@u + e0 + s / @NSUB@u) : 0u; };
+  auto place = [&](uint s, uint kb, uint& k0, uint& n) {
+    uint kend = kb * @B@u + @B@u < @NK@u ? kb * @B@u + @B@u : @NK@u;
+    if (@CAUSAL@ && kend > qlast + 1u) kend = qlast + 1u;
+    k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
+    n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
+  };
+  uint ak0 = 0u; uint an = 0u; uint bk0 = 0u; uint bn = 0u; uint ck0 = 0u; uint cn = 0u;
+  if (nsub > 0u) { sub(0u, bk0, bn); copy1(bk0, bn, kbuf(0u), false); }
+  __pipeline_commit();
+  if (nsub > 1u) { sub(1u, ck0, cn); copy1(ck0, cn, kbuf(1u), false); }
+  if (nsub > 0u) copy1(bk0, bn, kbuf(0u) + @KT@u * @LDK@u, true);
+  __pipeline_commit();
+  uint kbn = blk(2u);
+)";
+inline constexpr const char* wgmma_overlap_step = R"(  float sn[@NKT@][4];
+  for (uint t = 0u; t <= nsub; ++t) {
+    uint k0 = ak0; uint n = t > 0u ? an : 0u;
+    float sc[@NKT@][4];
+    cc_wg_wait0(); cc_wg_hold(sn); cc_wg_hold(o);
+    for (uint u = 0u; u < @NKT@u; ++u)
+      for (uint x = 0u; x < 4u; ++x) sc[u][x] = sn[u][x];
+    cc_wg_hold(sc);
+    if (t == 0u) __pipeline_wait_prior(1); else __pipeline_wait_prior(0);
+    cc_proxy_fence();
+    CC_BARRIER();
+    if (t < nsub && bn > 0u) {
+      const __half* ks = kbuf(t);
+      cc_wg_hold(qf); cc_wg_hold(sn); cc_wg_fence();
+      for (uint kk = 0u; kk < @DK@u; ++kk)
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sn, qf[pc][kk], cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
+      cc_wg_commit();
+    }
+    if (t > 0u) {
+      if (t + 1u < nsub) { place(t + 1u, kbn, ck0, cn); copy1(ck0, cn, kbuf(t + 1u), false); }
+      if (t < nsub) copy1(bk0, bn, kbuf(t) + @KT@u * @LDK@u, true);
+      kbn = blk(t + 2u);
+    }
+    __pipeline_commit();
+    if (n > 0u) {
+      const __half* vs = kbuf(t - 1u) + @KT@u * @LDK@u;
+)";
+inline constexpr const char* wgmma_overlap_endstep = R"(    ak0 = bk0; an = bn; bk0 = ck0; bn = cn;
+  }
+  cc_wg_wait0(); cc_wg_hold(o);
 )";
 
 // The two layouts of a sub-tile (kt keys x D dims), their copies' chunk placement (attention_mma.hpp's
