@@ -420,6 +420,15 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
   run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys", c, 2);
   c.head_dim = 48, c.block = 48, c.per_group = true, c.top_k = 2, c.splits = 2;
   run_attention_case("D=48 B=48 GQA 4:1 per group, top-2, 2 splits", c);
+  // Past D = 128 (HIP: O in two slices of D / 2 dims, both computing S): a needle, splits, a
+  // partial block, both precisions; D = 192 takes mma.sync even on sm_90 (its slices of 96 dims do not start on the swizzle's 64-dim blocks).
+  c = base_config();
+  c.kv_type = dtype::f16, c.heads = 4, c.kv_heads = 2, c.q_len = 200, c.kv_len = 330, c.head_dim = 256, c.block = 64, c.splits = 2;
+  run_attention_case("D=256 B=64 GQA 2:1, 2 key splits", c, 2, 51);
+  c.f16_products = true, c.splits = 1, c.causal = false, c.dense = true;
+  run_attention_case("f16 products, D=256 B=64 non-causal dense", c, -1, 52);
+  c.f16_products = false, c.head_dim = 192, c.block = 128, c.causal = true, c.dense = false, c.splits = 3;
+  run_attention_case("D=192 B=128 GQA 2:1, 3 key splits", c, 1, 53);
   c = base_config();
   c.kv_type = dtype::f16, c.head_dim = 16, c.block = 16, c.heads = 2, c.kv_heads = 2, c.q_len = c.kv_len = 150;
   run_attention_case("D=16 B=16 (one 64-row tile covers a block of 16)", c);
@@ -516,6 +525,10 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
     run_attention_case("D=64 B=128 non-causal dense, 3 key splits (128 rows, wgmma overlap)", r, -1, 31, {}, o128);
     c = huge;
     wm.wgmma = false;
+    auto d256 = base_config();  // D = 256 on mma.sync too (HIP on sm_90 ran it on wgmma above)
+    d256.kv_type = dtype::f16, d256.heads = 4, d256.kv_heads = 2, d256.q_len = 200, d256.kv_len = 330, d256.head_dim = 256, d256.block = 64, d256.splits = 2;
+    CHECK(attention::build(d256, wm).chosen.shape.find("mma.sync m16n8k16") != std::string::npos);
+    run_attention_case("D=256 B=64 GQA 2:1, 2 key splits (mma.sync)", d256, 2, 54, {}, wm);
     CHECK(attention::build(c, wm).chosen.shape.find("mma.sync") != std::string::npos);
     run_attention_case("logits near 2^26 (mma.sync)", c, -1, 13, {}, wm);
     c.scale = -0.125, c.splits = 2;

@@ -178,17 +178,35 @@ TEST_CASE("prefill_mma takes wgmma where the swizzled layout serves D, mma.sync 
   dev.mma_f16 = true, dev.mma_sync = true, dev.wgmma = true, dev.shared_optin = 227 * 1024;
   attention::config c;
   c.heads = 8, c.kv_heads = 2, c.q_len = 2048, c.kv_len = 2048, c.block = 128, c.kv_type = dtype::f16, c.dense = true;
-  for (const int64_t D : {16, 48, 64, 96, 112, 128}) {
+  for (const int64_t D : {16, 48, 64, 96, 112, 128, 160, 192, 256}) {
     c.head_dim = D;
     const auto p = attention::build(c, dev);
     INFO("D = " << D << ": " << p.chosen.shape);
     REQUIRE(p.chosen.variant == "prefill_mma");
-    CHECK((p.chosen.shape.find("wgmma") != std::string::npos) == (D % 64 == 0));
-    CHECK((p.chosen.shape.find("128-byte swizzle") != std::string::npos) == (D % 64 == 0));
-    CHECK((p.chosen.shape.find("mma.sync m16n8k16") != std::string::npos) == (D % 64 != 0));
+    const bool swz = D % 64 == 0 && (D <= 128 || D % 128 == 0);  // past 128, each O slice of D / 2 starts on a 64-dim block
+    CHECK((p.chosen.shape.find("wgmma") != std::string::npos) == swz);
+    CHECK((p.chosen.shape.find("128-byte swizzle") != std::string::npos) == swz);
+    CHECK((p.chosen.shape.find("mma.sync m16n8k16") != std::string::npos) == !swz);
+    CHECK((p.chosen.shape.find("O in 2 slices of " + std::to_string(D / 2) + " dims") != std::string::npos) == (D > 128));
     auto un = dev;  // the unswizzled layout (A/B) serves every D
     un.wgmma_swizzle = false;
     CHECK(attention::build(c, un).chosen.shape.find("unswizzled core matrices") != std::string::npos);
+  }
+  c.head_dim = 256;  // past 128: mma.sync needs dynamic shared memory (66 KiB of K/V); D 144 or 240 (not multiples of 32) stay off the tensor cores
+  auto sync = dev;
+  sync.wgmma = false;
+  const auto ps = attention::build(c, sync);
+  CHECK(ps.chosen.shape.find("mma.sync m16n8k16") != std::string::npos);
+  const std::string k256 = codegen::hip_emitter().emit(ps.plan);
+  check_golden("prefill_mma_sync_d256.hip", k256);
+  CHECK(k256.find("uint dsl = t1 % 2u; t1 = t1 / 2u;") != std::string::npos);
+  CHECK(k256.find("if (lane == 0u && ch == 0u && dsl == 0u) CC_ST_TILES(") != std::string::npos);
+  CHECK(k256.find("extern __shared__ __align__(1024) __half kvs[];") != std::string::npos);
+  sync.shared_optin = 0;
+  CHECK(attention::build(c, sync).chosen.variant == "prefill_coop");
+  for (const int64_t D : {144, 240}) {
+    c.head_dim = D;
+    CHECK(attention::build(c, dev).chosen.variant == "prefill_coop");
   }
 }
 
@@ -325,15 +343,17 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     bool wg = false;    // the prefill's products on wgmma (sm_90a)
     int64_t rows = 0;   // device_caps::prefill_rows (128: 8 warps per workgroup)
     bool overlap = false;  // device_caps::wgmma_overlap
+    int64_t dim = 128;     // head_dim (256: O in two slices)
   };
   for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true, 8, true},
                            {1000, 1, true, "prefill_mma", true, 8, false, true}, {1000, 3, true, "prefill_mma", true, 8, true, true},
                            {1000, 3, true, "prefill_mma", true, 8, true, false, 128}, {1000, 1, true, "prefill_mma", true, 8, false, true, 128},
                            {1000, 1, true, "prefill_mma", true, 8, false, true, 0, true}, {1000, 3, true, "prefill_mma", true, 8, true, true, 0, true},
-                           {1000, 3, true, "prefill_mma", true, 8, true, true, 128, true}, {1, 1, true, "decode_mma"}, {2, 3, true, "decode_mma"},
+                           {1000, 3, true, "prefill_mma", true, 8, true, true, 128, true}, {1, 1, true, "decode_mma"},
+                           {1000, 2, true, "prefill_mma", true, 8, false, false, 0, false, 256}, {1000, 1, true, "prefill_mma", true, 8, true, true, 0, false, 256}, {2, 3, true, "decode_mma"},
                            {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
-    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg, dev.prefill_rows = x.rows, dev.wgmma_overlap = x.overlap;
-    dev.shared_optin = x.wg ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
+    c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg, dev.prefill_rows = x.rows, dev.wgmma_overlap = x.overlap, c.head_dim = x.dim;
+    dev.shared_optin = x.wg || x.dim > 128 ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
     CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == (x.sync && !x.wg));
@@ -343,7 +363,7 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     CHECK((p.chosen.shape.find("f16 products") != std::string::npos) == x.f16);
     CHECK(p.chosen.shape.rfind(x.rows == 128 ? "128 rows" : x.route == std::string("prefill_mma") ? "64 rows" : "", 0) == 0);
     CHECK((p.chosen.shape.find("next S during the softmax") != std::string::npos) == x.overlap);
-    INFO(x.route << (x.wg ? (x.overlap ? " (wgmma, overlap)" : " (wgmma)") : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << (x.rows ? ", 128 rows" : "") << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
+    INFO(x.route << (x.wg ? (x.overlap ? " (wgmma, overlap)" : " (wgmma)") : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << (x.rows ? ", 128 rows" : "") << ", D " << x.dim << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
     const std::string builds = x.wg ? "sm_90a" : "sm_90";  // wgmma kernels stop an sm_90 build with their own error
     for (const char* target : {"sm_90a", "sm_90", "gfx90a"}) {
       if (!x.wg && target == std::string("sm_90a")) continue;

@@ -194,7 +194,8 @@ inline int64_t prefill_mma_keys(const device_caps& dev, int64_t D) {
 // prefill_mma's workgroup memory and the limit it must fit (wgmma's may opt in beyond the static one).
 inline std::pair<int64_t, int64_t> prefill_mma_shared(const device_caps& dev, int64_t D) {
   if (prefill_on_wgmma(dev, D)) return {wgmma_prefill_shared_bytes(prefill_mma_keys(dev, D), D), std::max(dev.shared_bytes, dev.shared_optin)};
-  return {mma_sync_prefill_serves(dev.mma_sync, D) ? mma_sync_prefill_shared_bytes(D) : mma_shared_bytes(D), dev.shared_bytes};
+  if (mma_sync_prefill_serves(dev.mma_sync, D)) return {mma_sync_prefill_shared_bytes(D), std::max(dev.shared_bytes, dev.shared_optin)};
+  return {mma_shared_bytes(D), dev.shared_bytes};
 }
 inline stream_shape stream_shape_for(int64_t GQ, int64_t D, const device_caps& dev) {
   return choose_stream_shape(GQ, D, dev.subgroup, dev.decode_lanes, dev.decode_unroll, dev.decode_prefetch, dev.decode_transpose);
@@ -323,7 +324,8 @@ inline route plan_route(const config& c, const device_caps& dev) {
   if (dev.dialect != "hip" || !dev.mma_f16) reject("prefill_mma", dev.dialect != "hip" ? "HIP only (this plan is for " + dev.dialect + ")" : "no f16 tensor cores (NVIDIA sm_70+ only; AMD builds have none here)");
   else if (decode) reject("prefill_mma", "q_len " + std::to_string(c.q_len) + " <= 4: a decode shape");
   else if (c.kv_type != dtype::f16) reject("prefill_mma", "K/V f32: tensor cores take f16 (prefill_coop keeps f32 K/V exact)");
-  else if (D % 16 != 0 || D > 128) reject("prefill_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128 (Q pieces and O accumulators live in registers)");
+  else if (!(D % 16 == 0 && D <= 128) && !detail::mma_sync_prefill_serves(dev.mma_sync, D))
+    reject("prefill_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128, nor (mma.sync, sm_80+) of 32 up to 256 (Q pieces and O accumulators live in registers)");
   else if (const auto [bytes, limit] = detail::prefill_mma_shared(dev, D); bytes > limit)
     reject("prefill_mma", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(limit));
   else {
@@ -801,23 +803,29 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece, ovl) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
     attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : resident4 > 0 ? std::max<int64_t>(1, resident4 * detail::mma_threads / W) : 0;
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
-    attend.count = H * QB * CH * S;
+    const int64_t NSL = detail::mma_prefill_slices(D), DS = D / NSL;
+    attend.count = H * QB * CH * S * NSL;
     attend.helpers += detail::mma_helpers;
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
     const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, D).first;
     attend.dynamic_shared = kv_bytes > dev.shared_bytes ? kv_bytes : 0;
     const bool swz = wg && dev.wgmma_swizzle;  // prefill_on_wgmma: the swizzle serves D
-    if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", D, true);
+    if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", DS, true);
     p.chosen.shape = std::to_string(R) + " rows x " + std::to_string(KT) + "-key sub-tiles, " +
-                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(D) + "k16, A from registers, " + (swz ? "128-byte swizzle" : "unswizzled core matrices") + (ovl ? ", next S during the softmax)" : ")")
+                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(DS) + "k16, A from registers, " + (swz ? "128-byte swizzle" : "unswizzled core matrices") + (ovl ? ", next S during the softmax)" : ")")
                       : regs ? "register fragments (mma.sync m16n8k16, ldmatrix)"
                              : "wmma 16x16x16") +
-                     (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "");
+                     (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "") +
+                     (NSL > 1 ? ", O in " + std::to_string(NSL) + " slices of " + std::to_string(DS) + " dims" : "");
     auto tv = wg ? detail::wgmma_layout(swz, KT, D) : detail::mma_copy_rows;  // first: their texts hold @D8N@ and @LDK@
+    tv.insert(tv.end(), {{"SLICE", NSL > 1 ? "  uint dsl = t1 % " + std::to_string(NSL) + "u; t1 = t1 / " + std::to_string(NSL) + "u;\n" : ""},
+                         {"SL0", NSL > 1 ? " && dsl == 0u" : ""}, {"DOFS", NSL > 1 ? "dsl * " + std::to_string(DS) + "u + " : ""}});
+    for (auto& [k, v] : tv)  // an O slice's V starts DS dims on: DS / 64 blocks of KT rows (swizzle), DS / 8 core matrices (unswizzled)
+      if (k == "VOFF" && NSL > 1) v = "dsl * " + std::to_string(swz ? DS * KT : DS * 8) + "u + " + v;
     tv.insert(tv.end(), vals.begin(), vals.end());
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"WGROWS", std::to_string(R)}, {"KT", std::to_string(KT)}, {"LDK", std::to_string(wg ? D : D + 8)},
                          {"LDS", std::to_string(detail::mma_keys + 4)}, {"LDP", std::to_string(detail::mma_keys + 8)}, {"DK", std::to_string(D / 16)},
-                         {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(D / 8)}, {"QH", std::to_string(D / 4)},
+                         {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(DS / 8)}, {"QH", std::to_string(D / 4)},
                          {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,

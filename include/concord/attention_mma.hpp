@@ -72,7 +72,7 @@ inline constexpr const char* mma_tile_copy = R"(    uint kbase = (kvh * @NK@u + 
 // the longest workgroups start first and the short ones fill the end of the grid (H200 run 61,
 // 16K dense: 10.86 -> 10.09 ms).
 inline constexpr const char* mma_prefill_open = R"(  uint sp = i % @S@u; uint t0 = i / @S@u; uint ch = t0 % @CH@u; uint t1 = t0 / @CH@u;
-  uint qb = @QBMAP@; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
+@SLICE@  uint qb = @QBMAP@; uint h0 = t1 / @QB@u; uint hg = h0; uint kvh = h0 / @G@u;
   uint r0 = qb * @B@u + ch * @WGROWS@u;
   uint rend = qb * @B@u + @B@u < @NQ@u ? qb * @B@u + @B@u : @NQ@u;
   uint nr = r0 < rend ? (rend - r0 < @WGROWS@u ? rend - r0 : @WGROWS@u) : 0u;

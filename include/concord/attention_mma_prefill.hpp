@@ -34,10 +34,15 @@
 
 namespace concord::attention::detail {
 
-inline bool mma_sync_prefill_serves(bool mma_sync, int64_t D) { return mma_sync && D % 16 == 0 && D <= 128; }
+inline bool mma_sync_prefill_serves(bool mma_sync, int64_t D) { return mma_sync && D % 16 == 0 && (D <= 128 || (D <= 256 && D % 32 == 0)); }
+// Past D = 128 the O accumulators would not fit a lane's registers beside Q's pieces: the workgroups
+// come in two O slices of D / 2 dims each (@SLICE@: dsl), both computing the whole S (so 1.5x the
+// products of one pass) and reading the whole of V's rows; slice 0 alone stores the tiles count
+// and a split's max and sum, which both slices compute alike.
+inline int64_t mma_prefill_slices(int64_t D) { return D > 128 ? 2 : 1; }
 // Q pieces (D / 2 registers) and O (D / 2) per lane: 2 resident workgroups at D > 64, 4 below; one
 // piece (f16 products) frees D / 4 and 3 fit (H200 run 64, 16K causal: 8.82 ms at 2, 7.18 at 3).
-inline int64_t mma_sync_prefill_resident(int64_t D, bool one_piece) { return D > 64 ? (one_piece ? 3 : 2) : 4; }
+inline int64_t mma_sync_prefill_resident(int64_t D, bool one_piece) { return D > 128 ? 2 : D > 64 ? (one_piece ? 3 : 2) : 4; }
 // Two buffers of K and V sub-tiles, rows padded to D + 8 halves (ldmatrix's 8 rows hit 8 bank groups).
 inline int64_t mma_sync_prefill_shared_bytes(int64_t D) { return mma_kv_shared_bytes(D); }
 
@@ -126,12 +131,12 @@ inline constexpr const char* mma_sync_prefill_body =
         for (uint t = 0u; t < @NKT@u; ++t)
           for (uint x = 0u; x < 4u; ++x) sc[t][x] = cc_ex2(__fmaf_rn(sc[t][x], cf[x / 2u], -mb[x / 2u]));
 @OPROD@    }
-@ENDSTEP@  if (lane == 0u && ch == 0u) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
+@ENDSTEP@  if (lane == 0u && ch == 0u@SL0@) CC_ST_TILES((hg * @QB@u + qb) * @S@u + sp) = tiles;
   float l[2] = {os[0], os[2]};
   uint rw[2] = {h0 * @NQ@u + qrow[0], h0 * @NQ@u + qrow[1]};
 @HEAD@  for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) {
-      uint b = x / 2u; uint r = rw[b]; uint d = 8u * f + 2u * tq + x % 2u; float a = o[f][x];
+      uint b = x / 2u; uint r = rw[b]; uint d = @DOFS@8u * f + 2u * tq + x % 2u; float a = o[f][x];
       if (ok[b]) @STORE@    }
 )";
 
@@ -160,7 +165,7 @@ inline constexpr const char* mma_sync_oprod = R"(      for (uint kp = 0u; kp < @
         for (uint x = 0u; x < 4u; ++x) cc_ppieces(sc[2u * kp + x / 2u][2u * (x % 2u)], sc[2u * kp + x / 2u][2u * (x % 2u) + 1u], pa[0][x], pa[1][x]);
         for (uint pc = 0u; pc < @NPC@u; ++pc) cc_mma16816(os, pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], 0x3c003c00u, 0x3c003c00u);
         for (uint fp = 0u; fp < @DN@u / 2u; ++fp) {
-          uint vf[4]; cc_ldsm4t(vf, vs + kp * 16u * @LDK@u + fp * 16u + vro);
+          uint vf[4]; cc_ldsm4t(vf, vs + kp * 16u * @LDK@u + @DOFS@fp * 16u + vro);
           for (uint pc = 0u; pc < @NPC@u; ++pc) {
             cc_mma16816(o[2u * fp], pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], vf[0], vf[1]);
             cc_mma16816(o[2u * fp + 1u], pa[pc][0], pa[pc][1], pa[pc][2], pa[pc][3], vf[2], vf[3]);
@@ -200,7 +205,7 @@ inline constexpr const char* mma_sync_head_direct =
     "  float inv[2];\n  for (uint b = 0u; b < 2u; ++b) inv[b] = l[b] > 0.0f ? 1.0f / l[b] : 0.0f;\n";
 inline constexpr const char* mma_sync_store_direct = "CC_ST_OUT(r * @D@u + d) = a * inv[b];\n";
 inline constexpr const char* mma_sync_head_partial =
-    "  if (tq == 0u)\n    for (uint b = 0u; b < 2u; ++b)\n"
+    "  if (tq == 0u@SL0@)\n    for (uint b = 0u; b < 2u; ++b)\n"
     "      if (ok[b]) { CC_ST_PART_MAX(rw[b] * @S@u + sp) = m[b] > ninf ? mb[b] * 0.693147182f : ninf; "
     "CC_ST_PART_SUM(rw[b] * @S@u + sp) = l[b]; }\n";
 inline constexpr const char* mma_sync_store_partial = "CC_ST_PART_ACC((r * @S@u + sp) * @D@u + d) = a;\n";

@@ -34,15 +34,17 @@ namespace concord::attention::detail {
 // ptxas with 64-key sub-tiles: D = 128, 157 registers with one piece (3 resident), 198 with two (2);
 // D = 64, 107 (4) and 140 (3: bounded for 4 it spills). The overlap's second score accumulator: OVERLAP_REGS.
 inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece, bool overlap) {
+  if (D > 128) return 2;
   if (overlap) return D > 64 ? 2 : (one_piece ? 3 : 2);
   return D > 64 ? (one_piece ? 3 : 2) : (one_piece ? 4 : 3);
 }
 // Two buffers of K and V sub-tiles of kt keys, unpadded.
 inline int64_t wgmma_prefill_shared_bytes(int64_t kt, int64_t D) { return 2 * 2 * 2 * kt * D; }
-// Keys per sub-tile: 64 where its buffers fit the static or the opt-in limit, unless `want` is 32
+// Keys per sub-tile: 64 where its buffers fit the static or the opt-in limit and D <= 128 (at D = 256
+// they would take 128 KiB, one workgroup per multiprocessor), unless `want` is 32
 // (any other `want` is ignored: the loops over keys take 16 at a time).
 inline int64_t wgmma_prefill_keys(int64_t want, int64_t D, int64_t shared_bytes, int64_t shared_optin) {
-  return want != 32 && wgmma_prefill_shared_bytes(64, D) <= std::max(shared_bytes, shared_optin) ? 64 : 32;
+  return want != 32 && D <= 128 && wgmma_prefill_shared_bytes(64, D) <= std::max(shared_bytes, shared_optin) ? 64 : 32;
 }
 
 // D (64 x n f32, per warp n / 8 mma.sync C fragments) += A (each warp's 16 rows x 16 as an mma.sync
@@ -187,7 +189,8 @@ inline constexpr const char* wgmma_overlap_endstep = R"(    ak0 = bk0; an = bn; 
 //     16-byte slot (c % 8) ^ (j % 8) (the hardware's XOR of address bits 4-6 with 7-9, so buffers sit
 //     on 1024-byte boundaries). K: 16 dims start 32 bytes on within the row, SBO 1024 (8 keys); V:
 //     16 keys start 2048 bytes on, LBO kt * 128 (the next 64 dims), SBO 1024.
-inline bool wgmma_swizzle_serves(int64_t D) { return D % 64 == 0; }
+// Past D = 128 each O slice (D / 2 dims) must start on a 64-dim block: D % 128 == 0.
+inline bool wgmma_swizzle_serves(int64_t D) { return D % 64 == 0 && (D <= 128 || D % 128 == 0); }
 inline std::vector<std::pair<std::string, std::string>> wgmma_layout(bool swizzle, int64_t kt, int64_t D) {
   const std::string KT = std::to_string(kt), DS = std::to_string(D);
   if (!swizzle)

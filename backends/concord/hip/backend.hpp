@@ -61,6 +61,12 @@ inline attention::device_caps caps() {
   const char* msync = std::getenv("CONCORD_MMA_SYNC");
   d.mma_sync = d.mma_f16 && std::atoi(di.arch.c_str() + 3) >= 80 && !(msync && *msync == '0');
   if (d.mma_sync) d.notes += " and mma.sync";
+  // Dynamic shared memory a block may opt in to (prefill_mma past D = 128 needs 66 KiB): sm_80 / 87
+  // 163 KiB, sm_90 / 100 227 KiB, the others of sm_80+ 99 KiB.
+  if (d.mma_sync) {
+    const int sm = std::atoi(di.arch.c_str() + 3);
+    d.shared_optin = (sm == 80 || sm == 87 ? 163 : sm == 90 || sm == 100 ? 227 : 99) * 1024;
+  }
   d.wgmma = d.mma_sync && wgmma_asked() && kernel_arch() == "sm_90a";
   if (d.wgmma) d.notes += " and wgmma", d.shared_optin = 227 * 1024;  // sm_90's opt-in limit per block
   return d;
