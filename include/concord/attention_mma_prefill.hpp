@@ -1,5 +1,5 @@
 // concord attention: prefill_mma's register-resident kernel (NVIDIA sm_80+, device_caps::mma_sync;
-// D a multiple of 16 up to 128). The tiling, the cp.async copies and the walk over sub-tiles are
+// D a multiple of 16 up to 128, or of 32 up to 256 in two O slices: mma_prefill_slices). The tiling, the cp.async copies and the walk over sub-tiles are
 // attention_mma.hpp's (64 query rows of one head per workgroup of 4 warps, 32-key sub-tiles, two
 // shared buffers); the products are mma.sync m16n8k16 on fragments, and nothing but K and V goes
 // through workgroup memory:
