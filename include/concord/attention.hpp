@@ -183,10 +183,10 @@ namespace detail {
 inline bool prefill_on_wgmma(const device_caps& dev, int64_t D) {
   return dev.wgmma && mma_sync_prefill_serves(dev.mma_sync, D) && (!dev.wgmma_swizzle || wgmma_swizzle_serves(D));
 }
-// Query rows per prefill_mma workgroup (16 per warp): 128 asks for register fragments or wgmma and
-// blocks of a multiple of 128 rows (none of the 8 warps idle in a block's last workgroup).
+// Query rows per prefill_mma workgroup (16 per warp): 128 asks for register fragments or wgmma, D <= 128
+// (not with O slices) and blocks of a multiple of 128 rows (none of the 8 warps idle in a block's last workgroup).
 inline int64_t prefill_mma_rows(const device_caps& dev, int64_t D, int64_t block) {
-  return dev.prefill_rows == 128 && mma_sync_prefill_serves(dev.mma_sync, D) && block % 128 == 0 ? 128 : mma_rows;
+  return dev.prefill_rows == 128 && D <= 128 && mma_sync_prefill_serves(dev.mma_sync, D) && block % 128 == 0 ? 128 : mma_rows;
 }
 inline int64_t prefill_mma_keys(const device_caps& dev, int64_t D) {
   return prefill_on_wgmma(dev, D) ? wgmma_prefill_keys(dev.prefill_keys, D, dev.shared_bytes, dev.shared_optin) : mma_keys;

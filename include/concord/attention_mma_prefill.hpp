@@ -1,6 +1,6 @@
 // concord attention: prefill_mma's register-resident kernel (NVIDIA sm_80+, device_caps::mma_sync;
-// D a multiple of 16 up to 128, or of 32 up to 256 in two O slices: mma_prefill_slices). The tiling, the cp.async copies and the walk over sub-tiles are
-// attention_mma.hpp's (64 query rows of one head per workgroup of 4 warps, 32-key sub-tiles, two
+// D a multiple of 16 up to 128, or of 32 up to 256 in two O slices: mma_prefill_slices). The tiling,
+// the cp.async copies and the walk over sub-tiles are attention_mma.hpp's (64 query rows of one head per workgroup of 4 warps, 32-key sub-tiles, two
 // shared buffers); the products are mma.sync m16n8k16 on fragments, and nothing but K and V goes
 // through workgroup memory:
 //   S (16 rows x 8 keys) = Q (16 x D) . K^T: Q's A fragments stay in registers (hi and lo pieces,
@@ -42,6 +42,7 @@ inline bool mma_sync_prefill_serves(bool mma_sync, int64_t D) { return mma_sync 
 inline int64_t mma_prefill_slices(int64_t D) { return D > 128 ? 2 : 1; }
 // Q pieces (D / 2 registers) and O (D / 2) per lane: 2 resident workgroups at D > 64, 4 below; one
 // piece (f16 products) frees D / 4 and 3 fit (H200 run 64, 16K causal: 8.82 ms at 2, 7.18 at 3).
+// Past D = 128 (a slice of O): 2 (ptxas at D = 256: 255 registers, 214 with one piece).
 inline int64_t mma_sync_prefill_resident(int64_t D, bool one_piece) { return D > 128 ? 2 : D > 64 ? (one_piece ? 3 : 2) : 4; }
 // Two buffers of K and V sub-tiles, rows padded to D + 8 halves (ldmatrix's 8 rows hit 8 bank groups).
 inline int64_t mma_sync_prefill_shared_bytes(int64_t D) { return mma_kv_shared_bytes(D); }

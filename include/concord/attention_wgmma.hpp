@@ -32,7 +32,9 @@
 namespace concord::attention::detail {
 
 // ptxas with 64-key sub-tiles: D = 128, 157 registers with one piece (3 resident), 198 with two (2);
-// D = 64, 107 (4) and 140 (3: bounded for 4 it spills). The overlap's second score accumulator: OVERLAP_REGS.
+// D = 64, 107 (4) and 140 (3: bounded for 4 it spills). With the overlap's second score accumulator:
+// D = 128 254 / 255 (2; the default spills 32 bytes), D = 64 168 / 224. Past D = 128 (O slices, 32-key
+// sub-tiles): D = 256 215 / 255 (2).
 inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece, bool overlap) {
   if (D > 128) return 2;
   if (overlap) return D > 64 ? 2 : (one_piece ? 3 : 2);
@@ -107,8 +109,9 @@ inline constexpr const char* wgmma_oprod = R"(      uint pa[@NKT@ / 2][2][4];
 inline constexpr const char* wgmma_owait = " cc_wg_wait0(); cc_wg_hold(o);\n";
 
 // The overlap (device_caps::wgmma_overlap, off: H100 run 79, 16K dense 4.56 / 3.38 ms against 4.10 /
-// 2.60, default / f16 products, at 254 registers and 2 workgroups per SM instead of 3): sub-tile t's S
-// is issued before the softmax of t - 1, so the tensor cores compute it while the warps run the softmax. Step t = 0 .. nsub:
+// 2.60, default / f16 products, at 254 registers and 2 workgroups per SM instead of 3): sub-tile t's
+// S is issued before the softmax of t - 1, so the tensor cores compute it while the warps run the
+// softmax. Step t = 0 .. nsub:
 //   wait for every wgmma (S(t - 1), and P.V of t - 2) and copy S(t - 1) out of its accumulators; wait
 //   for the copies of K(t) and V(t - 1); one barrier, after which K's buffer (t + 1) % 2 and V's buffer
 //   t % 2 are free in every warp; issue S(t); start the copies of K(t + 1) and V(t) into them (the
