@@ -168,9 +168,10 @@ inline std::shared_ptr<jit::library> compile_kernels(const std::string& hip_sour
 }
 
 // Compiles `source` to an object file and discards it. target "sm_NN..." uses nvcc, "gfx..." hipcc.
-// Returns "" on success; backend_error with the compiler output on failure; backend_unavailable
+// Returns "" on success (the compiler's messages, warnings and ptxas notes among them, go to
+// *messages when given); backend_error with the compiler output on failure; backend_unavailable
 // when the compiler is missing.
-inline std::string compile_only(const std::string& source, const std::string& target) {
+inline std::string compile_only(const std::string& source, const std::string& target, std::string* messages = nullptr) {
   const bool nvidia = target.rfind("sm_", 0) == 0, amd = target.rfind("gfx", 0) == 0;
   if (!detail::safe_token(target) || (!nvidia && !amd))
     throw backend_error("concord hip: unknown compile target '" + target + "' (want sm_NN or gfxNNN)");
@@ -205,6 +206,7 @@ inline std::string compile_only(const std::string& source, const std::string& ta
     throw backend_error("concord hip: '" + cmd + "' failed (" + target + "), source kept in " + kept + ":\n" + out);
   }
   std::remove(src.c_str());
+  if (messages) *messages = out;
   return "";
 }
 
