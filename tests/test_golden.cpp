@@ -196,15 +196,15 @@ TEST_CASE("prefill_mma takes wgmma where the swizzled layout serves D, mma.sync 
   auto sync = dev;
   sync.wgmma = false;
   const auto ps = attention::build(c, sync);
-  auto r128 = dev;  // 128 rows per workgroup only up to D = 128 (not with O slices)
-  r128.prefill_rows = 128;
-  CHECK(attention::build(c, r128).chosen.shape.rfind("64 rows x ", 0) == 0);
   CHECK(ps.chosen.shape.find("mma.sync m16n8k16") != std::string::npos);
   const std::string k256 = codegen::hip_emitter().emit(ps.plan);
   check_golden("prefill_mma_sync_d256.hip", k256);
   CHECK(k256.find("uint dsl = t1 % 2u; t1 = t1 / 2u;") != std::string::npos);
   CHECK(k256.find("if (lane == 0u && ch == 0u && dsl == 0u) CC_ST_TILES(") != std::string::npos);
   CHECK(k256.find("extern __shared__ __align__(1024) __half kvs[];") != std::string::npos);
+  auto r128 = dev;  // 128 rows per workgroup only up to D = 128 (not with O slices)
+  r128.prefill_rows = 128;
+  CHECK(attention::build(c, r128).chosen.shape.rfind("64 rows x ", 0) == 0);
   sync.shared_optin = 0;
   CHECK(attention::build(c, sync).chosen.variant == "prefill_coop");
   for (const int64_t D : {144, 240}) {

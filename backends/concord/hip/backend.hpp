@@ -68,7 +68,7 @@ inline attention::device_caps caps() {
     d.shared_optin = (sm == 80 || sm == 87 ? 163 : sm == 90 || sm == 100 ? 227 : 99) * 1024;
   }
   d.wgmma = d.mma_sync && wgmma_asked() && kernel_arch() == "sm_90a";
-  if (d.wgmma) d.notes += " and wgmma", d.shared_optin = 227 * 1024;  // sm_90's opt-in limit per block
+  if (d.wgmma) d.notes += " and wgmma";
   return d;
 }
 
