@@ -9,6 +9,9 @@
 #include <fstream>
 #include <limits>
 #include <regex>
+#include <algorithm>
+#include <iterator>
+#include <set>
 #include <sstream>
 
 #include "conformance.hpp"
@@ -170,6 +173,58 @@ TEST_CASE("the register-fragment prefill kernel matches its golden file", "[gold
     CHECK(k128.find("x += 256u)") != std::string::npos);
     CHECK(k128.find("x += 128u)") == std::string::npos);
   }
+}
+
+TEST_CASE("wgmma with Q in workgroup memory: the same kernel but for Q's stores and S's A operand; D = 256 in one pass with f16 products", "[golden]") {
+  attention::device_caps dev;
+  dev.backend = "hip", dev.dialect = "hip", dev.parallelism = 132 * 2048, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024, dev.subgroup = 32;
+  dev.mma_f16 = true, dev.mma_sync = true, dev.wgmma = true, dev.shared_optin = 227 * 1024, dev.prefill_rows = 128;
+  attention::config c;
+  c.heads = 8, c.kv_heads = 2, c.q_len = 2048, c.kv_len = 2048, c.head_dim = 128, c.block = 128, c.kv_type = dtype::f16, c.causal = true, c.dense = true, c.f16_products = true;
+  const std::string regs = codegen::hip_emitter().emit(attention::build(c, dev).plan);
+  dev.wgmma_q_shared = true;
+  const auto p = attention::build(c, dev);
+  INFO(p.chosen.shape);
+  CHECK(p.chosen.shape.find("128 rows x 64-key sub-tiles, warpgroup MMA (wgmma m64n64k16 and m64n128k16, Q from workgroup memory, P from registers") == 0);
+  const std::string src = codegen::hip_emitter().emit(p.plan);
+  check_golden("prefill_wgmma_qshared.hip", src);
+  CHECK(src.find("__launch_bounds__(256 CC_RESIDENT(2))") != std::string::npos);  // 127 registers (ptxas 13.0): two workgroups of 8 warps
+  CHECK(src.find("hipFuncAttributeMaxDynamicSharedMemorySize, 98304);") != std::string::npos);  // 64 KiB of K/V, 2 x 16 KiB of Q
+  CHECK(src.find("qf[") == std::string::npos);
+  CHECK(regs.find("qf[") != std::string::npos);
+  CHECK(src.find("wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;") != std::string::npos);
+  auto lines = [](const std::string& t) {
+    std::multiset<std::string> v;
+    std::istringstream in(t);
+    for (std::string l; std::getline(in, l);) v.insert(l);
+    return v;
+  };
+  const auto a = lines(regs), b = lines(src);  // the lines either kernel has and the other lacks: Q's stores, S's issue, the bounds
+  std::vector<std::string> only_q, only_regs;
+  std::set_difference(b.begin(), b.end(), a.begin(), a.end(), std::back_inserter(only_q));
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(only_regs));
+  for (const auto& l : only_q) {
+    INFO("only with Q shared: " << l);
+    CHECK((l.find("qs") != std::string::npos || l.find("for (uint pc = 0u;") != std::string::npos || l.find("uint wr = ") != std::string::npos || l.find("cc_h2bits(") != std::string::npos || l.find("cc_wg_s(float (*d)[4], uint64_t a") != std::string::npos ||
+           l.find("wgmma.mma_async.sync.aligned.m64n64k16") != std::string::npos || l.find(": \"l\"(a)") != std::string::npos || l.find("cc_wg_hold(sc); cc_wg_fence();") != std::string::npos ||
+           l.find("CC_RESIDENT(2)") != std::string::npos || l.find("98304") != std::string::npos || l.find("dim3(256), 98304") != std::string::npos));
+  }
+  for (const auto& l : only_regs) {
+    INFO("only with Q in registers: " << l);
+    CHECK((l.find("qf") != std::string::npos || l.find("cc_wg_s(float (*d)[4], const uint* a") != std::string::npos || l.find("wgmma.mma_async.sync.aligned.m64n64k16") != std::string::npos ||
+           l.find(": \"r\"(a[0])") != std::string::npos || l.find("CC_RESIDENT(1)") != std::string::npos || l.find("65536") != std::string::npos || l.find("uint b = x % 2u;") != std::string::npos));
+  }
+  CHECK(only_q.size() >= 8);
+  c.head_dim = 256;  // one pass past D = 128 with one piece of Q (O fills the registers); two pieces keep the slices
+  dev.prefill_rows = 0;
+  const auto p256 = attention::build(c, dev);
+  CHECK(p256.chosen.shape.find("wgmma m64n32k16 and m64n256k16, Q from workgroup memory") != std::string::npos);
+  CHECK(p256.chosen.shape.find("slices") == std::string::npos);
+  c.f16_products = false;
+  CHECK(attention::build(c, dev).chosen.shape.find("O in 2 slices of 128 dims") != std::string::npos);
+  dev.wgmma_overlap = true;  // the overlap issues S from Q's registers: not with Q in workgroup memory
+  c.head_dim = 128;
+  CHECK(attention::build(c, dev).chosen.shape.find("next S") == std::string::npos);
 }
 
 TEST_CASE("prefill_mma takes wgmma where the swizzled layout serves D, mma.sync elsewhere", "[golden]") {
@@ -347,6 +402,7 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     int64_t rows = 0;   // device_caps::prefill_rows (128: 8 warps per workgroup)
     bool overlap = false;  // device_caps::wgmma_overlap
     int64_t dim = 128;     // head_dim (256: O in two slices)
+    bool qshared = false;  // device_caps::wgmma_q_shared (Q in workgroup memory; 256 with f16 products: one pass)
   };
   for (const variant& x : {variant{1000, 1, true, "prefill_mma"}, {1000, 3, true, "prefill_mma"}, {1000, 1, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true}, {1000, 3, true, "prefill_mma", true, 8, true},
                            {1000, 1, true, "prefill_mma", true, 8, false, true}, {1000, 3, true, "prefill_mma", true, 8, true, true},
@@ -354,9 +410,11 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
                            {1000, 1, true, "prefill_mma", true, 8, false, true, 0, true}, {1000, 3, true, "prefill_mma", true, 8, true, true, 0, true},
                            {1000, 3, true, "prefill_mma", true, 8, true, true, 128, true}, {1, 1, true, "decode_mma"},
                            {1000, 2, true, "prefill_mma", true, 8, false, false, 0, false, 256}, {1000, 1, true, "prefill_mma", true, 8, true, true, 0, false, 256}, {2, 3, true, "decode_mma"},
-                           {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16}}) {
+                           {1, 3, false, "decode_mma"}, {1, 3, true, "decode_mma", true}, {2, 1, true, "decode_mma", true, 16}, {1, 3, false, "decode_mma", true, 16},
+                           {1000, 3, true, "prefill_mma", true, 8, true, true, 128, false, 128, true}, {1000, 1, true, "prefill_mma", true, 8, false, true, 0, false, 128, true},
+                           {1000, 1, true, "prefill_mma", true, 8, true, true, 0, false, 256, true}}) {
     c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg, dev.prefill_rows = x.rows, dev.wgmma_overlap = x.overlap, c.head_dim = x.dim;
-    dev.shared_optin = x.wg || x.dim > 128 ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
+    dev.shared_optin = x.wg || x.dim > 128 ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16 || x.qshared, dev.wgmma_q_shared = x.qshared;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
     CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == (x.sync && !x.wg));
@@ -366,7 +424,7 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
     CHECK((p.chosen.shape.find("f16 products") != std::string::npos) == x.f16);
     CHECK(p.chosen.shape.rfind(x.rows == 128 ? "128 rows" : x.route == std::string("prefill_mma") ? "64 rows" : "", 0) == 0);
     CHECK((p.chosen.shape.find("next S during the softmax") != std::string::npos) == x.overlap);
-    INFO(x.route << (x.wg ? (x.overlap ? " (wgmma, overlap)" : " (wgmma)") : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << (x.rows ? ", 128 rows" : "") << ", D " << x.dim << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
+    INFO(x.route << (x.wg ? (x.overlap ? " (wgmma, overlap)" : " (wgmma)") : x.sync ? " (mma.sync)" : "") << (x.f16 ? " f16 products" : "") << (x.rows ? ", 128 rows" : "") << (x.qshared ? ", Q shared" : "") << ", D " << x.dim << ", heads " << x.heads << ", q_len " << x.q_len << ", splits " << x.splits << (x.fused ? "" : ", separate combine"));
     const std::string builds = x.wg ? "sm_90a" : "sm_90";  // wgmma kernels stop an sm_90 build with their own error
     for (const char* target : {"sm_90a", "sm_90", "gfx90a"}) {
       if (!x.wg && target == std::string("sm_90a")) continue;

@@ -134,6 +134,7 @@ struct device_caps {
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: 32 keys per sub-tile (else 64 where shared_bytes or shared_optin holds the buffers)
   bool wgmma_swizzle = true;       // prefill_mma on wgmma: K/V sub-tiles in the 128-byte swizzled layout, so wgmma serves D % 64 == 0 only (mma.sync the rest); false: unswizzled core matrices at every D (A/B: run 73, slower than mma.sync)
   bool wgmma_overlap = false;      // prefill_mma on wgmma: issue the next sub-tile's S before this one's softmax (attention_wgmma.hpp), one more score accumulator
+  bool wgmma_q_shared = false;     // prefill_mma on swizzled wgmma: Q's pieces in workgroup memory as S's A operand (attention_wgmma.hpp), freeing their registers; with f16 products D = 256 runs in one pass
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
@@ -153,7 +154,7 @@ struct device_caps {
 // split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
 // CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma,
 // CONCORD_PREFILL_ROWS (64/128) its rows per workgroup, and on wgmma (HIP on sm_90 unless
-// CONCORD_WGMMA=0) CONCORD_PREFILL_KEYS (32/64), CONCORD_WGMMA_SWIZZLE and CONCORD_WGMMA_OVERLAP (0/1).
+// CONCORD_WGMMA=0) CONCORD_PREFILL_KEYS (32/64), CONCORD_WGMMA_SWIZZLE, CONCORD_WGMMA_OVERLAP and CONCORD_WGMMA_QSHARED (0/1).
 inline void tune_caps_from_env(device_caps& d) {
   auto num = [](const char* n) { const char* e = std::getenv(n); return e && *e ? std::atoll(e) : int64_t{-1}; };
   if (num("CONCORD_DECODE_STREAM") == 0) d.subgroup = 0;
@@ -177,6 +178,7 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_PREFILL_ROWS"); v == 64 || v == 128) d.prefill_rows = v;
   if (const int64_t v = num("CONCORD_WGMMA_SWIZZLE"); v >= 0) d.wgmma_swizzle = v != 0;
   if (const int64_t v = num("CONCORD_WGMMA_OVERLAP"); v >= 0) d.wgmma_overlap = v != 0;
+  if (const int64_t v = num("CONCORD_WGMMA_QSHARED"); v >= 0) d.wgmma_q_shared = v != 0;
 }
 
 namespace detail {
@@ -191,9 +193,18 @@ inline int64_t prefill_mma_rows(const device_caps& dev, int64_t D, int64_t block
 inline int64_t prefill_mma_keys(const device_caps& dev, int64_t D) {
   return prefill_on_wgmma(dev, D) ? wgmma_prefill_keys(dev.prefill_keys, D, dev.shared_bytes, dev.shared_optin) : mma_keys;
 }
+// wgmma reading Q's pieces from workgroup memory (device_caps::wgmma_q_shared; the swizzled layout).
+inline bool prefill_q_shared(const device_caps& dev, int64_t D) { return prefill_on_wgmma(dev, D) && dev.wgmma_swizzle && dev.wgmma_q_shared; }
+// O slices past D = 128, unless Q's one piece sits in workgroup memory (then O alone fills the registers).
+inline int64_t prefill_slices(const device_caps& dev, const config& c) {
+  return prefill_q_shared(dev, c.head_dim) && c.f16_products ? 1 : mma_prefill_slices(c.head_dim);
+}
 // prefill_mma's workgroup memory and the limit it must fit (wgmma's may opt in beyond the static one).
-inline std::pair<int64_t, int64_t> prefill_mma_shared(const device_caps& dev, int64_t D) {
-  if (prefill_on_wgmma(dev, D)) return {wgmma_prefill_shared_bytes(prefill_mma_keys(dev, D), D), std::max(dev.shared_bytes, dev.shared_optin)};
+inline std::pair<int64_t, int64_t> prefill_mma_shared(const device_caps& dev, const config& c) {
+  const int64_t D = c.head_dim;
+  if (prefill_on_wgmma(dev, D))
+    return {wgmma_prefill_shared_bytes(prefill_mma_keys(dev, D), D) + (prefill_q_shared(dev, D) ? wgmma_q_shared_bytes(prefill_mma_rows(dev, D, c.block), D, c.f16_products) : 0),
+            std::max(dev.shared_bytes, dev.shared_optin)};
   if (mma_sync_prefill_serves(dev.mma_sync, D)) return {mma_sync_prefill_shared_bytes(D), std::max(dev.shared_bytes, dev.shared_optin)};
   return {mma_shared_bytes(D), dev.shared_bytes};
 }
@@ -326,7 +337,7 @@ inline route plan_route(const config& c, const device_caps& dev) {
   else if (c.kv_type != dtype::f16) reject("prefill_mma", "K/V f32: tensor cores take f16 (prefill_coop keeps f32 K/V exact)");
   else if (!(D % 16 == 0 && D <= 128) && !detail::mma_sync_prefill_serves(dev.mma_sync, D))
     reject("prefill_mma", "head_dim " + std::to_string(D) + " is not a multiple of 16 up to 128, nor (mma.sync, sm_80+) of 32 up to 256 (Q pieces and O accumulators live in registers)");
-  else if (const auto [bytes, limit] = detail::prefill_mma_shared(dev, D); bytes > limit)
+  else if (const auto [bytes, limit] = detail::prefill_mma_shared(dev, c); bytes > limit)
     reject("prefill_mma", std::to_string(bytes) + " bytes of workgroup memory > the device's " + std::to_string(limit));
   else {
     const int64_t R = detail::prefill_mma_rows(dev, D, c.block);
@@ -769,7 +780,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     }
     attend.body = detail::fill(detail::fill(std::string(regs ? detail::mma_sync_decode_body : detail::mma_decode_body) + detail::mma_decode_tail,
                                             {{"PREAMBLE", detail::split_preamble}, {"WALK", detail::mma_decode_walk},
-                                             {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", ""}, {"CL", "wl"}, {"CN", "32"}}), detail::mma_copy_rows)},
+                                             {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", ""}, {"CL", "wl"}, {"CN", "32"}}), detail::mma_copy_kv), detail::mma_copy_rows)},
                                              {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (!dev.decode_balance) p.chosen.shape += ", whole blocks per split";
     if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
@@ -799,20 +810,21 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::prefill_on_wgmma(dev, D);
     attend.group = W;
     const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
-    const bool ovl = wg && dev.wgmma_overlap;
-    const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece, ovl) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
+    const bool ovl = wg && dev.wgmma_overlap && !detail::prefill_q_shared(dev, D);
+    const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece, ovl, detail::prefill_q_shared(dev, D)) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
     attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : resident4 > 0 ? std::max<int64_t>(1, resident4 * detail::mma_threads / W) : 0;
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
-    const int64_t NSL = detail::mma_prefill_slices(D), DS = D / NSL;
+    const bool qsh = detail::prefill_q_shared(dev, D);
+    const int64_t NSL = detail::prefill_slices(dev, c), DS = D / NSL;
     attend.count = H * QB * CH * S * NSL;
     attend.helpers += detail::mma_helpers;
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
-    const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, D).first;
-    attend.dynamic_shared = kv_bytes > dev.shared_bytes ? kv_bytes : 0;
+    const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, c).first;
+    attend.dynamic_shared = kv_bytes > dev.shared_bytes || qsh ? kv_bytes : 0;
     const bool swz = wg && dev.wgmma_swizzle;  // prefill_on_wgmma: the swizzle serves D
-    if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false) + detail::wgmma_function("cc_wg_o", DS, true);
+    if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false, qsh) + detail::wgmma_function("cc_wg_o", DS, true);
     p.chosen.shape = std::to_string(R) + " rows x " + std::to_string(KT) + "-key sub-tiles, " +
-                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(DS) + "k16, A from registers, " + (swz ? "128-byte swizzle" : "unswizzled core matrices") + (ovl ? ", next S during the softmax)" : ")")
+                     (wg     ? "warpgroup MMA (wgmma m64n" + std::to_string(KT) + "k16 and m64n" + std::to_string(DS) + "k16, " + (qsh ? "Q from workgroup memory, P" : "A") + " from registers, " + (swz ? "128-byte swizzle" : "unswizzled core matrices") + (ovl ? ", next S during the softmax)" : ")")
                       : regs ? "register fragments (mma.sync m16n8k16, ldmatrix)"
                              : "wmma 16x16x16") +
                      (one_piece ? ", f16 products" : "") + (heavy ? ", last query blocks first" : "") +
@@ -828,17 +840,19 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"D8N", std::to_string(D / 8)}, {"CH", std::to_string(CH)}, {"DN", std::to_string(DS / 8)}, {"QH", std::to_string(D / 4)},
                          {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
+    const std::string copy = detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}});
     attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", std::string(detail::mma_prefill_walk_head) + (ovl ? detail::wgmma_overlap_walk : detail::mma_prefill_walk_issue)},
                                              {"STEP", ovl ? detail::wgmma_overlap_step : detail::mma_prefill_step},
                                              {"ENDSTEP", ovl ? detail::wgmma_overlap_endstep : detail::mma_prefill_endstep},
                                              {"KVDECL", attend.dynamic_shared > 0 ? detail::mma_kv_dynamic : detail::mma_kv_static},
                                              {"PFENCE", wg ? "    cc_proxy_fence();\n" : ""}, {"FRAGS", wg ? "" : detail::mma_sync_frags},
-                                             {"SPROD", ovl ? "" : wg ? detail::wgmma_sprod : detail::mma_sync_sprod},
+                                             {"QFRAGS", qsh ? detail::wgmma_q_store : detail::mma_sync_qfrags},
+                                             {"SPROD", ovl ? "" : qsh ? detail::wgmma_sprod_q_shared : wg ? detail::wgmma_sprod : detail::mma_sync_sprod},
                                              {"OPROD", wg ? std::string(detail::wgmma_oprod) + (ovl ? "\n" : detail::wgmma_owait) : detail::mma_sync_oprod},
                                              {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
                                              {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
-                                             {"COPY", detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}})},
+                                             {"COPY", detail::fill(copy, detail::mma_copy_kv)}, {"COPY1", detail::fill(copy, detail::mma_copy_one)},
                                              {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},
                                              {"STORE", S > 1 ? (regs ? detail::mma_sync_store_partial : detail::mma_store_partial) : (regs ? detail::mma_sync_store_direct : detail::mma_store_direct)}}),
                                tv);

@@ -49,23 +49,30 @@ typedef cc_wmma::fragment<cc_wmma::matrix_b, 16, 16, 16, __half, cc_wmma::row_ma
 typedef cc_wmma::fragment<cc_wmma::accumulator, 16, 16, 16, float> cc_frag_c;
 )";
 
-// Copies keys k0 .. k0 + n of K and V into the shared rows at kd and vd (threads @CL@ of @CN@):
-// asynchronous 16-byte copies when both bases are 16-byte aligned, plain loads otherwise; rows past
-// n are zeroed (a stale row of V times p = 0 could be NaN). One committed batch. Chunk x (8 halves)
-// is key j's chunk @CX@ - j * D / 8, stored at o: mma_copy_rows or wgmma_layout.
+// Copies keys k0 .. k0 + n into the shared rows (threads @CL@ of @CN@): asynchronous 16-byte copies
+// when both bases are 16-byte aligned, plain loads otherwise; rows past n are zeroed (a stale row of
+// V times p = 0 could be NaN). Chunk x (8 halves) is key j's chunk @CX@ - j * D / 8, stored at o:
+// mma_copy_rows or wgmma_layout. What a chunk's copy does is mma_copy_kv's (K and V into kd and vd,
+// one committed batch) or mma_copy_one's (K or V into d, isv: V; the caller commits).
 inline constexpr const char* mma_tile_copy = R"(    uint kbase = (kvh * @NK@u + k0) * @D@u;
 @WHOLE@    for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
       uint j = @CJ@; uint o = @CO@;
       if (j >= n) {
-        *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);
-      } else if (async16) {
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + @CX@ * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + @CX@ * 8u, 16);
-      } else {
-        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + @CX@); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + @CX@);
-      }
+@ZERO@      } else if (async16) {
+@ASYNC@      } else {
+@LOAD@      }
     }
-    __pipeline_commit();
-)";
+@COMMIT@)";
+inline const std::vector<std::pair<std::string, std::string>> mma_copy_kv = {
+    {"ZERO", "        *reinterpret_cast<uint4*>(kd + o) = make_uint4(0u, 0u, 0u, 0u); *reinterpret_cast<uint4*>(vd + o) = make_uint4(0u, 0u, 0u, 0u);\n"},
+    {"ASYNC", "        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + @CX@ * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + @CX@ * 8u, 16);\n"},
+    {"LOAD", "        *reinterpret_cast<uint4*>(kd + o) = CC_LDR8_K(kbase / 8u + @CX@); *reinterpret_cast<uint4*>(vd + o) = CC_LDR8_V(kbase / 8u + @CX@);\n"},
+    {"COMMIT", "    __pipeline_commit();\n"}};
+inline const std::vector<std::pair<std::string, std::string>> mma_copy_one = {
+    {"ZERO", "        *reinterpret_cast<uint4*>(d + o) = make_uint4(0u, 0u, 0u, 0u);\n"},
+    {"ASYNC", "        __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + @CX@ * 8u, 16);\n"},
+    {"LOAD", "        *reinterpret_cast<uint4*>(d + o) = isv ? CC_LDR8_V(kbase / 8u + @CX@) : CC_LDR8_K(kbase / 8u + @CX@);\n"},
+    {"COMMIT", ""}};
 
 // The prefill kernels' opening: workgroup i's split, 64-row chunk, query block and head; its part
 // of the row's block list. Causal plans number the query blocks from the last (the most keys), so
@@ -94,26 +101,25 @@ inline const std::vector<std::pair<std::string, std::string>> mma_copy_rows = {{
 inline constexpr const char* mma_tile_copy_whole = R"(    if (n == @KT@u && async16)
       for (uint x = @CL@; x < @KT@u * @D8N@u; x += @CN@u) {
         uint j = @CJ@; uint o = @CO@;
-        __pipeline_memcpy_async(kd + o, CC_PTR_K + kbase + @CX@ * 8u, 16); __pipeline_memcpy_async(vd + o, CC_PTR_V + kbase + @CX@ * 8u, 16);
-      }
+@ASYNC@      }
     else
 )";
 
-// Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end).
-// issue(s, k0, n) finds them and starts the copies into buffer s % 2 (mma_tile_copy); sub-tile 0's are
+// Sub-tile s of the split: key block e0 + s / NSUB, keys k0 .. k0 + n (n = 0 past the causal end;
+// place, given the block). issue(s, k0, n) finds them and starts the copies into buffer s % 2 (mma_tile_copy); sub-tile 0's are
 // issued, and the step keeps the next one's k0 and n from its issue. (The wgmma overlap keeps the
 // head and replaces the issuing part: attention_wgmma.hpp.)
 inline constexpr const char* mma_prefill_walk_head = R"(  uint qlast = r0 + nr - 1u + @OFF@u;
   uint nsub = e1 > e0 ? (e1 - e0) * @NSUB@u : 0u;
   uint tiles = e1 > e0 ? e1 - e0 : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
-  auto sub = [&](uint s, uint& k0, uint& n) {
-    uint kb = CC_LD_KV_INDEX(lrow * @KB@u + e0 + s / @NSUB@u);
+  auto place = [&](uint s, uint kb, uint& k0, uint& n) {
     uint kend = kb * @B@u + @B@u < @NK@u ? kb * @B@u + @B@u : @NK@u;
     if (@CAUSAL@ && kend > qlast + 1u) kend = qlast + 1u;
     k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
     n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
   };
+  auto sub = [&](uint s, uint& k0, uint& n) { place(s, CC_LD_KV_INDEX(lrow * @KB@u + e0 + s / @NSUB@u), k0, n); };
 )";
 inline constexpr const char* mma_prefill_walk_issue = R"(  auto issue = [&](uint s, uint& k0, uint& n) {
     sub(s, k0, n);

@@ -86,17 +86,7 @@ inline constexpr const char* mma_sync_prefill_body =
     float c = (un1[b] * un2s[b]) * 1.44269504f; float tiny = cc_float(0x00800000u);
     c2[b] = fabsf(c) < tiny ? (@SCALE@ < 0.0f ? -tiny : tiny) : c;
   }
-  uint qf[@NPC@][@DK@][4];
-#pragma unroll
-  for (uint pc = 0u; pc < @NPC@u; ++pc)
-#pragma unroll
-    for (uint kk = 0u; kk < @DK@u; ++kk)
-#pragma unroll
-      for (uint x = 0u; x < 4u; ++x) {
-        uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
-        qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
-      }
-  float o[@DN@][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2]; bool huge = false;
+@QFRAGS@  float o[@DN@][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2]; bool huge = false;
   for (uint f = 0u; f < @DN@u; ++f)
     for (uint x = 0u; x < 4u; ++x) o[f][x] = 0.0f;
   for (uint b = 0u; b < 2u; ++b) { m[b] = ninf; mb[b] = 0.0f; }
@@ -139,6 +129,20 @@ inline constexpr const char* mma_sync_prefill_body =
     for (uint x = 0u; x < 4u; ++x) {
       uint b = x / 2u; uint r = rw[b]; uint d = @DOFS@8u * f + 2u * tq + x % 2u; float a = o[f][x];
       if (ok[b]) @STORE@    }
+)";
+
+// Q's pieces as A fragments (qf) in registers; wgmma may keep them in workgroup memory instead
+// (attention_wgmma.hpp's wgmma_q_store).
+inline constexpr const char* mma_sync_qfrags = R"(  uint qf[@NPC@][@DK@][4];
+#pragma unroll
+  for (uint pc = 0u; pc < @NPC@u; ++pc)
+#pragma unroll
+    for (uint kk = 0u; kk < @DK@u; ++kk)
+#pragma unroll
+      for (uint x = 0u; x < 4u; ++x) {
+        uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
+        qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
+      }
 )";
 
 // The close of a step that waits for its products (mma.sync, and wgmma without the overlap).

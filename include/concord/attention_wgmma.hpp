@@ -35,7 +35,8 @@ namespace concord::attention::detail {
 // D = 64, 107 (4) and 140 (3: bounded for 4 it spills). With the overlap's second score accumulator:
 // D = 128 254 / 255 (2; the default spills 32 bytes), D = 64 168 / 224. Past D = 128 (O slices, 32-key
 // sub-tiles): D = 256 215 / 255 (2).
-inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece, bool overlap) {
+inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece, bool overlap, bool q_shared) {
+  if (q_shared) return D > 128 ? 2 : D > 64 ? (one_piece ? 4 : 3) : 4;
   if (D > 128) return 2;
   if (overlap) return D > 64 ? 2 : (one_piece ? 3 : 2);
   return D > 64 ? (one_piece ? 3 : 2) : (one_piece ? 4 : 3);
@@ -49,17 +50,19 @@ inline int64_t wgmma_prefill_keys(int64_t want, int64_t D, int64_t shared_bytes,
   return want != 32 && D <= 128 && wgmma_prefill_shared_bytes(64, D) <= std::max(shared_bytes, shared_optin) ? 64 : 32;
 }
 
-// D (64 x n f32, per warp n / 8 mma.sync C fragments) += A (each warp's 16 rows x 16 as an mma.sync
-// A fragment) . B (16 x n f16 by descriptor); trans: B is MN-major. acc = 0 overwrites D.
-inline std::string wgmma_function(const std::string& name, int64_t n, bool trans) {
-  const int64_t nd = n / 2;
+// D (64 x n f32, per warp n / 8 mma.sync C fragments) += A . B (16 x n f16 by descriptor); A is each
+// warp's 16 rows x 16 as an mma.sync A fragment, or (a_shared) 64 x 16 by descriptor, K-major;
+// trans: B is MN-major. acc = 0 overwrites D.
+inline std::string wgmma_function(const std::string& name, int64_t n, bool trans, bool a_shared = false) {
+  const int64_t nd = n / 2, na = a_shared ? 1 : 4;
   auto arg = [](int64_t i) { return "%" + std::to_string(i); };
-  std::string s = "CC_FN void " + name + "(float (*d)[4], const uint* a, uint64_t b, int acc) {\n  asm volatile(\"{\\n.reg .pred p;\\nsetp.ne.b32 p, " +
-                  arg(nd + 5) + ", 0;\\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) + "k16.f32.f16.f16 {";
+  std::string s = "CC_FN void " + name + (a_shared ? "(float (*d)[4], uint64_t a, uint64_t b, int acc)" : "(float (*d)[4], const uint* a, uint64_t b, int acc)") +
+                  " {\n  asm volatile(\"{\\n.reg .pred p;\\nsetp.ne.b32 p, " + arg(nd + na + 1) + ", 0;\\nwgmma.mma_async.sync.aligned.m64n" + std::to_string(n) + "k16.f32.f16.f16 {";
   for (int64_t i = 0; i < nd; ++i) s += (i ? ", " : "") + arg(i);
-  s += "}, {" + arg(nd) + ", " + arg(nd + 1) + ", " + arg(nd + 2) + ", " + arg(nd + 3) + "}, " + arg(nd + 4) + ", p, 1, 1, " + (trans ? "1" : "0") + ";\\n}\\n\"\n      : ";
+  s += a_shared ? "}, " + arg(nd) + ", " : "}, {" + arg(nd) + ", " + arg(nd + 1) + ", " + arg(nd + 2) + ", " + arg(nd + 3) + "}, ";
+  s += arg(nd + na) + ", p, 1, 1, " + (a_shared ? "0, " : "") + (trans ? "1" : "0") + ";\\n}\\n\"\n      : ";
   for (int64_t i = 0; i < nd; ++i) s += std::string(i ? ", " : "") + "\"+f\"(d[" + std::to_string(i / 4) + "][" + std::to_string(i % 4) + "])";
-  return s + "\n      : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"l\"(b), \"r\"(acc));\n}\n";
+  return s + (a_shared ? "\n      : \"l\"(a)" : "\n      : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3])") + ", \"l\"(b), \"r\"(acc));\n}\n";
 }
 
 inline constexpr const char* wgmma_helpers = R"cc(#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -87,6 +90,32 @@ CC_FN void cc_wg_hold(T (&d)[N][M][K]) {
   for (int i = 0; i < N; ++i) cc_wg_hold(d[i]);
 }
 )cc";
+
+// Q in workgroup memory (device_caps::wgmma_q_shared): each warpgroup's 64 rows and @NPC@ pieces, after
+// the K/V buffers, in the swizzled layout of a 64-key K sub-tile (a row's dims contiguous, 64-dim
+// blocks of 64 rows x 128 bytes), so S's A operand steps through it as B steps through K. Each lane
+// stores the pieces its A fragments would hold; the step's proxy fence and barrier precede the
+// first read.
+inline int64_t wgmma_q_shared_bytes(int64_t rows, int64_t D, bool one_piece) { return rows * D * 2 * (one_piece ? 1 : 2); }
+inline constexpr const char* wgmma_q_store = R"(  __half* qs = kvs + 4u * @KT@u * @LDK@u + (w / 4u) * (@NPC@u * 64u * @D@u);
+#pragma unroll
+  for (uint pc = 0u; pc < @NPC@u; ++pc)
+#pragma unroll
+    for (uint kk = 0u; kk < @DK@u; ++kk)
+#pragma unroll
+      for (uint x = 0u; x < 4u; ++x) {
+        uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u; uint wr = (w % 4u) * 16u + g + 8u * b; uint c8 = kk * 2u + x / 2u;
+        *reinterpret_cast<uint*>(qs + pc * 64u * @D@u + (c8 / 8u) * 4096u + wr * 64u + ((c8 % 8u) ^ (wr % 8u)) * 8u + 2u * tq) =
+            cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
+      }
+)";
+inline constexpr const char* wgmma_sprod_q_shared = R"(      float sc[@NKT@][4];
+      cc_wg_hold(sc); cc_wg_fence();
+      for (uint kk = 0u; kk < @DK@u; ++kk)
+        for (uint pc = 0u; pc < @NPC@u; ++pc)
+          cc_wg_s(sc, cc_wg_desc(qs + pc * 64u * @D@u + (kk / 4u) * 4096u + (kk % 4u) * 16u, 16u, 1024u, 1u), cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
+      cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(sc);
+)";
 
 // A layout's descriptors (wgmma_layout): where 16 dims of K and 16 keys of V start, the byte offsets
 // between core matrices (K: along the dims, LBO, and the keys, SBO; V: @VLBO@ and @VSBO@), the swizzle.
@@ -122,28 +151,9 @@ inline constexpr const char* wgmma_owait = " cc_wg_wait0(); cc_wg_hold(o);\n";
 // a second one before it, ptxas serialized every wgmma (C7515); and sc is held after its copy: else
 // ptxas gave it sn's registers, which S(t) rewrites during the softmax, and serialized (C7514).
 inline constexpr const char* wgmma_overlap_walk = R"(  auto copy1 = [&](uint k0, uint n, __half* d, bool isv) {
-    uint kbase = (kvh * @NK@u + k0) * @D@u;
-    if (n == @KT@u && async16)
-      for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
-        uint j = @CJ@; uint o = @CO@;
-        __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + @CX@ * 8u, 16);
-      }
-    else
-      for (uint x = lane; x < @KT@u * @D8N@u; x += @WG@u) {
-        uint j = @CJ@; uint o = @CO@;
-        if (j >= n) *reinterpret_cast<uint4*>(d + o) = make_uint4(0u, 0u, 0u, 0u);
-        else if (async16) __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + @CX@ * 8u, 16);
-        else *reinterpret_cast<uint4*>(d + o) = isv ? CC_LDR8_V(kbase / 8u + @CX@) : CC_LDR8_K(kbase / 8u + @CX@);
-      }
-  };
+@COPY1@  };
   auto kbuf = [&](uint t) { return kvs + (t & 1u) * 2u * @KT@u * @LDK@u; };
   auto blk = [&](uint s) { return s < nsub ? CC_LD_KV_INDEX(lrow * @KB@u + e0 + s / @NSUB@u) : 0u; };
-  auto place = [&](uint s, uint kb, uint& k0, uint& n) {
-    uint kend = kb * @B@u + @B@u < @NK@u ? kb * @B@u + @B@u : @NK@u;
-    if (@CAUSAL@ && kend > qlast + 1u) kend = qlast + 1u;
-    k0 = kb * @B@u + (s % @NSUB@u) * @KT@u;
-    n = k0 < kend ? (kend - k0 < @KT@u ? kend - k0 : @KT@u) : 0u;
-  };
   uint ak0 = 0u; uint an = 0u; uint bk0 = 0u; uint bn = 0u; uint ck0 = 0u; uint cn = 0u;
   if (nsub > 0u) { sub(0u, bk0, bn); copy1(bk0, bn, kbuf(0u), false); }
   __pipeline_commit();

@@ -214,13 +214,13 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(2)) sparse_attend(c
   uint nsub = e1 > e0 ? (e1 - e0) * 4u : 0u;
   uint tiles = e1 > e0 ? e1 - e0 : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
-  auto sub = [&](uint s, uint& k0, uint& n) {
-    uint kb = CC_LD_KV_INDEX(lrow * 16u + e0 + s / 4u);
+  auto place = [&](uint s, uint kb, uint& k0, uint& n) {
     uint kend = kb * 128u + 128u < 2048u ? kb * 128u + 128u : 2048u;
     if (true && kend > qlast + 1u) kend = qlast + 1u;
     k0 = kb * 128u + (s % 4u) * 32u;
     n = k0 < kend ? (kend - k0 < 32u ? kend - k0 : 32u) : 0u;
   };
+  auto sub = [&](uint s, uint& k0, uint& n) { place(s, CC_LD_KV_INDEX(lrow * 16u + e0 + s / 4u), k0, n); };
   auto issue = [&](uint s, uint& k0, uint& n) {
     sub(s, k0, n);
     __half* kd = kvs + (s & 1u) * 2u * 32u * 264u; __half* vd = kd + 32u * 264u;

@@ -247,13 +247,13 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(2)) sparse_attend(c
   uint nsub = e1 > e0 ? (e1 - e0) * 1u : 0u;
   uint tiles = e1 > e0 ? e1 - e0 : 0u;
   bool async16 = ((reinterpret_cast<uintptr_t>(CC_PTR_K) | reinterpret_cast<uintptr_t>(CC_PTR_V)) & 15u) == 0u;
-  auto sub = [&](uint s, uint& k0, uint& n) {
-    uint kb = CC_LD_KV_INDEX(lrow * 32u + e0 + s / 1u);
+  auto place = [&](uint s, uint kb, uint& k0, uint& n) {
     uint kend = kb * 64u + 64u < 2048u ? kb * 64u + 64u : 2048u;
     if (true && kend > qlast + 1u) kend = qlast + 1u;
     k0 = kb * 64u + (s % 1u) * 64u;
     n = k0 < kend ? (kend - k0 < 64u ? kend - k0 : 64u) : 0u;
   };
+  auto sub = [&](uint s, uint& k0, uint& n) { place(s, CC_LD_KV_INDEX(lrow * 32u + e0 + s / 1u), k0, n); };
   auto copy1 = [&](uint k0, uint n, __half* d, bool isv) {
     uint kbase = (kvh * 2048u + k0) * 128u;
     if (n == 64u && async16)
@@ -262,21 +262,19 @@ extern "C" __global__ void __launch_bounds__(128 CC_RESIDENT(2)) sparse_attend(c
         __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + x * 8u, 16);
       }
     else
-      for (uint x = lane; x < 64u * 16u; x += 128u) {
-        uint j = x / 16u; uint o = ((x % 16u) / 8u) * 64u * 64u + j * 64u + ((x % 8u) ^ (j % 8u)) * 8u;
-        if (j >= n) *reinterpret_cast<uint4*>(d + o) = make_uint4(0u, 0u, 0u, 0u);
-        else if (async16) __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + x * 8u, 16);
-        else *reinterpret_cast<uint4*>(d + o) = isv ? CC_LDR8_V(kbase / 8u + x) : CC_LDR8_K(kbase / 8u + x);
+    for (uint x = lane; x < 64u * 16u; x += 128u) {
+      uint j = x / 16u; uint o = ((x % 16u) / 8u) * 64u * 64u + j * 64u + ((x % 8u) ^ (j % 8u)) * 8u;
+      if (j >= n) {
+        *reinterpret_cast<uint4*>(d + o) = make_uint4(0u, 0u, 0u, 0u);
+      } else if (async16) {
+        __pipeline_memcpy_async(d + o, (isv ? CC_PTR_V : CC_PTR_K) + kbase + x * 8u, 16);
+      } else {
+        *reinterpret_cast<uint4*>(d + o) = isv ? CC_LDR8_V(kbase / 8u + x) : CC_LDR8_K(kbase / 8u + x);
       }
+    }
   };
   auto kbuf = [&](uint t) { return kvs + (t & 1u) * 2u * 64u * 128u; };
   auto blk = [&](uint s) { return s < nsub ? CC_LD_KV_INDEX(lrow * 32u + e0 + s / 1u) : 0u; };
-  auto place = [&](uint s, uint kb, uint& k0, uint& n) {
-    uint kend = kb * 64u + 64u < 2048u ? kb * 64u + 64u : 2048u;
-    if (true && kend > qlast + 1u) kend = qlast + 1u;
-    k0 = kb * 64u + (s % 1u) * 64u;
-    n = k0 < kend ? (kend - k0 < 64u ? kend - k0 : 64u) : 0u;
-  };
   uint ak0 = 0u; uint an = 0u; uint bk0 = 0u; uint bn = 0u; uint ck0 = 0u; uint cn = 0u;
   if (nsub > 0u) { sub(0u, bk0, bn); copy1(bk0, bn, kbuf(0u), false); }
   __pipeline_commit();
