@@ -847,7 +847,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                              {"ENDSTEP", ovl ? detail::wgmma_overlap_endstep : detail::mma_prefill_endstep},
                                              {"KVDECL", attend.dynamic_shared > 0 ? detail::mma_kv_dynamic : detail::mma_kv_static},
                                              {"PFENCE", wg ? "    cc_proxy_fence();\n" : ""}, {"FRAGS", wg ? "" : detail::mma_sync_frags},
-                                             {"QFRAGS", qsh ? detail::wgmma_q_store : detail::mma_sync_qfrags},
+                                             {"QFRAGS", detail::fill(detail::mma_q_pieces, qsh ? detail::wgmma_q_slot : detail::mma_q_registers)},
                                              {"SPROD", ovl ? "" : qsh ? detail::wgmma_sprod_q_shared : wg ? detail::wgmma_sprod : detail::mma_sync_sprod},
                                              {"OPROD", wg ? std::string(detail::wgmma_oprod) + (ovl ? "\n" : detail::wgmma_owait) : detail::mma_sync_oprod},
                                              {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},

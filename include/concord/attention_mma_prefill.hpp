@@ -131,19 +131,19 @@ inline constexpr const char* mma_sync_prefill_body =
       if (ok[b]) @STORE@    }
 )";
 
-// Q's pieces as A fragments (qf) in registers; wgmma may keep them in workgroup memory instead
-// (attention_wgmma.hpp's wgmma_q_store).
-inline constexpr const char* mma_sync_qfrags = R"(  uint qf[@NPC@][@DK@][4];
-#pragma unroll
+// Q's pieces, each lane's as its A fragments would hold them: in registers (qf), or where
+// wgmma's Q in workgroup memory keeps them (attention_wgmma.hpp's wgmma_q_slot).
+inline constexpr const char* mma_q_pieces = R"(@QDECL@#pragma unroll
   for (uint pc = 0u; pc < @NPC@u; ++pc)
 #pragma unroll
     for (uint kk = 0u; kk < @DK@u; ++kk)
 #pragma unroll
       for (uint x = 0u; x < 4u; ++x) {
         uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
-        qf[pc][kk][x] = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
+        @QPUT@ = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
 )";
+inline const std::vector<std::pair<std::string, std::string>> mma_q_registers = {{"QDECL", "  uint qf[@NPC@][@DK@][4];\n"}, {"QPUT", "qf[pc][kk][x]"}};
 
 // The close of a step that waits for its products (mma.sync, and wgmma without the overlap).
 inline constexpr const char* mma_prefill_endstep = "    CC_BARRIER();\n  }\n";

@@ -97,18 +97,14 @@ CC_FN void cc_wg_hold(T (&d)[N][M][K]) {
 // stores the pieces its A fragments would hold; the step's proxy fence and barrier precede the
 // first read.
 inline int64_t wgmma_q_shared_bytes(int64_t rows, int64_t D, bool one_piece) { return rows * D * 2 * (one_piece ? 1 : 2); }
-inline constexpr const char* wgmma_q_store = R"(  __half* qs = kvs + 4u * @KT@u * @LDK@u + (w / 4u) * (@NPC@u * 64u * @D@u);
-#pragma unroll
-  for (uint pc = 0u; pc < @NPC@u; ++pc)
-#pragma unroll
-    for (uint kk = 0u; kk < @DK@u; ++kk)
-#pragma unroll
-      for (uint x = 0u; x < 4u; ++x) {
-        uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u; uint wr = (w % 4u) * 16u + g + 8u * b; uint c8 = kk * 2u + x / 2u;
-        *reinterpret_cast<uint*>(qs + pc * 64u * @D@u + (c8 / 8u) * 4096u + wr * 64u + ((c8 % 8u) ^ (wr % 8u)) * 8u + 2u * tq) =
-            cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
-      }
-)";
+inline const std::vector<std::pair<std::string, std::string>> wgmma_q_slot = {
+    {"QDECL", R"(  __half* qs = kvs + 4u * @KT@u * @LDK@u + (w / 4u) * (@NPC@u * 64u * @D@u);
+  auto qslot = [&](uint pc, uint kk, uint x) -> uint& {
+    uint wr = (w % 4u) * 16u + g + 8u * (x % 2u); uint c8 = kk * 2u + x / 2u;
+    return *reinterpret_cast<uint*>(qs + pc * 64u * @D@u + (c8 / 8u) * 4096u + wr * 64u + ((c8 % 8u) ^ (wr % 8u)) * 8u + 2u * tq);
+  };
+)"},
+    {"QPUT", "qslot(pc, kk, x)"}};
 inline constexpr const char* wgmma_sprod_q_shared = R"(      float sc[@NKT@][4];
       cc_wg_hold(sc); cc_wg_fence();
       for (uint kk = 0u; kk < @DK@u; ++kk)

@@ -296,15 +296,18 @@ extern "C" __global__ void __launch_bounds__(256 CC_RESIDENT(2)) sparse_attend(c
     c2[b] = fabsf(c) < tiny ? (8.838834614e-02f < 0.0f ? -tiny : tiny) : c;
   }
   __half* qs = kvs + 4u * 64u * 128u + (w / 4u) * (1u * 64u * 128u);
+  auto qslot = [&](uint pc, uint kk, uint x) -> uint& {
+    uint wr = (w % 4u) * 16u + g + 8u * (x % 2u); uint c8 = kk * 2u + x / 2u;
+    return *reinterpret_cast<uint*>(qs + pc * 64u * 128u + (c8 / 8u) * 4096u + wr * 64u + ((c8 % 8u) ^ (wr % 8u)) * 8u + 2u * tq);
+  };
 #pragma unroll
   for (uint pc = 0u; pc < 1u; ++pc)
 #pragma unroll
     for (uint kk = 0u; kk < 8u; ++kk)
 #pragma unroll
       for (uint x = 0u; x < 4u; ++x) {
-        uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u; uint wr = (w % 4u) * 16u + g + 8u * b; uint c8 = kk * 2u + x / 2u;
-        *reinterpret_cast<uint*>(qs + pc * 64u * 128u + (c8 / 8u) * 4096u + wr * 64u + ((c8 % 8u) ^ (wr % 8u)) * 8u + 2u * tq) =
-            cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
+        uint b = x % 2u; uint y = kk * 4u + (x / 2u) * 2u;
+        qslot(pc, kk, x) = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
   float o[16][4]; float os[4] = {0.0f, 0.0f, 0.0f, 0.0f}; float m[2]; float mb[2]; bool huge = false;
   for (uint f = 0u; f < 16u; ++f)
