@@ -504,7 +504,7 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
     // precisions, splits, the NaN keys and the huge logits, and 128 rows.
     for (const int64_t keys : {int64_t{32}, int64_t{64}}) {
       auto ow = wm;
-      ow.wgmma_overlap = true, ow.prefill_keys = keys;
+      ow.wgmma_overlap = true, ow.prefill_keys = keys, ow.wgmma_q_shared = 0;  // (the overlap keeps Q in registers)
       const std::string tag = " (wgmma overlap, " + std::to_string(keys) + "-key sub-tiles)";
       CHECK(attention::build(d128, ow).chosen.shape.find(std::to_string(keys) + "-key sub-tiles, warpgroup MMA") != std::string::npos);
       CHECK(attention::build(d128, ow).chosen.shape.find("next S during the softmax") != std::string::npos);
@@ -518,8 +518,29 @@ TEST_CASE("attention: f16 prefill shapes of the tensor-core route (every backend
       h.scale = -0.125, h.splits = 2;
       run_attention_case("negative scale, NaN in three keys, 2 key splits" + tag, h, -1, 30, nan_keys, ow);
     }
+    // Q in workgroup memory: the default at D = 256 with f16 products (one pass), forced at D = 128 in
+    // both precisions, 64 and 128 rows, and at D = 256 with two pieces (O in slices).
+    auto d256q = base_config();
+    d256q.kv_type = dtype::f16, d256q.heads = 4, d256q.kv_heads = 2, d256q.q_len = 200, d256q.kv_len = 330, d256q.head_dim = 256, d256q.block = 64, d256q.splits = 2, d256q.f16_products = true;
+    CHECK(attention::build(d256q, wm).chosen.shape.find("m64n256k16, Q from workgroup memory") != std::string::npos);
+    run_attention_case("f16 products, D=256 B=64 GQA 2:1, 2 key splits (wgmma, one pass)", d256q, 2, 55, {}, wm);
+    for (const int64_t rows : {int64_t{64}, int64_t{128}}) {
+      auto qw = wm;
+      qw.wgmma_q_shared = 1, qw.prefill_rows = rows;
+      const std::string tag = " (wgmma, Q in workgroup memory, " + std::to_string(rows) + " rows)";
+      CHECK(attention::build(d128, qw).chosen.shape.find("Q from workgroup memory") != std::string::npos);
+      run_attention_case("D=128 B=128 GQA 4:1, 300 queries over 420 keys" + tag, d128, 2, 56, {}, qw);
+      auto f = d128;
+      f.f16_products = true, f.splits = 2;
+      run_attention_case("f16 products, D=128 B=128 GQA 4:1, 2 key splits" + tag, f, 2, 57, {}, qw);
+      auto h = huge;
+      h.scale = -0.125, h.splits = 2;
+      run_attention_case("negative scale, NaN in three keys, 2 key splits" + tag, h, -1, 58, nan_keys, qw);
+      d256q.f16_products = false;
+      if (rows == 64) run_attention_case("D=256 B=64 GQA 2:1, 2 key splits" + tag, d256q, 2, 59, {}, qw);
+    }
     auto o128 = wm;
-    o128.wgmma_overlap = true, o128.prefill_rows = 128;
+    o128.wgmma_overlap = true, o128.prefill_rows = 128, o128.wgmma_q_shared = 0;
     auto r = base_config();
     r.kv_type = dtype::f16, r.dense = true, r.causal = false, r.head_dim = 64, r.block = 128, r.q_len = 500, r.kv_len = 700, r.splits = 3;
     run_attention_case("D=64 B=128 non-causal dense, 3 key splits (128 rows, wgmma overlap)", r, -1, 31, {}, o128);

@@ -134,7 +134,7 @@ struct device_caps {
   int64_t prefill_keys = 0;        // prefill_mma on wgmma: 32 keys per sub-tile (else 64 where shared_bytes or shared_optin holds the buffers)
   bool wgmma_swizzle = true;       // prefill_mma on wgmma: K/V sub-tiles in the 128-byte swizzled layout, so wgmma serves D % 64 == 0 only (mma.sync the rest); false: unswizzled core matrices at every D (A/B: run 73, slower than mma.sync)
   bool wgmma_overlap = false;      // prefill_mma on wgmma: issue the next sub-tile's S before this one's softmax (attention_wgmma.hpp), one more score accumulator
-  bool wgmma_q_shared = false;     // prefill_mma on swizzled wgmma: Q's pieces in workgroup memory as S's A operand (attention_wgmma.hpp), freeing their registers; with f16 products D = 256 runs in one pass
+  int wgmma_q_shared = -1;         // prefill_mma on swizzled wgmma: Q's pieces in workgroup memory as S's A operand (attention_wgmma.hpp), freeing their registers, so with f16 products D > 128 runs in one pass (-1: there only; 0 off; 1 everywhere)
   bool decode_balance = true;      // decode_mma: each split takes an equal share of the row's sub-tiles (false: whole blocks, ceil(count / splits) each)
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
@@ -178,7 +178,7 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_PREFILL_ROWS"); v == 64 || v == 128) d.prefill_rows = v;
   if (const int64_t v = num("CONCORD_WGMMA_SWIZZLE"); v >= 0) d.wgmma_swizzle = v != 0;
   if (const int64_t v = num("CONCORD_WGMMA_OVERLAP"); v >= 0) d.wgmma_overlap = v != 0;
-  if (const int64_t v = num("CONCORD_WGMMA_QSHARED"); v >= 0) d.wgmma_q_shared = v != 0;
+  if (const int64_t v = num("CONCORD_WGMMA_QSHARED"); v >= 0) d.wgmma_q_shared = v != 0 ? 1 : 0;
 }
 
 namespace detail {
@@ -193,17 +193,25 @@ inline int64_t prefill_mma_rows(const device_caps& dev, int64_t D, int64_t block
 inline int64_t prefill_mma_keys(const device_caps& dev, int64_t D) {
   return prefill_on_wgmma(dev, D) ? wgmma_prefill_keys(dev.prefill_keys, D, dev.shared_bytes, dev.shared_optin) : mma_keys;
 }
-// wgmma reading Q's pieces from workgroup memory (device_caps::wgmma_q_shared; the swizzled layout).
-inline bool prefill_q_shared(const device_caps& dev, int64_t D) { return prefill_on_wgmma(dev, D) && dev.wgmma_swizzle && dev.wgmma_q_shared; }
+// wgmma reading Q's pieces from workgroup memory (device_caps::wgmma_q_shared; the swizzled layout). By
+// default only where it lets D > 128 run in one pass (f16 products; H100 run 81, H=16/2 D=256 4K causal:
+// 0.588 ms against the slices' 0.811). Elsewhere it was slower in the same call: at D = 128 16K causal
+// 3.16 ms against 2.61 with f16 products, 4.35 against 4.08 by default (the A operand read from
+// workgroup memory per product), 2.69 with 128 rows in two workgroups per SM (half the K/V copies);
+// D = 256 with two pieces 1.60 against 1.00 (128 KiB: one workgroup per SM).
+inline bool prefill_q_shared(const device_caps& dev, const config& c) {
+  if (!prefill_on_wgmma(dev, c.head_dim) || !dev.wgmma_swizzle) return false;
+  return dev.wgmma_q_shared > 0 || (dev.wgmma_q_shared < 0 && c.head_dim > 128 && c.f16_products);
+}
 // O slices past D = 128, unless Q's one piece sits in workgroup memory (then O alone fills the registers).
 inline int64_t prefill_slices(const device_caps& dev, const config& c) {
-  return prefill_q_shared(dev, c.head_dim) && c.f16_products ? 1 : mma_prefill_slices(c.head_dim);
+  return prefill_q_shared(dev, c) && c.f16_products ? 1 : mma_prefill_slices(c.head_dim);
 }
 // prefill_mma's workgroup memory and the limit it must fit (wgmma's may opt in beyond the static one).
 inline std::pair<int64_t, int64_t> prefill_mma_shared(const device_caps& dev, const config& c) {
   const int64_t D = c.head_dim;
   if (prefill_on_wgmma(dev, D))
-    return {wgmma_prefill_shared_bytes(prefill_mma_keys(dev, D), D) + (prefill_q_shared(dev, D) ? wgmma_q_shared_bytes(prefill_mma_rows(dev, D, c.block), D, c.f16_products) : 0),
+    return {wgmma_prefill_shared_bytes(prefill_mma_keys(dev, D), D) + (prefill_q_shared(dev, c) ? wgmma_q_shared_bytes(prefill_mma_rows(dev, D, c.block), D, c.f16_products) : 0),
             std::max(dev.shared_bytes, dev.shared_optin)};
   if (mma_sync_prefill_serves(dev.mma_sync, D)) return {mma_sync_prefill_shared_bytes(D), std::max(dev.shared_bytes, dev.shared_optin)};
   return {mma_shared_bytes(D), dev.shared_bytes};
@@ -810,11 +818,10 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool regs = detail::mma_sync_prefill_serves(dev.mma_sync, D), wg = detail::prefill_on_wgmma(dev, D);
     attend.group = W;
     const bool one_piece = regs && c.f16_products, mods = c.score_mod || c.mask_mod;
-    const bool ovl = wg && dev.wgmma_overlap && !detail::prefill_q_shared(dev, D);
-    const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece, ovl, detail::prefill_q_shared(dev, D)) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
+    const bool qsh = detail::prefill_q_shared(dev, c), ovl = wg && dev.wgmma_overlap && !qsh;
+    const int64_t resident4 = wg ? detail::wgmma_prefill_resident(D, one_piece, ovl, qsh) : regs ? detail::mma_sync_prefill_resident(D, one_piece) : detail::mma_resident(D);
     attend.resident = dev.prefill_resident > 0 ? dev.prefill_resident : resident4 > 0 ? std::max<int64_t>(1, resident4 * detail::mma_threads / W) : 0;
     const bool heavy = c.causal && dev.prefill_heavy_first != 0;
-    const bool qsh = detail::prefill_q_shared(dev, D);
     const int64_t NSL = detail::prefill_slices(dev, c), DS = D / NSL;
     attend.count = H * QB * CH * S * NSL;
     attend.helpers += detail::mma_helpers;
