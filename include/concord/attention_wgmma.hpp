@@ -2,8 +2,8 @@
 // The kernel is attention_mma_prefill.hpp's: the workgroup of 4 warps is one warpgroup and its 64
 // query rows are wgmma's M, warp w's 16 rows those of its mma.sync fragments, so Q's A fragments,
 // the score and O accumulators and the softmax between them keep their registers and layouts:
-//   S (64 x KT) = Q . K^T: one wgmma m64nKTk16 per 16 dims (and Q piece), A = Q from registers,
-//     B = the K sub-tile in shared memory (K-major: a key's dims contiguous).
+//   S (64 x KT) = Q . K^T: one wgmma m64nKTk16 per 16 dims (and Q piece), A = Q from registers (or
+//     from shared memory: wgmma_q_slot), B = the K sub-tile in shared memory (K-major: a key's dims contiguous).
 //   O (64 x D) += P . V: one wgmma m64nDk16 per 16 keys (and p piece), A = P from registers,
 //     B = the V sub-tile (MN-major: a key's dims contiguous, read transposed).
 // The cp.async copies write the sub-tiles straight into one of wgmma's canonical layouts
@@ -34,7 +34,8 @@ namespace concord::attention::detail {
 // ptxas with 64-key sub-tiles: D = 128, 157 registers with one piece (3 resident), 198 with two (2);
 // D = 64, 107 (4) and 140 (3: bounded for 4 it spills). With the overlap's second score accumulator:
 // D = 128 254 / 255 (2; the default spills 32 bytes), D = 64 168 / 224. Past D = 128 (O slices, 32-key
-// sub-tiles): D = 256 215 / 255 (2).
+// sub-tiles): D = 256 215 / 255 (2). With Q in workgroup memory: D = 128 127 / 134, D = 64 91 / 102, and
+// D = 256 in one pass (f16 products) 246; workgroup memory may hold fewer (D = 128, 64-key sub-tiles: 2).
 inline int64_t wgmma_prefill_resident(int64_t D, bool one_piece, bool overlap, bool q_shared) {
   if (q_shared) return D > 128 ? 2 : D > 64 ? (one_piece ? 4 : 3) : 4;
   if (D > 128) return 2;
