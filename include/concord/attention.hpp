@@ -826,8 +826,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.count = H * QB * CH * S * NSL;
     attend.helpers += detail::mma_helpers;
     if (regs) attend.helpers += std::string(detail::mma_sync_helpers) + detail::mma_sync_prefill_helpers;
-    const int64_t KT = detail::prefill_mma_keys(dev, D), kv_bytes = detail::prefill_mma_shared(dev, c).first;
-    attend.dynamic_shared = kv_bytes > dev.shared_bytes || qsh ? kv_bytes : 0;
+    const int64_t KT = detail::prefill_mma_keys(dev, D), shared_bytes = detail::prefill_mma_shared(dev, c).first;
+    attend.dynamic_shared = shared_bytes > dev.shared_bytes || qsh ? shared_bytes : 0;
     const bool swz = wg && dev.wgmma_swizzle;  // prefill_on_wgmma: the swizzle serves D
     if (wg) attend.helpers += detail::wgmma_helpers + detail::wgmma_function("cc_wg_s", KT, false, qsh) + detail::wgmma_function("cc_wg_o", DS, true);
     p.chosen.shape = std::to_string(R) + " rows x " + std::to_string(KT) + "-key sub-tiles, " +
@@ -848,21 +848,21 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                          {"NKT", std::to_string(KT / 8)}, {"NPC", one_piece ? "1" : "2"}, {"NSUB", std::to_string((c.block + KT - 1) / KT)},
                          {"QBMAP", heavy ? std::to_string(QB - 1) + "u - t1 % " + std::to_string(QB) + "u" : "t1 % " + std::to_string(QB) + "u"}});
     const std::string copy = detail::fill(detail::mma_tile_copy, {{"WHOLE", detail::mma_tile_copy_whole}, {"CL", "lane"}, {"CN", "@WG@"}});
-    attend.body = detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
+    attend.body = detail::fill(detail::fill(detail::fill(regs ? detail::mma_sync_prefill_body : detail::mma_prefill_body,
                                             {{"OPEN", detail::mma_prefill_open}, {"PWALK", std::string(detail::mma_prefill_walk_head) + (ovl ? detail::wgmma_overlap_walk : detail::mma_prefill_walk_issue)},
                                              {"STEP", ovl ? detail::wgmma_overlap_step : detail::mma_prefill_step},
                                              {"ENDSTEP", ovl ? detail::wgmma_overlap_endstep : detail::mma_prefill_endstep},
                                              {"KVDECL", attend.dynamic_shared > 0 ? detail::mma_kv_dynamic : detail::mma_kv_static},
                                              {"PFENCE", wg ? "    cc_proxy_fence();\n" : ""}, {"FRAGS", wg ? "" : detail::mma_sync_frags},
-                                             {"QFRAGS", detail::fill(detail::mma_q_pieces, qsh ? detail::wgmma_q_slot : detail::mma_q_registers)},
-                                             {"SPROD", ovl ? "" : qsh ? detail::wgmma_sprod_q_shared : wg ? detail::wgmma_sprod : detail::mma_sync_sprod},
+                                             {"QFRAGS", detail::mma_q_pieces},
+                                             {"SPROD", ovl ? "" : wg ? detail::wgmma_sprod : detail::mma_sync_sprod},
                                              {"OPROD", wg ? std::string(detail::wgmma_oprod) + (ovl ? "\n" : detail::wgmma_owait) : detail::mma_sync_oprod},
                                              {"FAST", mods ? detail::mma_sync_fast_mods : detail::mma_sync_fast_plain}, {"RMAX", c.sm_scale() > 0 ? "cc_maxnan" : "cc_minnan"}, {"RINIT", c.sm_scale() > 0 ? "ninf" : "pinf"},
                                              {"SCORE", mods ? detail::mma_sync_score : detail::mma_sync_score_plain}, {"KEEP", mods ? detail::mma_sync_keep : detail::mma_sync_keep_plain},
                                              {"COPY", detail::fill(copy, detail::mma_copy_kv)}, {"COPY1", detail::fill(copy, detail::mma_copy_one)},
                                              {"HEAD", S > 1 ? (regs ? detail::mma_sync_head_partial : detail::mma_head_partial) : (regs ? detail::mma_sync_head_direct : detail::mma_head_direct)},
                                              {"STORE", S > 1 ? (regs ? detail::mma_sync_store_partial : detail::mma_store_partial) : (regs ? detail::mma_sync_store_direct : detail::mma_store_direct)}}),
-                               tv);
+                               qsh ? detail::wgmma_q_slot : detail::mma_q_registers), tv);
   }
   if (p.chosen.variant == "cpu_tile") {
     const int64_t RQ = p.chosen.rows, CH = (std::min(c.block, c.q_len) + RQ - 1) / RQ;

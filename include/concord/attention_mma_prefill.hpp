@@ -132,7 +132,8 @@ inline constexpr const char* mma_sync_prefill_body =
 )";
 
 // Q's pieces, each lane's as its A fragments would hold them: in registers (qf), or where
-// wgmma's Q in workgroup memory keeps them (attention_wgmma.hpp's wgmma_q_slot).
+// wgmma's Q in workgroup memory keeps them (attention_wgmma.hpp's wgmma_q_slot); the tables also
+// give wgmma's S its A operand (@QA@) and what it holds across the fence (@QHOLD@).
 inline constexpr const char* mma_q_pieces = R"(@QDECL@#pragma unroll
   for (uint pc = 0u; pc < @NPC@u; ++pc)
 #pragma unroll
@@ -143,7 +144,8 @@ inline constexpr const char* mma_q_pieces = R"(@QDECL@#pragma unroll
         @QPUT@ = cc_h2bits(cc_qpiece(qv[b][y], e[b], pc == 1u), cc_qpiece(qv[b][y + 1u], e[b], pc == 1u));
       }
 )";
-inline const std::vector<std::pair<std::string, std::string>> mma_q_registers = {{"QDECL", "  uint qf[@NPC@][@DK@][4];\n"}, {"QPUT", "qf[pc][kk][x]"}};
+inline const std::vector<std::pair<std::string, std::string>> mma_q_registers = {
+    {"QDECL", "  uint qf[@NPC@][@DK@][4];\n"}, {"QPUT", "qf[pc][kk][x]"}, {"QHOLD", "cc_wg_hold(qf); "}, {"QA", "qf[pc][kk]"}};
 
 // The close of a step that waits for its products (mma.sync, and wgmma without the overlap).
 inline constexpr const char* mma_prefill_endstep = "    CC_BARRIER();\n  }\n";

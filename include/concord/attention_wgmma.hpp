@@ -96,7 +96,7 @@ CC_FN void cc_wg_hold(T (&d)[N][M][K]) {
 // the K/V buffers, in the swizzled layout of a 64-key K sub-tile (a row's dims contiguous, 64-dim
 // blocks of 64 rows x 128 bytes), so S's A operand steps through it as B steps through K. Each lane
 // stores the pieces its A fragments would hold; the step's proxy fence and barrier precede the
-// first read.
+// first read. S's A operand (@QA@ in wgmma_sprod) is then a descriptor instead of qf's registers.
 inline int64_t wgmma_q_shared_bytes(int64_t rows, int64_t D, bool one_piece) { return rows * D * 2 * (one_piece ? 1 : 2); }
 inline const std::vector<std::pair<std::string, std::string>> wgmma_q_slot = {
     {"QDECL", R"(  __half* qs = kvs + 4u * @KT@u * @LDK@u + (w / 4u) * (@NPC@u * 64u * @D@u);
@@ -105,21 +105,14 @@ inline const std::vector<std::pair<std::string, std::string>> wgmma_q_slot = {
     return *reinterpret_cast<uint*>(qs + pc * 64u * @D@u + (c8 / 8u) * 4096u + wr * 64u + ((c8 % 8u) ^ (wr % 8u)) * 8u + 2u * tq);
   };
 )"},
-    {"QPUT", "qslot(pc, kk, x)"}};
-inline constexpr const char* wgmma_sprod_q_shared = R"(      float sc[@NKT@][4];
-      cc_wg_hold(sc); cc_wg_fence();
-      for (uint kk = 0u; kk < @DK@u; ++kk)
-        for (uint pc = 0u; pc < @NPC@u; ++pc)
-          cc_wg_s(sc, cc_wg_desc(qs + pc * 64u * @D@u + (kk / 4u) * 4096u + (kk % 4u) * 16u, 16u, 1024u, 1u), cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
-      cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(sc);
-)";
+    {"QPUT", "qslot(pc, kk, x)"}, {"QHOLD", ""}, {"QA", "cc_wg_desc(qs + pc * 64u * @D@u + (kk / 4u) * 4096u + (kk % 4u) * 16u, 16u, 1024u, 1u)"}};
 
 // A layout's descriptors (wgmma_layout): where 16 dims of K and 16 keys of V start, the byte offsets
 // between core matrices (K: along the dims, LBO, and the keys, SBO; V: @VLBO@ and @VSBO@), the swizzle.
 inline constexpr const char* wgmma_sprod = R"(      float sc[@NKT@][4];
-      cc_wg_hold(qf); cc_wg_hold(sc); cc_wg_fence();
+      @QHOLD@cc_wg_hold(sc); cc_wg_fence();
       for (uint kk = 0u; kk < @DK@u; ++kk)
-        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sc, qf[pc][kk], cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sc, @QA@, cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
       cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(sc);
 )";
 inline constexpr const char* wgmma_oprod = R"(      uint pa[@NKT@ / 2][2][4];
@@ -172,9 +165,9 @@ inline constexpr const char* wgmma_overlap_step = R"(  float sn[@NKT@][4];
     CC_BARRIER();
     if (t < nsub && bn > 0u) {
       const __half* ks = kbuf(t);
-      cc_wg_hold(qf); cc_wg_hold(sn); cc_wg_fence();
+      @QHOLD@cc_wg_hold(sn); cc_wg_fence();
       for (uint kk = 0u; kk < @DK@u; ++kk)
-        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sn, qf[pc][kk], cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
+        for (uint pc = 0u; pc < @NPC@u; ++pc) cc_wg_s(sn, @QA@, cc_wg_desc(ks + @KOFF@, @KLBO@u, @KSBO@u, @SWZ@u), kk + pc > 0u ? 1 : 0);
       cc_wg_commit();
     }
     if (t > 0u) {

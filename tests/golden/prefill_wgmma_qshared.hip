@@ -323,8 +323,7 @@ extern "C" __global__ void __launch_bounds__(256 CC_RESIDENT(2)) sparse_attend(c
       float sc[8][4];
       cc_wg_hold(sc); cc_wg_fence();
       for (uint kk = 0u; kk < 8u; ++kk)
-        for (uint pc = 0u; pc < 1u; ++pc)
-          cc_wg_s(sc, cc_wg_desc(qs + pc * 64u * 128u + (kk / 4u) * 4096u + (kk % 4u) * 16u, 16u, 1024u, 1u), cc_wg_desc(ks + (kk / 4u) * 64u * 64u + (kk % 4u) * 16u, 16u, 1024u, 1u), kk + pc > 0u ? 1 : 0);
+        for (uint pc = 0u; pc < 1u; ++pc) cc_wg_s(sc, cc_wg_desc(qs + pc * 64u * 128u + (kk / 4u) * 4096u + (kk % 4u) * 16u, 16u, 1024u, 1u), cc_wg_desc(ks + (kk / 4u) * 64u * 64u + (kk % 4u) * 16u, 16u, 1024u, 1u), kk + pc > 0u ? 1 : 0);
       cc_wg_commit(); cc_wg_wait0(); cc_wg_hold(sc);
       float mx[2] = {ninf, ninf}; float cf[2] = {1.0f, 1.0f};
       bool whole = n == 64u && (!true || k0 + 64u - 1u <= r0 + 0u);
