@@ -1,7 +1,7 @@
 // concord benchmarks: copy ceilings, a fused elementwise graph, and the sparse FlashAttention
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
-//   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8'] [--splits N] [--narrow-loads]
+//   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8'] [--splits N] [--decode-lens N,N] [--narrow-loads]
 //         [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X]
 // --compile-only compiles the matching cases' kernels into the JIT cache and times nothing (the GPU
 // runs warm the cache this way beside the suites, so the timed benches skip the compiler).
@@ -34,6 +34,7 @@ bool queued = false;  // --queued (HIP): each run waits behind a ~200 us GPU spi
 bool compile_only = false;  // --compile-only: compile the matching cases' kernels into the JIT cache, time nothing
 bool f16_products = false;  // --f16-products: config::f16_products (prefill on tensor cores rounds q and p once to f16)
 double tflops_roof = 0;  // --tflops-roof X: the device's dense f16 tensor peak (0: from its name where known)
+std::vector<int64_t> decode_lens;  // --decode-lens N,N,...: the decode contexts (default: 16K, 32K, 128K on GPUs)
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text ('|' separates alternatives)
 
 bool matches_only(const std::string& label) {
@@ -358,7 +359,7 @@ void bench_backend(runner& r, recorder& rec) {
     prefill(4096, 16, 2, 256, 1.0);
     prefill(32768, 16, 16, 128, 1.0);  // the dense time the selection stage at 32K is measured against
   }
-  for (int64_t N : slow ? std::vector<int64_t>{quick ? 4096 : 16384} : std::vector<int64_t>{16384, 32768, 131072}) {
+  for (int64_t N : !decode_lens.empty() ? decode_lens : slow ? std::vector<int64_t>{quick ? 4096 : 16384} : std::vector<int64_t>{16384, 32768, 131072}) {
     decode(N, 8, 8, 128, 1.0);
     decode(N, 32, 8, 128, 1.0);
     decode(N, 8, 8, 128, 0.25);
@@ -483,6 +484,14 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--backend") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only_case = argv[++i];
     else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) force_splits = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--decode-lens") && i + 1 < argc)
+      for (const char* t = argv[++i]; *t;) {
+        char* e = nullptr;
+        const long long v = std::strtoll(t, &e, 10);
+        if (e == t || v < 128) return std::fprintf(stderr, "--decode-lens: expected lengths >= 128 separated by commas, got '%s'\n", argv[i]), 2;
+        decode_lens.push_back(v);
+        t = *e == ',' ? e + 1 : e;
+      }
     else if (!std::strcmp(argv[i], "--narrow-loads")) narrow_loads = true;
     else if (!std::strcmp(argv[i], "--separate-combine")) separate_combine = true;
     else if (!std::strcmp(argv[i], "--queued")) queued = true;
@@ -492,7 +501,7 @@ int main(int argc, char** argv) {
     else {
       const bool help = !std::strcmp(argv[i], "--help");
       if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[i]);
-      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X]\n");
+      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--decode-lens N,N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X]\n");
       return help ? 0 : 2;
     }
   }

@@ -224,13 +224,40 @@ TEST_CASE("attention: a row's short list in few splits, the other splits idle (s
         const bool walks_list = route.variant != "cpu_tile" && route.variant.rfind("prefill_", 0) != 0;
         const int64_t want = !walks_list ? 0 : sb >= 0 ? sb : route.variant == "decode_mma" ? 2 : 1;
         CHECK(attention::detail::split_blocks_for(route.variant, caps) == want);
-        CHECK((route.shape.find("a split per " + std::to_string(want) + " listed blocks at most") != std::string::npos) == (want > 0));
+        const std::string unit = route.variant == "decode_stream" && caps.stream_steps > 0 ? " steps" : " listed blocks";
+        CHECK((route.shape.find("a split per " + std::to_string(want) + unit + " at most") != std::string::npos) == (want > 0));
         run_attention_case(label + ", split_blocks " + std::to_string(sb), cfg, -1, 17, {}, caps);
         if (sb == -1)  // the same with the workgroups numbered row-major and split-major
           for (int major : {0, 1}) {
             caps.split_major = major;
             run_attention_case(label + (major ? ", split-major" : ", row-major"), cfg, -1, 17, {}, caps);
           }
+      }
+}
+
+TEST_CASE("attention: decode_stream splits a row's list by steps, within blocks (stream_steps)", "[attention][decode][live][steps]") {
+  // Blocks of several steps (NG x U keys), so a split may start or end inside a block; rows keep
+  // different counts, the last block is partial, and the q_len = 3 case clips causally. The tile
+  // counts must still add up to each row's list (a block counted by the split holding its first step).
+  using namespace concord;
+  std::vector<std::pair<std::string, attention::config>> cases;
+  auto c = base_config();
+  c.heads = 4, c.kv_heads = 4, c.q_len = 1, c.kv_len = 3000, c.head_dim = 128, c.block = 128, c.kv_type = dtype::f16, c.splits = 40;
+  cases.push_back({"MHA D=128, 24 blocks of 128 (the last 56 keys), threshold 0, 40 splits", c});
+  c = base_config();
+  c.heads = 8, c.kv_heads = 2, c.q_len = 3, c.kv_len = 2500, c.head_dim = 64, c.block = 256, c.kv_type = dtype::f16, c.per_group = true, c.splits = 24;
+  c.causal = true, c.threshold = std::numeric_limits<double>::infinity(), c.top_k = 3, c.window = 2;
+  cases.push_back({"GQA 4:1 per group D=64 q_len=3 causal, 10 blocks of 256, top-3 + window 2 + sink, 24 splits", c});
+  const auto base = backend_caps();
+  for (const auto& [label, cfg] : cases)
+    for (int64_t sb : {int64_t{-1}, int64_t{0}, int64_t{3}})
+      for (bool fused : {true, false}) {
+        auto caps = base;
+        caps.stream_steps = 1, caps.split_blocks = sb, caps.fused_combine = fused;
+        const auto route = attention::build(cfg, caps).chosen;
+        INFO(label << ", split_blocks " << sb << (fused ? "" : ", separate combine") << " via " << route.variant << " (" << route.shape << ")");
+        if (route.variant == "decode_stream") CHECK(route.shape.find("splits by steps") != std::string::npos);
+        run_attention_case(label + ", split_blocks " + std::to_string(sb), cfg, -1, 23, {}, caps);
       }
 }
 

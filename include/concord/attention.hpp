@@ -139,6 +139,8 @@ struct device_caps {
   int split_major = -1;            // decode and row kernels: 1: workgroup i takes split i / rows of row i % rows; 0: split i % S of row i / S; -1: 1 unless config::dense
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
   int prefill_heavy_first = -1;    // prefill_mma, causal: the last query blocks (the most keys) dispatched first (-1 or 1: on, 0: off)
+  int stream_steps = -1;           // decode_stream: splits take equal shares of the row's steps (NG x U keys) instead of whole blocks, split_blocks then counting steps (-1 or 0: blocks; 1: steps)
+  int fence_once = -1;             // HIP fused combines: one device fence on each side of the done counter, by the thread that counts (1: sequentially consistent, 2: release-acquire; -1 or 0: every thread fences before it; GLSL always)
   int64_t split_blocks = -1;       // decode and row kernels: a row's first min(splits, max(1, count / this)) splits share its list, the rest hold none (0: all of them; -1: 2 for decode_mma, else 1)
 };
 
@@ -151,7 +153,7 @@ struct device_caps {
 // CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
 // CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream,
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
-// split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major,
+// split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major, CONCORD_FENCE_ONCE (1/2) fences the fused combines' counter once, CONCORD_STREAM_STEPS=1 splits decode_stream's lists by steps,
 // CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma,
 // CONCORD_PREFILL_ROWS (64/128) its rows per workgroup, and on wgmma (HIP on sm_90 unless
 // CONCORD_WGMMA=0) CONCORD_PREFILL_KEYS (32/64), CONCORD_WGMMA_SWIZZLE, CONCORD_WGMMA_OVERLAP and CONCORD_WGMMA_QSHARED (0/1).
@@ -172,6 +174,8 @@ inline void tune_caps_from_env(device_caps& d) {
   if (num("CONCORD_DECODE_BALANCE") == 0) d.decode_balance = false;
   if (const int64_t v = num("CONCORD_SPLIT_BLOCKS"); v >= 0) d.split_blocks = v;
   if (const int64_t v = num("CONCORD_SPLIT_MAJOR"); v >= 0) d.split_major = v != 0 ? 1 : 0;
+  if (const int64_t v = num("CONCORD_STREAM_STEPS"); v >= 0) d.stream_steps = v != 0 ? 1 : 0;
+  if (const int64_t v = num("CONCORD_FENCE_ONCE"); v >= 0) d.fence_once = int(std::min<int64_t>(v, 2));
   if (const int64_t v = num("CONCORD_PREFILL_RESIDENT"); v > 0) d.prefill_resident = v;
   if (const int64_t v = num("CONCORD_PREFILL_ORDER"); v >= 0) d.prefill_heavy_first = v != 0 ? 1 : 0;
   if (const int64_t v = num("CONCORD_PREFILL_KEYS"); v == 32 || v == 64) d.prefill_keys = v;
@@ -228,6 +232,7 @@ inline int64_t split_blocks_for(const std::string& variant, const device_caps& d
   if (variant == "cpu_tile" || variant.rfind("prefill_", 0) == 0) return 0;
   return dev.split_blocks >= 0 ? dev.split_blocks : variant == "decode_mma" ? 2 : 1;
 }
+inline int fence_once(const device_caps& dev) { return dev.dialect == "hip" && dev.fence_once > 0 ? dev.fence_once : 0; }
 inline bool splits_live(const std::string& variant, const device_caps& dev) { return split_blocks_for(variant, dev) > 0; }
 // Split-major numbering puts the live splits of short lists on the first workgroups dispatched, so
 // they spread over the multiprocessors instead of crowding the ones a row's block of workgroups
@@ -632,16 +637,17 @@ inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i
 )";
 
 // The fused split combine appended to a decode kernel of W threads and GQ heads per workgroup.
-inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0) {
+inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0, int fence_once = 0) {
+  const std::string last = fence_once > 0 ? fill(coop_combine_last_once, {{"ONCE", fence_once > 1 ? "cc_fence_ar()" : "CC_FENCE()"}}) : coop_combine_last;
   const std::vector<std::pair<std::string, std::string>> common = {{"SLAST", std::to_string(S - 1) + ".0f"}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
                                                                    {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}};
   if (combine_by_subgroups(S, D, W, GQ, subgroup)) {
     const int64_t SG = std::min<int64_t>(32, subgroup);
-    return fill(fill(std::string(coop_combine_last) + coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))},
+    return fill(fill(last + coop_combine_subgroups, {{"SG", std::to_string(SG)}, {"NSG", std::to_string(W / SG)}, {"SL", std::to_string(SG / (D / 8))},
                                                                        {"SPG", std::to_string((S + SG - 1) / SG)}, {"SPS", std::to_string((S + SG / (D / 8) - 1) / (SG / (D / 8)))}}), common);
   }
   const int64_t SL = W / (D / 8);
-  return fill(fill(std::string(coop_combine_last) + coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
+  return fill(fill(last + coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
 }
 
 }  // namespace detail
@@ -740,7 +746,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                        {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                        {"BUF", "K"}, {"LAST", "qpos"}, {"TILE", "ks"}, {"ACC", wide ? "fin" : "acc"},
                                                                        {"M", "mx[g]"}, {"L", "sm[g]"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"}, {"NPT", "@DPT@"}, {"AI", "g * @DPT@u"}}), tv);
-    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len);
+    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len, 0, detail::fence_once(dev));
   }
   if (p.chosen.variant == "decode_stream") {
     const auto sh = detail::stream_shape_for(GQ, D, dev);
@@ -753,17 +759,22 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.count = (H / GQ) * c.q_len * S;
     p.chosen.fused_combine = S > 1 && LH == H / GQ && dev.fused_combine && 4 * detail::stream_shared_floats(sh, D, S, W) <= dev.shared_bytes;
     attend.shared = {{"ks", detail::stream_shared_floats(sh, D, p.chosen.fused_combine ? S : 0, W) - 2 * NG}, {"ss", 2 * NG}};
+    const bool steps = dev.stream_steps > 0;
+    if (steps) p.chosen.shape += ", splits by steps";
     auto tv = vals;
+    tv.insert(tv.end(), {{"NST", std::to_string((c.block + NG * U - 1) / (NG * U))}});
     tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"LN", std::to_string(L)}, {"C", std::to_string(C)}, {"U", std::to_string(U)}, {"NG", std::to_string(NG)},
                          {"NGU", std::to_string(NG * U)}, {"UC", std::to_string(U * C)}, {"GQU", std::to_string(GQ * U)}, {"C8", std::to_string(8 * C)},
                          {"QN", std::to_string(GQ * 8 * C)}, {"D8N", std::to_string(D / 8)}, {"DPT", std::to_string((D + W - 1) / W)},
                          {"NE", std::to_string(spread ? (GQ * U + GQ + L - 1) / L : GQ * U + GQ)}, {"LE", spread ? std::to_string(L) : "1"}});
     if (!dev.decode_fma) attend.helpers += "#define CC_MAD(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n";
-    attend.body = detail::fill(detail::fill(detail::stream_body(sh, GQ, spread, dev.unroll_hints), {{"PREAMBLE", detail::split_preamble}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"},
+    std::string pre = detail::split_preamble;
+    if (steps && detail::splits_live(p.chosen.variant, dev)) detail::replace_all(pre, "@LIVE@", detail::stream_live_steps);
+    attend.body = detail::fill(detail::fill(detail::stream_body(sh, GQ, spread, dev.unroll_hints, steps), {{"PREAMBLE", pre}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"},
                                                                           {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                           {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                           {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
-    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
+    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup, detail::fence_once(dev));
   }
   if (p.chosen.variant == "decode_mma") {
     const bool regs = detail::mma_sync_serves(dev.mma_sync, D);
@@ -791,8 +802,9 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                              {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", ""}, {"CL", "wl"}, {"CN", "32"}}), detail::mma_copy_kv), detail::mma_copy_rows)},
                                              {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (!dev.decode_balance) p.chosen.shape += ", whole blocks per split";
-    if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup);
+    if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup, detail::fence_once(dev));
   }
+  if (p.chosen.fused_combine && detail::fence_once(dev) > 1) attend.helpers += detail::fence_ar_helper;
   if (p.chosen.variant == "prefill_coop") {
     const auto t = detail::choose_prefill_tiling(D, dev.shared_bytes);
     const int64_t W = detail::prefill_threads, NDG = detail::prefill_dim_groups, OR = t.bq * NDG / W, OD = (D + NDG - 1) / NDG;
@@ -906,7 +918,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     kp.stages.push_back(attend);
   }
   if (S > 1 && detail::splits_live(p.chosen.variant, dev))
-    p.chosen.shape += (p.chosen.shape.empty() ? "" : ", ") + std::string("a split per ") + std::to_string(detail::split_blocks_for(p.chosen.variant, dev)) + " listed blocks at most";
+    p.chosen.shape += (p.chosen.shape.empty() ? "" : ", ") + std::string("a split per ") + std::to_string(detail::split_blocks_for(p.chosen.variant, dev)) +
+                      (p.chosen.variant == "decode_stream" && dev.stream_steps > 0 ? " steps" : " listed blocks") + " at most";
   detail::check_buffer_sizes(c, p.chosen, dev, kp);
   if (const char* e = std::getenv("CONCORD_LOG_ROUTE"); e && *e == '1') std::cerr << describe(c, p.chosen, dev) << "\n";
   return p;

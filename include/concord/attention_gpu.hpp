@@ -408,6 +408,25 @@ inline constexpr const char* coop_combine_last = R"(  CC_FENCE();
   if (ss[0] == @SLAST@) {
     CC_FENCE();
 )";
+// The same with one fence on each side of the counter, by the thread that counts: the barrier
+// orders the workgroup's writes before it, and a device fence is cumulative in CUDA's and HIP's
+// memory models (their cooperative groups' grid barrier is built this way); GLSL's is not.
+// @ONCE@: CC_FENCE(), or cc_fence_ar() (release-acquire, not sequentially consistent: enough here).
+inline constexpr const char* coop_combine_last_once = R"(  CC_BARRIER();
+  if (lane == 0u) { @ONCE@; ss[0] = float(CC_ATOMIC_ADD_DONE(hg * @NQ@u + qi, 1u)); @ONCE@; }
+  CC_BARRIER();
+  if (ss[0] == @SLAST@) {
+)";
+inline constexpr const char* fence_ar_helper = R"(CC_FN void cc_fence_ar() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("fence.acq_rel.gpu;" ::: "memory");
+#elif defined(__HIP_PLATFORM_AMD__)
+  __builtin_amdgcn_fence(__ATOMIC_ACQ_REL, "agent");
+#else
+  __threadfence();
+#endif
+}
+)";
 // Shared floats used in `ks`: SL * D slice sums, S weights, WG for the trees. One head per
 // workgroup only: in the GQA 4:1 kernel the combine took ptxas from 56 to 72 registers (67 with no
 // unrolling), 7 workgroups per SM instead of 9, so 32K's 1024 workgroups would run as two waves.

@@ -99,6 +99,23 @@ inline constexpr const char* stream_advance = R"(    while (k0 >= kend && e < e1
       if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
     }
 )";
+// Splits by steps (device_caps::stream_steps): the row's list is cnt blocks of NST steps of NGU keys,
+// and split sp takes steps [s0, s1) of them in equal shares (the first tst % nsp one more) over its nsp live splits (at least SMB
+// steps each), so a short list still fills the splits. Its first block starts o0 keys in, its last
+// ends o1 keys in; a split counts the blocks whose first step it holds.
+inline constexpr const char* stream_live_steps = "  uint nsp = cnt * @NST@u / @SMB@u; nsp = nsp < 1u ? 1u : (nsp > @S@u ? @S@u : nsp);\n";
+inline constexpr const char* stream_range_steps = R"(  uint tst = cnt * @NST@u; uint sq = tst / nsp; uint sr = tst % nsp;
+  uint s0 = sp < nsp ? sp * sq + (sp < sr ? sp : sr) : tst; uint s1 = sp < nsp ? s0 + sq + (sp < sr ? 1u : 0u) : tst;
+  e0 = s0 / @NST@u; e1 = s1 > s0 ? (s1 + @NST@u - 1u) / @NST@u : e0;
+  uint o0 = (s0 % @NST@u) * @NGU@u; uint o1 = s1 % @NST@u == 0u ? @B@u : (s1 % @NST@u) * @NGU@u;
+)";
+inline constexpr const char* stream_advance_steps = R"(    while (k0 >= kend && e < e1) {
+      uint kb = nkb; uint a = e == e0 ? o0 : 0u; uint z = e + 1u == e1 ? o1 : @B@u; tiles += a == 0u ? 1u : 0u; e += 1u;
+      nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;
+      k0 = kb * @B@u + a; kend = kb * @B@u + z < @NK@u ? kb * @B@u + z : @NK@u;
+      if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
+    }
+)";
 
 // Butterfly: every lane adds all GQ x U dots over the group. Scores, running maxima and the exps of
 // the step then follow per head.
@@ -167,7 +184,7 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
         acc[(g * @C@u + c) * 8u + u] = 0.0f;
       }
   }
-  uint tiles = 0u; uint e = e0; uint k0 = 0u; uint kend = 0u; float myx = ninf;
+@RANGE@  uint tiles = 0u; uint e = e0; uint k0 = 0u; uint kend = 0u; float myx = ninf;
   uint nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;
 @ADVANCE@  CC_RAW8 kw[@UC@]; CC_RAW8 vw[@UC@];
 @PRELOAD@  while (k0 < kend) {
@@ -220,7 +237,7 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
 // The kernel text for one shape (its @-values are filled by build()). `spread`: the butterfly path
 // shares the exps out (one head per workgroup); `unroll_hints`: every for loop carries CC_UNROLL
 // (every for loop of these templates has a constant trip count; a new one must too).
-inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, bool unroll_hints) {
+inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, bool unroll_hints, bool steps = false) {
   auto load = [](const char* k, const char* v) {
     std::string t = stream_loads;
     t.replace(t.find("@KW@"), 4, k), t.replace(t.find("@VW@"), 4, v);
@@ -245,7 +262,8 @@ inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, 
     replace_all(scores, "@SPREAD@", spread ? stream_spread_shuffle : stream_spread_local);
   }
   replace_all(b, "@SCORES@", scores);
-  replace_all(b, "@ADVANCE@", stream_advance);
+  replace_all(b, "@RANGE@", steps ? stream_range_steps : "");
+  replace_all(b, "@ADVANCE@", steps ? stream_advance_steps : stream_advance);
   replace_all(b, "@PRELOAD@", sh.prefetch ? "  if (k0 < kend) {\n" + load("kw", "vw") + "  }\n" : "");
   replace_all(b, "@LOADNOW@", sh.prefetch ? "" : load("kw", "vw"));
   replace_all(b, "@LOADNEXT@", sh.prefetch ? "      CC_RAW8 nkw[@UC@]; CC_RAW8 nvw[@UC@];\n      if (k0 < kend) {\n" + load("nkw", "nvw") + "      }\n" : "");
