@@ -489,6 +489,44 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     dense.dense = true;
     for (const auto& st : attention::build(dense, rf).plan.stages)
       if (st.name == "sparse_attend") CHECK(st.body.find("uint sp = i % 6u; uint t0 = i / 6u;") != std::string::npos);  // dense: row-major
+    const std::string every_fences = "  CC_FENCE();\n  CC_BARRIER();\n  if (lane == 0u) ss[0] = float(CC_ATOMIC_ADD_DONE(";
+    CHECK(live.find(every_fences) != std::string::npos);  // by default every thread fences before the counter
+    auto once = rf;  // fence_once: the counting thread fences on each side of the counter (HIP only)
+    once.fence_once = 2;
+    const std::string ar = attend_text(once).first;
+    CHECK(ar.find("if (lane == 0u) { cc_fence_ar(); ss[0] = float(CC_ATOMIC_ADD_DONE(") != std::string::npos);
+    CHECK(ar.find("CC_FENCE()") == std::string::npos);
+    for (const auto& st : attention::build(cs, once).plan.stages)
+      if (st.name == "sparse_attend") CHECK(st.helpers.find("fence.acq_rel.gpu") != std::string::npos);
+    once.fence_once = 1;
+    CHECK(attend_text(once).first.find("if (lane == 0u) { CC_FENCE(); ss[0] = float(CC_ATOMIC_ADD_DONE(") != std::string::npos);
+    once.dialect = "glsl", once.mma_f16 = once.mma_sync = false;  // GLSL's buffer barrier orders the caller's accesses only
+    const auto [gl, gl_shape] = attend_text(once);
+    INFO(gl_shape);
+    CHECK(gl.find(every_fences) != std::string::npos);
+    CHECK(gl.find("cc_fence_ar") == std::string::npos);
+  }
+  {  // stream_steps: decode_stream's splits take equal shares of the row's steps, cutting blocks
+    auto sc = c;
+    sc.per_group = false, sc.q_len = 1, sc.kv_len = 4096, sc.block = 128, sc.splits = 6;
+    auto st = dev;
+    CHECK(attention::plan_route(sc, st).variant == "decode_stream");
+    auto body = [&](const attention::device_caps& caps) {
+      const auto p = attention::build(sc, caps);
+      for (const auto& sg : p.plan.stages)
+        if (sg.name == "sparse_attend") return std::pair{sg.body, p.chosen.shape};
+      return std::pair{std::string(), std::string()};
+    };
+    const auto [blocks, blocks_shape] = body(st);
+    CHECK(blocks.find("uint tst = ") == std::string::npos);
+    CHECK(blocks_shape.find("a split per 1 listed blocks at most") != std::string::npos);
+    st.stream_steps = 1;
+    const auto [steps, steps_shape] = body(st);
+    INFO(steps_shape);
+    CHECK(steps_shape.find("splits by steps, a split per 1 steps at most") != std::string::npos);
+    CHECK(steps.find("uint nsp = cnt * 2u / 1u;") != std::string::npos);  // 128-key blocks of two 64-key steps (8 lanes x 16 groups x 4 keys)
+    CHECK(steps.find("uint tst = cnt * 2u; uint sq = tst / nsp; uint sr = tst % nsp;") != std::string::npos);
+    CHECK(steps.find("tiles += a == 0u ? 1u : 0u;") != std::string::npos);
   }
   {
     auto d = c;

@@ -409,9 +409,10 @@ inline constexpr const char* coop_combine_last = R"(  CC_FENCE();
     CC_FENCE();
 )";
 // The same with one fence on each side of the counter, by the thread that counts: the barrier
-// orders the workgroup's writes before it, and a device fence is cumulative in CUDA's and HIP's
-// memory models (their cooperative groups' grid barrier is built this way); GLSL's is not.
-// @ONCE@: CC_FENCE(), or cc_fence_ar() (release-acquire, not sequentially consistent: enough here).
+// orders the workgroup's writes before it, and PTX fences are cumulative (CUDA's cooperative groups
+// build their grid barrier this way). NVIDIA only: GLSL's memoryBarrierBuffer orders the caller's
+// own accesses, and AMD's fences wait for their own wave's stores. @ONCE@: CC_FENCE(), or
+// cc_fence_ar() (release-acquire, not sequentially consistent: enough for a counter).
 inline constexpr const char* coop_combine_last_once = R"(  CC_BARRIER();
   if (lane == 0u) { @ONCE@; ss[0] = float(CC_ATOMIC_ADD_DONE(hg * @NQ@u + qi, 1u)); @ONCE@; }
   CC_BARRIER();
@@ -420,8 +421,6 @@ inline constexpr const char* coop_combine_last_once = R"(  CC_BARRIER();
 inline constexpr const char* fence_ar_helper = R"(CC_FN void cc_fence_ar() {
 #if defined(__CUDA_ARCH__)
   asm volatile("fence.acq_rel.gpu;" ::: "memory");
-#elif defined(__HIP_PLATFORM_AMD__)
-  __builtin_amdgcn_fence(__ATOMIC_ACQ_REL, "agent");
 #else
   __threadfence();
 #endif

@@ -51,6 +51,7 @@ inline attention::device_caps caps() {
   d.dialect = "hip", d.shared_bytes = 48 * 1024;  // static __shared__ limit
   d.subgroup = di.warp_size;                        // __shfl_xor within a warp (wavefront)
   attention::tune_caps_from_env(d);
+  if (select_platform() != platform::nvidia) d.fence_once = 0;  // PTX fences only are cumulative (attention_gpu.hpp)
   d.notes = di.describe() + "; flags: " + std::string(select_platform() == platform::nvidia ? nvcc_flags : hipcc_flags);
   // Tensor cores (prefill_mma) on NVIDIA sm_70+; CONCORD_HIP_MMA=0 keeps prefill on CUDA cores (A/B runs).
   const char* mma = std::getenv("CONCORD_HIP_MMA");
