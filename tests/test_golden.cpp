@@ -415,12 +415,14 @@ TEST_CASE("the tensor-core prefill and decode compile for sm_90 (wgmma: sm_90a) 
                            {1000, 1, true, "prefill_mma", true, 8, true, true, 0, false, 256, true}}) {
     c.q_len = x.q_len, c.splits = x.splits, c.per_group = x.q_len < 4, c.heads = x.heads, c.f16_products = x.f16, dev.fused_combine = x.fused, dev.mma_sync = x.sync, dev.wgmma = x.wg, dev.prefill_rows = x.rows, dev.wgmma_overlap = x.overlap, c.head_dim = x.dim;
     dev.shared_optin = x.wg || x.dim > 128 ? 227 * 1024 : 0, dev.wgmma_swizzle = x.f16 || x.qshared, dev.wgmma_q_shared = x.qshared;  // 64-key sub-tiles in dynamic shared memory; both K/V layouts
+    dev.fence_once = x.sync && x.route == std::string("decode_mma") ? 2 : -1;  // the register decode's fused combines: the counter fenced once (release-acquire PTX)
     const auto p = attention::build(c, dev);
     REQUIRE(p.chosen.variant == x.route);
     CHECK((p.chosen.shape.find("mma.sync") != std::string::npos) == (x.sync && !x.wg));
     CHECK((p.chosen.shape.find("wgmma") != std::string::npos) == x.wg);
     CHECK(p.chosen.fused_combine == (x.route == std::string("decode_mma") && x.fused && x.splits > 1));
     const std::string src = codegen::hip_emitter().emit(p.plan);
+    CHECK((src.find("cc_fence_ar();") != std::string::npos) == (p.chosen.fused_combine && dev.fence_once == 2));
     CHECK((p.chosen.shape.find("f16 products") != std::string::npos) == x.f16);
     CHECK(p.chosen.shape.rfind(x.rows == 128 ? "128 rows" : x.route == std::string("prefill_mma") ? "64 rows" : "", 0) == 0);
     CHECK((p.chosen.shape.find("next S during the softmax") != std::string::npos) == x.overlap);
