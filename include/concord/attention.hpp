@@ -762,8 +762,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     const bool steps = dev.stream_steps > 0;
     if (steps) p.chosen.shape += ", splits by steps";
     auto tv = vals;
-    tv.insert(tv.end(), {{"NST", std::to_string((c.block + NG * U - 1) / (NG * U))}});
-    tv.insert(tv.end(), {{"WG", std::to_string(W)}, {"LN", std::to_string(L)}, {"C", std::to_string(C)}, {"U", std::to_string(U)}, {"NG", std::to_string(NG)},
+    tv.insert(tv.end(), {{"NST", std::to_string((c.block + NG * U - 1) / (NG * U))}, {"WG", std::to_string(W)}, {"LN", std::to_string(L)}, {"C", std::to_string(C)}, {"U", std::to_string(U)}, {"NG", std::to_string(NG)},
                          {"NGU", std::to_string(NG * U)}, {"UC", std::to_string(U * C)}, {"GQU", std::to_string(GQ * U)}, {"C8", std::to_string(8 * C)},
                          {"QN", std::to_string(GQ * 8 * C)}, {"D8N", std::to_string(D / 8)}, {"DPT", std::to_string((D + W - 1) / W)},
                          {"NE", std::to_string(spread ? (GQ * U + GQ + L - 1) / L : GQ * U + GQ)}, {"LE", spread ? std::to_string(L) : "1"}});

@@ -99,10 +99,11 @@ inline constexpr const char* stream_advance = R"(    while (k0 >= kend && e < e1
       if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
     }
 )";
-// Splits by steps (device_caps::stream_steps): the row's list is cnt blocks of NST steps of NGU keys,
-// and split sp takes steps [s0, s1) of them in equal shares (the first tst % nsp one more) over its nsp live splits (at least SMB
-// steps each), so a short list still fills the splits. Its first block starts o0 keys in, its last
-// ends o1 keys in; a split counts the blocks whose first step it holds.
+// Splits by steps (device_caps::stream_steps): the row's list is cnt blocks of NST steps of NGU
+// keys, tst steps in all, and split sp takes steps [s0, s1) of them: equal shares over its nsp live
+// splits (the first tst % nsp one more; at least SMB steps each), so a short list still fills the
+// splits. Its first block starts o0 keys in, its last ends o1 keys in; a split counts the blocks
+// whose first step it holds.
 inline constexpr const char* stream_live_steps = "  uint nsp = cnt * @NST@u / @SMB@u; nsp = nsp < 1u ? 1u : (nsp > @S@u ? @S@u : nsp);\n";
 inline constexpr const char* stream_range_steps = R"(  uint tst = cnt * @NST@u; uint sq = tst / nsp; uint sr = tst % nsp;
   uint s0 = sp < nsp ? sp * sq + (sp < sr ? sp : sr) : tst; uint s1 = sp < nsp ? s0 + sq + (sp < sr ? 1u : 0u) : tst;
