@@ -17,6 +17,13 @@ tensor f32_tensor(std::vector<float> v) {
   std::memcpy(t.bytes.data(), v.data(), v.size() * 4);
   return t;
 }
+// The attention stage's kernel body and the route's shape, as build() plans them for these caps.
+std::pair<std::string, std::string> attend_stage(const attention::config& c, const attention::device_caps& caps) {
+  const auto p = attention::build(c, caps);
+  for (const auto& st : p.plan.stages)
+    if (st.name == "sparse_attend") return {st.body, p.chosen.shape};
+  return {};
+}
 }  // namespace
 
 TEST_CASE("comparisons return bool and follow IEEE at the boundaries", "[core][semantics]") {
@@ -447,12 +454,7 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     auto d32 = c;
     d32.head_dim = 32;  // the wmma kernel would serve it: decode_stream first
     CHECK(attention::plan_route(d32, rf).variant == "decode_stream");
-    auto text = [&](const attention::device_caps& caps) {
-      const auto p = attention::build(c, caps);
-      for (const auto& st : p.plan.stages)
-        if (st.name == "sparse_attend") return std::pair{st.body, p.chosen.shape};
-      return std::pair{std::string(), std::string()};
-    };
+    auto text = [&](const attention::device_caps& caps) { return attend_stage(c, caps); };
     const auto [equal, equal_shape] = text(rf);  // splits take equal shares of sub-tiles, cutting blocks
     CHECK(equal.find("uint sb0 = sp < nsp ? uint(uint64_t(sp) * tsub / nsp) : tsub;") != std::string::npos);
     CHECK(equal_shape.find("whole blocks") == std::string::npos);
@@ -464,12 +466,7 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     CHECK(blocks_shape.find("whole blocks per split") != std::string::npos);
     auto cs = c;
     cs.splits = 6;  // live splits: one per 2 listed blocks at most; the fused combine reads those only
-    auto attend_text = [&](const attention::device_caps& caps) {
-      const auto p = attention::build(cs, caps);
-      for (const auto& st : p.plan.stages)
-        if (st.name == "sparse_attend") return std::pair{st.body, p.chosen.shape};
-      return std::pair{std::string(), std::string()};
-    };
+    auto attend_text = [&](const attention::device_caps& caps) { return attend_stage(cs, caps); };
     const auto [live, live_shape] = attend_text(rf);
     CHECK(live.find("uint nsp = cnt / 2u; nsp = nsp < 1u ? 1u : (nsp > 6u ? 6u : nsp);") != std::string::npos);
     CHECK(live.find("s < nsp") != std::string::npos);
@@ -511,12 +508,7 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
     sc.per_group = false, sc.q_len = 1, sc.kv_len = 4096, sc.block = 128, sc.splits = 6;
     auto st = dev;
     CHECK(attention::plan_route(sc, st).variant == "decode_stream");
-    auto body = [&](const attention::device_caps& caps) {
-      const auto p = attention::build(sc, caps);
-      for (const auto& sg : p.plan.stages)
-        if (sg.name == "sparse_attend") return std::pair{sg.body, p.chosen.shape};
-      return std::pair{std::string(), std::string()};
-    };
+    auto body = [&](const attention::device_caps& caps) { return attend_stage(sc, caps); };
     const auto [blocks, blocks_shape] = body(st);
     CHECK(blocks.find("uint tst = ") == std::string::npos);
     CHECK(blocks_shape.find("a split per 1 listed blocks at most") != std::string::npos);
