@@ -38,6 +38,11 @@ bench: build
 bench-quick: build
 	@bash scripts/bench.sh $(BUILD) --quick
 
+# On a machine with an NVIDIA GPU, nvcc and the NVIDIA Vulkan driver: the binaries of
+# scripts/gpu-prepare.sh, then scripts/gpu-check.sh's phase PHASE (default test; results in $$OUT).
+gpu-check: build
+	@bash scripts/gpu-prepare.sh $(BUILD) >/dev/null && bash scripts/gpu-check.sh $${PHASE:-test}
+
 format:
 	@clang-format -i $$(git ls-files '*.hpp' '*.cpp' | grep -v tests/golden)
 

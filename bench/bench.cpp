@@ -290,7 +290,7 @@ std::function<expr<boolean>(const attention::keep_terms&)> fraction_rule(double 
   return [f](const attention::keep_terms& t) {
     auto h = t.kv_block * 5 + t.q_block * 3;
     auto m = h - (h / 8) * 8;
-    return t.causal && ((m < static_cast<double>(std::lround(f * 8))) || t.kv_block == t.q_block);
+    return t.causal && ((m < std::lround(f * 8)) || t.kv_block == t.q_block);
   };
 }
 

@@ -8,6 +8,7 @@
 #include <concord/vulkan/glsl.hpp>
 #endif
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -23,9 +24,12 @@ int main(int argc, char** argv) {
   std::string out;
   bool list = false;
   std::vector<std::string> only;
+  const char* usage = "usage: concord-gen --out DIR [NAME...] | --list\n";
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
     else if (!std::strcmp(argv[i], "--list")) list = true;
+    else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return std::printf("%s", usage), 0;
+    else if (argv[i][0] == '-') return std::fprintf(stderr, "concord-gen: unknown option '%s'\n%s", argv[i], usage), 2;
     else only.push_back(argv[i]);
   }
   try {
@@ -34,10 +38,13 @@ int main(int argc, char** argv) {
       for (auto& [name, plan] : graphs) std::printf("%s (%zu stages)\n", name.c_str(), plan.stages.size());
       return 0;
     }
-    if (out.empty()) {
-      std::fprintf(stderr, "usage: concord-gen --out DIR [--list] [NAME...]\n");
-      return 2;
-    }
+    if (out.empty()) return std::fprintf(stderr, "%s", usage), 2;
+    for (const std::string& name : only)
+      if (std::none_of(graphs.begin(), graphs.end(), [&](const auto& g) { return g.first == name; })) {
+        std::string known;
+        for (auto& g : graphs) known += " " + g.first;
+        return std::fprintf(stderr, "concord-gen: no graph named '%s' (graphs:%s)\n", name.c_str(), known.c_str()), 2;
+      }
     std::function<std::vector<uint32_t>(const std::string&, const std::string&)> spirv;
 #if CONCORD_WITH_VULKAN
     spirv = [](const std::string& src, const std::string& name) {

@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   std::string qf, kf, vf, backend = "cpu", out = ".";
   attention::config c;
   c.window = 1, c.threshold = 0.0;
+  const std::string usage =
+      "usage: concord-attention --q q.npy --k k.npy --v v.npy [--backend cpu|vulkan] [--block 64] [--window 1]\n"
+      "                         [--sinks 0] [--top-k 0] [--threshold 0] [--per-group] [--dense] [--non-causal] [--out DIR]\n";
   try {
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -26,20 +29,40 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) throw error("concord-attention: " + a + " needs a value");
         return argv[++i];
       };
+      auto count = [&]() -> int64_t {
+        const std::string v = next();
+        size_t used = 0;
+        int64_t n = -1;
+        try {
+          n = std::stoll(v, &used);
+        } catch (const std::exception&) {
+        }
+        if (used != v.size() || n < 0) throw error("concord-attention: " + a + " expects a whole number >= 0, got '" + v + "'");
+        return n;
+      };
+      if (a == "--help" || a == "-h") return std::printf("%s", usage.c_str()), 0;
       if (a == "--q") qf = next();
       else if (a == "--k") kf = next();
       else if (a == "--v") vf = next();
       else if (a == "--backend") backend = next();
       else if (a == "--out") out = next();
-      else if (a == "--block") c.block = std::stoll(next());
-      else if (a == "--window") c.window = std::stoll(next());
-      else if (a == "--sinks") c.sinks = std::stoll(next());
-      else if (a == "--top-k") c.top_k = std::stoll(next());
-      else if (a == "--threshold") c.threshold = std::stod(next());
+      else if (a == "--block") c.block = count();
+      else if (a == "--window") c.window = count();
+      else if (a == "--sinks") c.sinks = count();
+      else if (a == "--top-k") c.top_k = count();
+      else if (a == "--threshold") {
+        const std::string v = next();
+        size_t used = 0;
+        try {
+          c.threshold = std::stod(v, &used);
+        } catch (const std::exception&) {
+        }
+        if (used != v.size() || used == 0) throw error("concord-attention: --threshold expects a number, got '" + v + "'");
+      }
       else if (a == "--per-group") c.per_group = true;
       else if (a == "--dense") c.dense = true;
       else if (a == "--non-causal") c.causal = false;
-      else throw error("concord-attention: unknown argument " + a);
+      else throw error("concord-attention: unknown argument " + a + "\n" + usage);
     }
     if (qf.empty() || kf.empty() || vf.empty()) throw error("concord-attention: --q, --k and --v are required");
     tensor q = npy::read(qf), k = npy::read(kf), v = npy::read(vf);

@@ -217,6 +217,41 @@ TEST_CASE("run-time inputs are checked against the graph's signature", "[core][b
   REQUIRE_THROWS_WITH(interpret(p, {tensor(dtype::f32, {5})}), Catch::Contains("f32[4]") && Catch::Contains("f32[5]"));
   REQUIRE_THROWS_WITH(interpret(p, {tensor(dtype::i32, {4})}), Catch::Contains("i32[4]"));
   REQUIRE_THROWS_AS(cpu::run(p, {tensor(dtype::f32, {3})}), shape_error);
+  tensor short_x(dtype::f32, {4});
+  short_x.bytes.resize(4);
+  REQUIRE_THROWS_WITH(interpret(p, {short_x}), Catch::Contains("holds 4 bytes, expected 16"));
+}
+
+TEST_CASE("a literal must be a value of the expression's type; an unassigned expression is named", "[core][bad-input]") {
+  graph g("lit");
+  auto x = g.input<i32>("x", {4});
+  auto u = g.input<u32>("u", {4});
+  auto f = g.input<f16>("f", {4});
+  REQUIRE_THROWS_WITH(u >= -1, Catch::Contains("literal -1 is not a value of u32"));
+  REQUIRE_THROWS_WITH(x < 3000000000LL, Catch::Contains("literal 3000000000 is not a value of i32"));
+  REQUIRE_THROWS_WITH(u + 4294967296LL, Catch::Contains("not a value of u32"));
+  REQUIRE_THROWS_WITH(g.constant<i32>(2.5, {4}), Catch::Contains("constant 2.5 is not a value of i32"));
+  REQUIRE_THROWS_WITH(g.constant<u32>(std::nan(""), {4}), Catch::Contains("not a value of u32"));
+  REQUIRE_THROWS_WITH(g.constant<i32>(2147483648.0, {4}), Catch::Contains("not a value of i32"));
+  expr<f32> unset;
+  REQUIRE_THROWS_WITH(unset + 1.0f, Catch::Contains("never assigned"));
+  REQUIRE_THROWS_WITH(g.output("o", unset), Catch::Contains("output 'o'") && Catch::Contains("never assigned"));
+  g.output("lo", x < -2147483647 - 1);
+  g.output("hi", u >= 4294967295u);
+  g.output("h", f < 2.5);
+  program p = lower(g);
+  std::vector<tensor> in{tensor(dtype::i32, {4}), tensor(dtype::u32, {4}), tensor(dtype::f16, {4})};
+  const int32_t xs[4] = {INT32_MIN, -1, 0, INT32_MAX};
+  const uint32_t us[4] = {0u, 1u, 4294967294u, 4294967295u};
+  const uint16_t fs[4] = {0x4100u, 0x40ffu, 0xc100u, 0x7c00u};  // 2.5, 2.498, -2.5, +inf
+  std::memcpy(in[0].bytes.data(), xs, 16), std::memcpy(in[1].bytes.data(), us, 16), std::memcpy(in[2].bytes.data(), fs, 8);
+  auto out = interpret(p, in);
+  const uint32_t lo[4] = {0, 0, 0, 0}, hi[4] = {0, 0, 0, 1}, h[4] = {0, 1, 1, 0};
+  for (int i = 0; i < 4; ++i) {
+    CHECK(out[0].as<uint32_t>()[i] == lo[i]);
+    CHECK(out[1].as<uint32_t>()[i] == hi[i]);
+    CHECK(out[2].as<uint32_t>()[i] == h[i]);
+  }
 }
 
 TEST_CASE("verify rejects hand-made malformed programs", "[core][verify]") {
@@ -688,6 +723,23 @@ TEST_CASE("attention routing: never aborts, logs shapes, strides, types, the cho
   REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("head_dim 2000"));
   c.head_dim = 64, c.q_len = 800;
   REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("q_len 800 > kv_len 700"));
+  c.q_len = 1, c.scale = std::numeric_limits<double>::quiet_NaN();
+  REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("scale nan is not finite"));
+  c.scale = 0;
+  graph one("one_input");
+  one.output("s", one.input<f32>("s", {1}) * 2.0f);
+  c.score_mod = lower(one);
+  REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("score_mod graph 'one_input' must be (f32 s, i32 q_pos, i32 k, i32 h) -> f32") &&
+                                                         Catch::Contains("it is (f32[1]) -> f32[1]"));
+  c.score_mod.reset();
+  graph fm("float_mask");
+  auto q = fm.input<i32>("q", {1});
+  fm.input<i32>("k", {1}), fm.input<i32>("h", {1});
+  fm.output("m", cast<f32>(q));
+  c.mask_mod = lower(fm);
+  REQUIRE_THROWS_WITH(attention::plan_route(c, dev), Catch::Contains("mask_mod graph 'float_mask'") && Catch::Contains("-> f32[1]"));
+  REQUIRE_THROWS_WITH(attention::rep_update_plan(2, 64, 100, 64, 32, dtype::i32), Catch::Contains("rep_update K dtype i32"));
+  REQUIRE_THROWS_WITH(attention::rep_update_plan(2, 100, 100, 64, 32, dtype::f16), Catch::Contains("old_len 100, new_len 100"));
 }
 
 TEST_CASE("attention build: a buffer beyond the device's largest binding is refused by name, not at dispatch", "[core][attention][route]") {

@@ -24,8 +24,18 @@ int main(int argc, char** argv) {
       in.push_back(b.type == dtype::boolean ? testing::make_input(b.type, b.shape, seed++) : testing::random_tensor(b.type, b.shape, seed++));
     }
     auto out = cpu::run(cpu::compile(plan), in);
-    for (size_t k = 0; k < in.size(); ++k) std::ofstream(std::string(argv[1]) + "/" + name + ".in" + std::to_string(k) + ".bin", std::ios::binary).write(reinterpret_cast<const char*>(in[k].bytes.data()), static_cast<std::streamsize>(in[k].bytes.size()));
-    for (size_t k = 0; k < out.size(); ++k) std::ofstream(std::string(argv[1]) + "/" + name + ".out" + std::to_string(k) + ".bin", std::ios::binary).write(reinterpret_cast<const char*>(out[k].bytes.data()), static_cast<std::streamsize>(out[k].bytes.size()));
+    auto save = [&](const std::string& what, size_t k, const tensor& t) {
+      const std::string path = std::string(argv[1]) + "/" + name + "." + what + std::to_string(k) + ".bin";
+      std::ofstream os(path, std::ios::binary);
+      if (!os.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size())).flush())
+        throw error("export_fixtures: cannot write " + path);
+    };
+    try {
+      for (size_t k = 0; k < in.size(); ++k) save("in", k, in[k]);
+      for (size_t k = 0; k < out.size(); ++k) save("out", k, out[k]);
+    } catch (const error& e) {
+      return std::fprintf(stderr, "%s\n", e.what()), 1;
+    }
     std::printf("export_fixtures: %s: %zu inputs, %zu outputs\n", name.c_str(), in.size(), out.size());
     return 0;
   }

@@ -95,6 +95,20 @@ inline void validate(const config& c) {
   if (c.head_dim > 1024) bad("head_dim " + std::to_string(c.head_dim) + " > 1024 (the accumulator limit of every variant)");
   if (c.kv_type != dtype::f32 && c.kv_type != dtype::f16) bad(std::string("K/V dtype ") + dtype_name(c.kv_type) + " (f32 or f16 only)");
   if (c.window < 0 || c.sinks < 0 || c.top_k < 0) bad("window, sinks and top_k must be >= 0");
+  if (!std::isfinite(c.scale)) bad("scale " + std::to_string(c.scale) + " is not finite (0 for 1/sqrt(head_dim))");
+  auto check_mod = [&](const std::optional<program>& m, const char* what, std::vector<dtype> ins, dtype out, const char* sig) {
+    if (!m) return;
+    bool ok = m->inputs.size() == ins.size() && m->outputs.size() == 1 && m->outputs[0].type == out && m->outputs[0].shape == shape_t{1};
+    for (size_t i = 0; ok && i < ins.size(); ++i) ok = m->inputs[i].type == ins[i] && m->inputs[i].shape == shape_t{1};
+    if (ok) return;
+    std::string got = "(";
+    for (size_t i = 0; i < m->inputs.size(); ++i) got += (i ? ", " : "") + std::string(dtype_name(m->inputs[i].type)) + to_string(m->inputs[i].shape);
+    got += ") -> ";
+    for (size_t i = 0; i < m->outputs.size(); ++i) got += (i ? ", " : "") + std::string(dtype_name(m->outputs[i].type)) + to_string(m->outputs[i].shape);
+    bad(std::string(what) + " graph '" + m->name + "' must be " + sig + ", each of shape [1]; it is " + got);
+  };
+  check_mod(c.score_mod, "score_mod", {dtype::f32, dtype::i32, dtype::i32, dtype::i32}, dtype::f32, "(f32 s, i32 q_pos, i32 k, i32 h) -> f32");
+  check_mod(c.mask_mod, "mask_mod", {dtype::i32, dtype::i32, dtype::i32}, dtype::boolean, "(i32 q_pos, i32 k, i32 h) -> bool");
 }
 
 struct route {
@@ -475,10 +489,11 @@ inline program selection_program(const config& c) {
   };
   const shape_t s3 = {LH, QB, KB};
   auto qb = g.iota<i32>(s3, 1), kb = g.iota<i32>(s3, 2);
-  auto kq = (min((qb + 1) * static_cast<double>(B), static_cast<double>(c.q_len)) - 1 + static_cast<double>(c.kv_len - c.q_len)) / static_cast<double>(B);
+  const int64_t window = std::min(c.window, c.kv_len + 1), sinks = std::min(c.sinks, c.kv_len);  // past the keys: the same rule, in i32
+  auto kq = (min((qb + 1) * B, c.q_len) - 1 + (c.kv_len - c.q_len)) / B;
   auto causal = kb <= kq;
-  auto in_window = c.causal ? (kq - kb) < static_cast<double>(c.window) : abs(kq - kb) < static_cast<double>(c.window);
-  auto is_sink = kb < static_cast<double>(c.sinks);
+  auto in_window = c.causal ? (kq - kb) < window : abs(kq - kb) < window;
+  auto is_sink = kb < sinks;
   expr<f32> score = g.constant<f32>(0.0, s3);
   expr<boolean> salient = g.constant<boolean>(0.0, s3);
   if (!c.dense) {
@@ -503,7 +518,7 @@ inline program selection_program(const config& c) {
       auto other_ok = c.causal ? expand(causal, 2, KB) : g.constant<boolean>(1.0, s4);
       auto higher = other_ok && (other > mine || (other == mine && j < me));
       auto rank = sum(cast<i32>(higher), 3);
-      salient = !is_nan(score) && rank < static_cast<double>(c.top_k);
+      salient = !is_nan(score) && rank < std::min<int64_t>(c.top_k, KB + 1);
     } else {
       salient = above(score, c.threshold);
     }
@@ -691,8 +706,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   const int32_t index = kp.add_buffer("kv_index", dtype::u32, {LH * QB * KB}, buffer_role::temp);
   const int32_t keep = kp.buffer_named("keep"), q = kp.buffer_named("q"), k = kp.buffer_named("k");
   std::string helpers;
-  helpers += c.score_mod ? std::string() : "CC_FN float cc_score_mod(float s, int q, int k, int h) { return s; }\n";
-  helpers += c.mask_mod ? std::string() : "CC_FN bool cc_mask_mod(int q, int k, int h) { return true; }\n";
+  helpers += c.score_mod ? std::string() : "CC_FN float cc_score_mod(float s, int, int, int) { return s; }\n";
+  helpers += c.mask_mod ? std::string() : "CC_FN bool cc_mask_mod(int, int, int) { return true; }\n";
   char scale[48];
   std::snprintf(scale, sizeof scale, "%.9ef", static_cast<double>(static_cast<float>(c.sm_scale())));
   const std::vector<std::pair<std::string, std::string>> vals = {
@@ -982,6 +997,8 @@ inline codegen::kernel_plan rep_append_plan(int64_t kv_heads, int64_t old_len, i
 //   inputs: k [Hkv, new_len, D], sum, min, max, mean (inout), recip f32 [B]; outputs: sum, min, max, mean
 inline codegen::kernel_plan rep_update_plan(int64_t kv_heads, int64_t old_len, int64_t new_len, int64_t D, int64_t B, dtype kv_type) {
   detail::check_rep_lengths("rep_update", kv_heads, old_len, new_len, D, B);
+  if (kv_type != dtype::f32 && kv_type != dtype::f16)
+    throw shape_error(std::string("concord attention: rep_update K dtype ") + dtype_name(kv_type) + " (f32 or f16 only)");
   using codegen::buffer_role;
   codegen::kernel_plan kp;
   kp.prog.name = "rep_update";

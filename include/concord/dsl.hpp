@@ -5,9 +5,11 @@
 #pragma once
 #include <concord/ir.hpp>
 
+#include <cmath>
 #include <concepts>
 #include <memory>
 #include <type_traits>
+#include <utility>
 
 namespace concord {
 
@@ -47,6 +49,7 @@ class graph {
 
   template <value_tag T>
   void output(std::string name, expr<T> e) {
+    if (!e.g) throw shape_error("concord: output '" + name + "' of graph '" + p_.name + "' is an expression that was never assigned");
     own(e.g);
     for (const io_desc& d : p_.outputs)
       if (d.name == name) throw shape_error("concord: graph '" + p_.name + "' already has an output named '" + name + "'");
@@ -61,9 +64,16 @@ class graph {
     return {this, add({.code = op::iota, .type = T::code, .shape = std::move(shape), .axis = axis})};
   }
 
+  // An i32 / u32 constant must be a whole number in the type's range (no silent wrap or truncation);
+  // f32 / f16 constants round to nearest even.
   template <value_tag T>
   expr<T> constant(double v, shape_t shape) {
     checked_numel(shape, "constant");
+    if constexpr (std::is_same_v<T, i32> || std::is_same_v<T, u32>) {
+      const double lo = std::is_same_v<T, i32> ? -2147483648.0 : 0.0, hi = std::is_same_v<T, i32> ? 2147483647.0 : 4294967295.0;
+      if (!(v >= lo && v <= hi) || v != std::trunc(v))
+        throw shape_error("concord: constant " + format_value(dtype::f32, v) + " is not a value of " + std::string(dtype_name(T::code)) + " (graph '" + p_.name + "')");
+    }
     return {this, add({.code = op::constant, .type = T::code, .shape = std::move(shape), .value = sem::round_to(T::code, v)})};
   }
 
@@ -91,25 +101,44 @@ class graph {
 };
 
 template <value_tag T>
-const shape_t& expr<T>::shape() const { return g->at(id).shape; }
+const shape_t& expr<T>::shape() const {
+  if (!g) throw shape_error("concord: use of an expression that was never assigned (a default-constructed expr)");
+  return g->at(id).shape;
+}
 
 namespace detail {
 
+template <value_tag T>
+graph* graph_of(const expr<T>& e) {
+  if (!e.g) throw shape_error("concord: use of an expression that was never assigned (a default-constructed expr)");
+  return e.g;
+}
+
 template <value_tag R, value_tag... A>
 expr<R> make(op code, const expr<A>&... a) {
-  graph* g = std::get<0>(std::tie(a...)).g;
-  (g->own(a.g), ...);
+  graph* g = graph_of(std::get<0>(std::tie(a...)));
+  (g->own(graph_of(a)), ...);
   node n{.code = code, .type = R::code, .shape = std::get<0>(std::tie(a...)).shape()};
   int k = 0;
   ((n.args[k++] = a.id), ...);
   return {g, g->add(std::move(n))};
 }
 
-template <value_tag T>
-expr<T> lift(const expr<T>& like, double v) { return like.g->template constant<T>(v, like.shape()); }
-
 template <class S>
 concept scalar = std::is_arithmetic_v<S> && !std::same_as<S, bool>;
+
+// A literal beside an expression takes the expression's type: a floating literal beside an
+// integer expression is a compile error, an integer literal outside the type's range a shape_error.
+template <value_tag T, scalar S>
+expr<T> lift(const expr<T>& like, S v) {
+  static_assert(!((std::is_same_v<T, i32> || std::is_same_v<T, u32>) && std::is_floating_point_v<S>),
+                "concord: a floating-point literal beside an integer expression; write an integer literal or cast<> the expression");
+  if constexpr (std::is_integral_v<S> && (std::is_same_v<T, i32> || std::is_same_v<T, u32>)) {
+    if (!std::in_range<std::conditional_t<std::is_same_v<T, i32>, int32_t, uint32_t>>(v))
+      throw shape_error("concord: literal " + std::to_string(v) + " is not a value of " + std::string(dtype_name(T::code)));
+  }
+  return graph_of(like)->template constant<T>(static_cast<double>(v), like.shape());
+}
 
 }  // namespace detail
 
@@ -121,9 +150,9 @@ concept scalar = std::is_arithmetic_v<S> && !std::same_as<S, bool>;
     return detail::make<T>(op::code, a, b);                                                           \
   }                                                                                                   \
   template <value_tag T, detail::scalar S>                                                            \
-  expr<T> operator sym(const expr<T>& a, S b) { return a sym detail::lift(a, static_cast<double>(b)); } \
+  expr<T> operator sym(const expr<T>& a, S b) { return a sym detail::lift(a, b); } \
   template <value_tag T, detail::scalar S>                                                            \
-  expr<T> operator sym(S a, const expr<T>& b) { return detail::lift(b, static_cast<double>(a)) sym b; }
+  expr<T> operator sym(S a, const expr<T>& b) { return detail::lift(b, a) sym b; }
 CONCORD_ARITH(+, add)
 CONCORD_ARITH(-, sub)
 CONCORD_ARITH(*, mul)
@@ -144,9 +173,9 @@ expr<T> operator-(const expr<T>& a) {
     return detail::make<boolean>(op::code, a, b);                                                        \
   }                                                                                                      \
   template <value_tag T, detail::scalar S>                                                               \
-  expr<boolean> operator sym(const expr<T>& a, S b) { return a sym detail::lift(a, static_cast<double>(b)); } \
+  expr<boolean> operator sym(const expr<T>& a, S b) { return a sym detail::lift(a, b); } \
   template <value_tag T, detail::scalar S>                                                               \
-  expr<boolean> operator sym(S a, const expr<T>& b) { return detail::lift(b, static_cast<double>(a)) sym b; }
+  expr<boolean> operator sym(S a, const expr<T>& b) { return detail::lift(b, a) sym b; }
 CONCORD_CMP(<, lt, false)
 CONCORD_CMP(<=, le, false)
 CONCORD_CMP(>, gt, false)
@@ -181,9 +210,9 @@ expr<T> select(const expr<C>& c, const expr<T>& a, const expr<T>& b) {
   return detail::make<T>(op::select, c, a, b);
 }
 template <value_tag C, value_tag T, detail::scalar S>
-expr<T> select(const expr<C>& c, const expr<T>& a, S b) { return select(c, a, detail::lift(a, static_cast<double>(b))); }
+expr<T> select(const expr<C>& c, const expr<T>& a, S b) { return select(c, a, detail::lift(a, b)); }
 template <value_tag C, value_tag T, detail::scalar S>
-expr<T> select(const expr<C>& c, S a, const expr<T>& b) { return select(c, detail::lift(b, static_cast<double>(a)), b); }
+expr<T> select(const expr<C>& c, S a, const expr<T>& b) { return select(c, detail::lift(b, a), b); }
 
 template <value_tag To, value_tag From>
 expr<To> cast(const expr<From>& a) { return detail::make<To>(op::cast, a); }
@@ -224,8 +253,8 @@ expr<T> max(const expr<T>& a, const expr<T>& b) {
   static_assert(numeric_tag<T>, "concord: max of bool");
   return detail::make<T>(op::max, a, b);
 }
-template <value_tag T, detail::scalar S> expr<T> min(const expr<T>& a, S b) { return min(a, detail::lift(a, static_cast<double>(b))); }
-template <value_tag T, detail::scalar S> expr<T> max(const expr<T>& a, S b) { return max(a, detail::lift(a, static_cast<double>(b))); }
+template <value_tag T, detail::scalar S> expr<T> min(const expr<T>& a, S b) { return min(a, detail::lift(a, b)); }
+template <value_tag T, detail::scalar S> expr<T> max(const expr<T>& a, S b) { return max(a, detail::lift(a, b)); }
 
 // ---- shape ops ----
 template <value_tag T>

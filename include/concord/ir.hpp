@@ -188,11 +188,16 @@ inline void verify(const program& p) {
 inline void check_inputs(const program& p, const std::vector<tensor>& inputs) {
   if (inputs.size() != p.inputs.size())
     throw shape_error("concord: graph '" + p.name + "' takes " + std::to_string(p.inputs.size()) + " inputs, got " + std::to_string(inputs.size()));
-  for (size_t i = 0; i < inputs.size(); ++i)
-    if (inputs[i].type != p.inputs[i].type || inputs[i].shape != p.inputs[i].shape ||
-        inputs[i].bytes.size() != static_cast<size_t>(numel(p.inputs[i].shape)) * dtype_bytes(p.inputs[i].type))
-      throw shape_error("concord: input '" + p.inputs[i].name + "' expects " + dtype_name(p.inputs[i].type) + to_string(p.inputs[i].shape) +
-                        ", got " + dtype_name(inputs[i].type) + to_string(inputs[i].shape));
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const io_desc& d = p.inputs[i];
+    if (inputs[i].type != d.type || inputs[i].shape != d.shape)
+      throw shape_error("concord: input '" + d.name + "' expects " + dtype_name(d.type) + to_string(d.shape) + ", got " + dtype_name(inputs[i].type) +
+                        to_string(inputs[i].shape));
+    const size_t want = static_cast<size_t>(numel(d.shape)) * dtype_bytes(d.type);
+    if (inputs[i].bytes.size() != want)
+      throw shape_error("concord: input '" + d.name + "' (" + dtype_name(d.type) + to_string(d.shape) + ") holds " + std::to_string(inputs[i].bytes.size()) +
+                        " bytes, expected " + std::to_string(want));
+  }
 }
 
 }  // namespace concord

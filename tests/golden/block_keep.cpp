@@ -61,10 +61,10 @@ extern "C" void block_keep_s0(void* const* params, uint begin, uint end) {
       for (uint l = 0u; l < 16u; ++l) {
         uint r = r0_l[l] + t;
         if (r >= r1_l[l]) continue;
-        uint j0 = j0_l[l];
-        uint j1 = j1_l[l];
-        uint j2 = j2_l[l];
-        uint j3 = j3_l[l];
+        [[maybe_unused]] uint j0 = j0_l[l];
+        [[maybe_unused]] uint j1 = j1_l[l];
+        [[maybe_unused]] uint j2 = j2_l[l];
+        [[maybe_unused]] uint j3 = j3_l[l];
         float acc = acc_l[l];
           uint j4 = j1 + r * 16u;
           float t5 = cc_ftz(p0[j4]);
@@ -74,10 +74,10 @@ extern "C" void block_keep_s0(void* const* params, uint begin, uint end) {
     }
     for (uint l = 0u; l < 16u && i0 + l < end; ++l) {
       uint i = i0 + l;
-      uint j0 = j0_l[l];
-      uint j1 = j1_l[l];
-      uint j2 = j2_l[l];
-      uint j3 = j3_l[l];
+      [[maybe_unused]] uint j0 = j0_l[l];
+      [[maybe_unused]] uint j1 = j1_l[l];
+      [[maybe_unused]] uint j2 = j2_l[l];
+      [[maybe_unused]] uint j3 = j3_l[l];
       float acc = acc_l[l];
       p1[i] = acc;
     }
@@ -107,10 +107,10 @@ extern "C" void block_keep_s1(void* const* params, uint begin, uint end) {
       for (uint l = 0u; l < 16u; ++l) {
         uint r = r0_l[l] + t;
         if (r >= r1_l[l]) continue;
-        uint j0 = j0_l[l];
-        uint j1 = j1_l[l];
-        uint j2 = j2_l[l];
-        uint j3 = j3_l[l];
+        [[maybe_unused]] uint j0 = j0_l[l];
+        [[maybe_unused]] uint j1 = j1_l[l];
+        [[maybe_unused]] uint j2 = j2_l[l];
+        [[maybe_unused]] uint j3 = j3_l[l];
         float acc = acc_l[l];
           uint j4 = j2 + r;
           uint j5 = j3 + r;
@@ -124,10 +124,10 @@ extern "C" void block_keep_s1(void* const* params, uint begin, uint end) {
     }
     for (uint l = 0u; l < 16u && i0 + l < end; ++l) {
       uint i = i0 + l;
-      uint j0 = j0_l[l];
-      uint j1 = j1_l[l];
-      uint j2 = j2_l[l];
-      uint j3 = j3_l[l];
+      [[maybe_unused]] uint j0 = j0_l[l];
+      [[maybe_unused]] uint j1 = j1_l[l];
+      [[maybe_unused]] uint j2 = j2_l[l];
+      [[maybe_unused]] uint j3 = j3_l[l];
       float acc = acc_l[l];
       int t10 = int((i % 4u));
       int t11 = int(((i / 4u) % 4u));

@@ -61,10 +61,10 @@ extern "C" void block_scores_s0(void* const* params, uint begin, uint end) {
       for (uint l = 0u; l < 16u; ++l) {
         uint r = r0_l[l] + t;
         if (r >= r1_l[l]) continue;
-        uint j0 = j0_l[l];
-        uint j1 = j1_l[l];
-        uint j2 = j2_l[l];
-        uint j3 = j3_l[l];
+        [[maybe_unused]] uint j0 = j0_l[l];
+        [[maybe_unused]] uint j1 = j1_l[l];
+        [[maybe_unused]] uint j2 = j2_l[l];
+        [[maybe_unused]] uint j3 = j3_l[l];
         float acc = acc_l[l];
           uint j4 = j1 + r * 16u;
           float t5 = cc_h2f(uint(p0[j4]));
@@ -74,10 +74,10 @@ extern "C" void block_scores_s0(void* const* params, uint begin, uint end) {
     }
     for (uint l = 0u; l < 16u && i0 + l < end; ++l) {
       uint i = i0 + l;
-      uint j0 = j0_l[l];
-      uint j1 = j1_l[l];
-      uint j2 = j2_l[l];
-      uint j3 = j3_l[l];
+      [[maybe_unused]] uint j0 = j0_l[l];
+      [[maybe_unused]] uint j1 = j1_l[l];
+      [[maybe_unused]] uint j2 = j2_l[l];
+      [[maybe_unused]] uint j3 = j3_l[l];
       float acc = acc_l[l];
       acc = cc_ftz(acc * ((j3 - j2 == 32u) ? (0.03125f) : (0.25f)));
       float t6 = cc_rh(acc);
@@ -109,10 +109,10 @@ extern "C" void block_scores_s1(void* const* params, uint begin, uint end) {
       for (uint l = 0u; l < 16u; ++l) {
         uint r = r0_l[l] + t;
         if (r >= r1_l[l]) continue;
-        uint j0 = j0_l[l];
-        uint j1 = j1_l[l];
-        uint j2 = j2_l[l];
-        uint j3 = j3_l[l];
+        [[maybe_unused]] uint j0 = j0_l[l];
+        [[maybe_unused]] uint j1 = j1_l[l];
+        [[maybe_unused]] uint j2 = j2_l[l];
+        [[maybe_unused]] uint j3 = j3_l[l];
         float acc = acc_l[l];
           uint j4 = j2 + r;
           uint j5 = j3 + r;
@@ -126,10 +126,10 @@ extern "C" void block_scores_s1(void* const* params, uint begin, uint end) {
     }
     for (uint l = 0u; l < 16u && i0 + l < end; ++l) {
       uint i = i0 + l;
-      uint j0 = j0_l[l];
-      uint j1 = j1_l[l];
-      uint j2 = j2_l[l];
-      uint j3 = j3_l[l];
+      [[maybe_unused]] uint j0 = j0_l[l];
+      [[maybe_unused]] uint j1 = j1_l[l];
+      [[maybe_unused]] uint j2 = j2_l[l];
+      [[maybe_unused]] uint j3 = j3_l[l];
       float acc = acc_l[l];
       float t10 = cc_rh(acc);
       p2[i] = uint16_t(cc_f2h(t10));

@@ -106,8 +106,8 @@ extern "C" int sparse_compact_launch(void* const* params, uint count, void* stre
 #undef CC_LD_DONE
 #undef CC_ST_DONE
 
-CC_FN float cc_score_mod(float s, int q, int k, int h) { return s; }
-CC_FN bool cc_mask_mod(int q, int k, int h) { return true; }
+CC_FN float cc_score_mod(float s, int, int, int) { return s; }
+CC_FN bool cc_mask_mod(int, int, int) { return true; }
 #ifdef __HIP_PLATFORM_AMD__
 #error "concord tensor-core kernels (prefill_mma, decode_mma) are built on nvcuda::wmma (NVIDIA); plan AMD targets with device_caps::mma_f16 = false"
 #endif

@@ -106,8 +106,8 @@ extern "C" int sparse_compact_launch(void* const* params, uint count, void* stre
 #undef CC_LD_DONE
 #undef CC_ST_DONE
 
-CC_FN float cc_score_mod(float s, int q, int k, int h) { return s; }
-CC_FN bool cc_mask_mod(int q, int k, int h) { return true; }
+CC_FN float cc_score_mod(float s, int, int, int) { return s; }
+CC_FN bool cc_mask_mod(int, int, int) { return true; }
 #ifndef CC_VEC8_HELPERS
 #define CC_VEC8_HELPERS
 #define CC_RAW8 uint4

@@ -51,8 +51,8 @@ CC_FN float cc_h2f(uint h) {
 }
 CC_FN float cc_rh(float x) { return cc_h2f(cc_f2h(x)); }
 
-CC_FN float cc_score_mod(float s, int q, int k, int h) { return s; }
-CC_FN bool cc_mask_mod(int q, int k, int h) { return true; }
+CC_FN float cc_score_mod(float s, int, int, int) { return s; }
+CC_FN bool cc_mask_mod(int, int, int) { return true; }
 #define CC_RAW8 uvec4
 #define CC_CVT8(cc_w, cc_f) { vec2 cc_a; cc_a = unpackHalf2x16((cc_w).x); (cc_f)[0] = cc_a.x; (cc_f)[1] = cc_a.y; cc_a = unpackHalf2x16((cc_w).y); (cc_f)[2] = cc_a.x; (cc_f)[3] = cc_a.y; cc_a = unpackHalf2x16((cc_w).z); (cc_f)[4] = cc_a.x; (cc_f)[5] = cc_a.y; cc_a = unpackHalf2x16((cc_w).w); (cc_f)[6] = cc_a.x; (cc_f)[7] = cc_a.y; }
 #define CC_FENCE() memoryBarrierBuffer()

@@ -100,7 +100,7 @@ class cpp_emitter : public c_emitter {
     std::string s = "    if (i0 % " + L + "u == 0u && i0 + " + L + "u <= end) {\n      " + rp.acc_type + " acc_l[" + L + "];\n";
     s += "      for (uint l = 0u; l < " + L + "u; ++l) acc_l[l] = " + rp.acc_init + ";\n";
     std::string lanes_in;  // the prologue's lines per lane
-    for (const auto& [nm, e] : rp.index) s += "      uint " + nm + "_0 = " + first_lane(e, rp.lanes) + ";\n", lanes_in += "        uint " + nm + " = " + lane_value(nm, rp.lanes.at(nm)) + ";\n";
+    for (const auto& [nm, e] : rp.index) s += "      uint " + nm + "_0 = " + first_lane(e, rp.lanes) + ";\n", lanes_in += "        [[maybe_unused]] uint " + nm + " = " + lane_value(nm, rp.lanes.at(nm)) + ";\n";
     s += "      for (uint r = " + first_bound(rp, rp.r0) + "; r < " + first_bound(rp, rp.r1) + "; ++r) {\n";
     std::string body = rp.loop;
     for (const auto& [nm, e] : rp.loop_index) {
@@ -121,7 +121,7 @@ class cpp_emitter : public c_emitter {
     std::string s = open + "  for (uint i0 = begin; i0 < end; i0 += " + L + "u) {\n" + (uniform_lanes(rp) ? fast_lanes(rp) : std::string()) + "    " + rp.acc_type +
                     " acc_l[" + L + "]; uint r0_l[" + L + "], r1_l[" + L + "], span = 0u;\n";
     std::string restore;  // the lane's index values, inside the step and epilogue loops
-    for (const auto& [nm, e] : rp.index) s += "    uint " + nm + "_l[" + L + "];\n", restore += "      uint " + nm + " = " + nm + "_l[l];\n";
+    for (const auto& [nm, e] : rp.index) s += "    uint " + nm + "_l[" + L + "];\n", restore += "      [[maybe_unused]] uint " + nm + " = " + nm + "_l[l];\n";
     s += "    for (uint l = 0u; l < " + L + "u; ++l) {\n      uint i = i0 + l < end ? i0 + l : i0;\n";
     for (const auto& [nm, e] : rp.index) s += "      uint " + nm + " = " + e + "; " + nm + "_l[l] = " + nm + ";\n";
     s += "      acc_l[l] = " + rp.acc_init + "; r0_l[l] = " + rp.r0 + "; r1_l[l] = i0 + l < end ? " + rp.r1 + " : " + rp.r0 + ";\n";

@@ -12,6 +12,7 @@
 #include <concord/codegen/hip.hpp>
 #include <concord/jit.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -91,8 +92,9 @@ inline std::vector<exported_file> export_plan(kernel_plan kp, const std::string&
 inline void write_files(const std::string& dir, const std::vector<exported_file>& files) {
   for (const exported_file& f : files) {
     std::ofstream os(dir + "/" + f.name, std::ios::binary);
-    if (!os) throw error("concord export: cannot write " + dir + "/" + f.name);
+    if (!os) throw error("concord export: cannot write " + dir + "/" + f.name + (std::filesystem::is_directory(dir) ? "" : " (no directory " + dir + ")"));
     os << f.text;
+    if (!os.flush()) throw error("concord export: writing " + dir + "/" + f.name + " failed");
   }
 }
 
