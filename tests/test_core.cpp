@@ -191,6 +191,7 @@ TEST_CASE("shape errors name the shapes", "[core][bad-input]") {
   REQUIRE_THROWS_WITH(sum(a, 2), Catch::Contains("axis 2"));
   REQUIRE_THROWS_WITH(pool_max(a, 1, 0), Catch::Contains("block 0"));
   REQUIRE_THROWS_WITH(reshape(a, {5, 5}), Catch::Contains("element count"));
+  REQUIRE_THROWS_WITH(expand(a, 0, 0), Catch::Contains("graph 'bad' node %") && Catch::Contains("(expand)") && Catch::Contains("[0,4,8]"));
   REQUIRE_THROWS_WITH(g.input<f32>("a", {2}), Catch::Contains("already has an input named 'a'"));
   graph other("other");
   auto z = other.input<f32>("z", {4, 8});

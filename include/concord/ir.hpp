@@ -88,7 +88,7 @@ inline void verify_node(const program& p, size_t i) {
   {
     const node& n = p.nodes[i];
     const op_info& oi = info(n.code);
-    checked_numel(n.shape, "node %" + std::to_string(i));
+    checked_numel(n.shape, "graph '" + p.name + "' node %" + std::to_string(i) + " (" + std::string(op_name(n.code)) + ")");
     const node* a[3] = {};
     for (int k = 0; k < oi.arity; ++k) {
       if (n.args[k] < 0 || static_cast<size_t>(n.args[k]) >= i) detail::fail(p, i, "operand is not an earlier node");
