@@ -397,6 +397,10 @@ TEST_CASE("concord-attention reads .npy inputs and writes the pipeline's output 
   log = jit::run_command(std::string(CONCORD_ATTENTION_CLI) + " --q " + dir + "/k.npy --k " + dir + "/k.npy --v " + dir + "/v.npy", status);
   CHECK(status != 0);
   CHECK(log.find("q must be f32") != std::string::npos);
+  status = 0;
+  log = jit::run_command(std::string(CONCORD_ATTENTION_CLI) + " --q " + dir + "/q.npy --k " + dir + "/k.npy --v " + dir + "/v.npy --block 16x", status);
+  CHECK(status != 0);
+  CHECK(log.find("--block expects a whole number >= 0, got '16x'") != std::string::npos);
 }
 #endif
 
