@@ -50,6 +50,7 @@ TEST_CASE("regression: keep = (score > 0) || in_window is false at score 0, -0 a
 
 TEST_CASE("random graphs: seeded differential test against the interpreter", "[random]") {
   const int budget = random_budget();
+  REQUIRE(budget >= 1);  // CONCORD_RANDOM_GRAPHS must be a count >= 1, or the loop below checks nothing
   const uint64_t base = std::getenv("CONCORD_RANDOM_SEED") ? std::strtoull(std::getenv("CONCORD_RANDOM_SEED"), nullptr, 10) : 1000;
   int64_t total = 0;
   for (int k = 0; k < budget; ++k) {

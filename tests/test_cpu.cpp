@@ -15,6 +15,7 @@ concord::attention::device_caps backend_caps() {
   return d;
 }
 const char* backend_name() { return portable_kernels ? "cpu (portable kernels)" : "cpu"; }
+[[maybe_unused]] const bool div_sqrt_exact = (concord::testing::div_sqrt_rounded() = true);  // correctly rounded here
 
 TEST_CASE("attention: the portable kernels (row, row_group, decode_split*) also run as C++", "[attention][portable]") {
   portable_kernels = true;

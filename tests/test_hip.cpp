@@ -16,6 +16,7 @@ concord::testing::plan_runner backend_plan_runner() {
 }
 concord::attention::device_caps backend_caps() { return concord::hip::caps(); }
 const char* backend_name() { return "hip"; }
+[[maybe_unused]] const bool div_sqrt_exact = (concord::testing::div_sqrt_rounded() = true);  // correctly rounded here
 
 // The 16-byte loads of the cooperative kernels (CC_LDV8_, CC_LDR8_ + CC_CVT8) from a 16-byte
 // aligned pointer and, through the scalar fallback, from one 2 bytes past it: every half read as

@@ -403,7 +403,9 @@ TEST_CASE("compile and run from several threads at once", "[vulkan]") {
         const uint32_t n = 64 * 50;
         buffer x = ctx.alloc(n * 4);
         size_t wrong = 0;
+        const std::vector<uint32_t> poison(n, 0xDEADBEEFu);
         for (int rep = 0; rep < 10; ++rep) {
+          x.upload(poison.data(), n * 4);  // each repetition must write every element again
           dispatch_cmd c;
           c.pipe = pipe.get();
           c.buffers = {&x};

@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   int in_k = 0;
   for (int b = 0; b < nb; ++b) {
     if (hipMalloc(&dev[b], bufs[b].bytes + 4) != hipSuccess) return std::fprintf(stderr, "hipMalloc %zu failed\n", bufs[b].bytes), 1;
-    (void)hipMemset(dev[b], 0xA5, bufs[b].bytes + 4);
+    (void)hipMemset(dev[b], 0x7B, bufs[b].bytes + 4);  // concord's poison_byte
     if (!std::strcmp(bufs[b].role, "input") || !std::strcmp(bufs[b].role, "inout")) {
       size_t len = 0;
       std::snprintf(path, sizeof path, "%s/%s.in%d.bin", argv[3], argv[4], in_k++);

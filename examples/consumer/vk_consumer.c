@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
     CHECK(vkAllocateMemory(dev, &mai, NULL, &vm[b]));
     CHECK(vkBindBufferMemory(dev, vb[b], vm[b], 0));
     CHECK(vkMapMemory(dev, vm[b], 0, bytes, 0, &map[b]));
-    memset(map[b], 0xA5, bytes); /* poison */
+    memset(map[b], 0x7B, bytes); /* poison: concord's poison_byte */
     if (!strcmp(bufs[b].role, "input") || !strcmp(bufs[b].role, "inout")) {
       size_t len = 0;
       snprintf(path, sizeof path, "%s/%s.in%d.bin", argv[2], argv[3], in_k++);

@@ -70,6 +70,11 @@ inline int64_t numel(const shape_t& s) {
   return n;
 }
 
+// The byte every backend fills unwritten buffers with: a large finite value in every type (f32
+// 1.3e36, f16 61280, i32 / u32 2071690107, a bool word that is neither 0 nor 1), so an unwritten
+// element fails any tolerance and is never taken for a NaN, a zero or a valid bool.
+inline constexpr uint8_t poison_byte = 0x7B;
+
 // A host tensor: dtype, shape and raw storage bytes in the layout above (row-major, contiguous).
 struct tensor {
   dtype type = dtype::f32;
@@ -85,8 +90,8 @@ struct tensor {
   T* as() { return reinterpret_cast<T*>(bytes.data()); }
   template <class T>
   const T* as() const { return reinterpret_cast<const T*>(bytes.data()); }
-  // Fills every byte with a poison pattern so unwritten outputs are caught.
-  void poison() { std::memset(bytes.data(), 0xA5, bytes.size()); }
+  // Fills every byte with poison_byte so unwritten outputs are caught.
+  void poison() { std::memset(bytes.data(), poison_byte, bytes.size()); }
 };
 
 }  // namespace concord

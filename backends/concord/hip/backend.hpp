@@ -87,7 +87,7 @@ inline device_buffers prepare(const compiled& c, const std::vector<tensor>& inpu
     const size_t bytes = static_cast<size_t>(numel(r.shape)) * dtype_bytes(r.type);
     d.bufs.emplace_back(bytes);
     if (codegen::is_given(r.role)) d.bufs.back().upload(inputs[in++].bytes.data(), bytes);
-    else d.bufs.back().fill_bytes(0xA5);
+    else d.bufs.back().fill_bytes(poison_byte);
   }
   for (buffer& b : d.bufs) d.ptr.push_back(b.data());
   return d;

@@ -88,7 +88,7 @@ inline device_buffers prepare(const compiled& c, const std::vector<tensor>& inpu
       padded.resize((bytes + 3) / 4 * 4, 0);
       d.bufs.back().upload(padded.data(), padded.size());
     } else {
-      std::vector<uint8_t> poison((bytes + 3) / 4 * 4, 0xA5);
+      std::vector<uint8_t> poison((bytes + 3) / 4 * 4, poison_byte);
       d.bufs.back().upload(poison.data(), poison.size());
     }
   }
