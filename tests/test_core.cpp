@@ -761,3 +761,93 @@ TEST_CASE("attention build: a buffer beyond the device's largest binding is refu
   c.q_len = c.kv_len = 8192, c.heads = c.kv_heads = 1, dev.max_buffer_bytes = 1 << 20;
   REQUIRE_THROWS_WITH(attention::build(c, dev), Catch::Contains("buffer q needs 4194304 bytes"));
 }
+
+// The keep rule against a model written apart from attention.hpp's graph: integer q and k make every
+// pooled mean and block score exact in f32, so ties, the threshold and top-k ranks are decided in
+// float64 here exactly as the graph decides them in f32.
+TEST_CASE("selection: the keep mask matches an independent scalar model of the keep rule", "[core][attention][keep]") {
+  struct variant {
+    int64_t q_len;
+    bool causal, per_group;
+    attention::pool_kind pooling;
+    int64_t window, sinks, top_k;
+    double threshold;
+  };
+  const variant vs[] = {{24, true, false, attention::pool_kind::mean, 1, 0, 0, 0.0},    {24, true, false, attention::pool_kind::mean, 2, 1, 0, 0.25},
+                        {24, true, true, attention::pool_kind::mean, 1, 0, 0, -0.0},    {24, true, false, attention::pool_kind::max, 0, 0, 0, 0.5},
+                        {24, true, false, attention::pool_kind::minmax, 1, 1, 0, 1.0},  {24, false, false, attention::pool_kind::mean, 2, 0, 0, 0.0},
+                        {24, true, false, attention::pool_kind::mean, 1, 0, 2, 0.0},    {24, true, true, attention::pool_kind::mean, 0, 1, 3, 0.0},
+                        {24, false, false, attention::pool_kind::minmax, 1, 0, 2, 0.0}, {6, true, false, attention::pool_kind::mean, 1, 1, 0, 0.0},
+                        {5, true, true, attention::pool_kind::max, 2, 0, 1, 0.0}};
+  const int64_t H = 4, Hk = 2, G = 2, D = 2, B = 4, Nk = 24, KB = Nk / B;
+  int64_t kept_total = 0, cells = 0;
+  for (const variant& v : vs) {
+    attention::config c;
+    c.heads = H, c.kv_heads = Hk, c.q_len = v.q_len, c.kv_len = Nk, c.head_dim = D, c.block = B, c.kv_type = dtype::f32;
+    c.causal = v.causal, c.per_group = v.per_group, c.pooling = v.pooling, c.window = v.window, c.sinks = v.sinks, c.top_k = v.top_k, c.threshold = v.threshold;
+    tensor q(dtype::f32, {H, v.q_len, D}), k(dtype::f32, {Hk, Nk, D});
+    std::mt19937 rng(static_cast<uint32_t>(v.q_len * 131 + v.top_k * 7 + v.window));
+    for (int64_t i = 0; i < q.size(); ++i) q.as<float>()[i] = static_cast<float>(static_cast<int>(rng() % 5) - 2);
+    for (int64_t i = 0; i < k.size(); ++i) k.as<float>()[i] = static_cast<float>(static_cast<int>(rng() % 5) - 2);
+    k.as<float>()[(1 * Nk + 9) * D] = std::numeric_limits<float>::quiet_NaN();  // kv head 1, block 2: NaN scores, never salient
+    for (int64_t d = 0; d < D; ++d)                                               // kv head 0, blocks 3 and 4: equal keys, tied scores
+      for (int64_t r = 0; r < B; ++r) k.as<float>()[(0 * Nk + 4 * B + r) * D + d] = k.as<float>()[(0 * Nk + 3 * B + r) * D + d];
+    const int64_t QB = (v.q_len + B - 1) / B, LH = v.per_group ? Hk : H;
+    auto qv = [&](int64_t h, int64_t t, int64_t d) { return double(q.as<float>()[(h * v.q_len + t) * D + d]); };
+    auto kv = [&](int64_t h, int64_t t, int64_t d) { return double(k.as<float>()[(h * Nk + t) * D + d]); };
+    auto score = [&](int64_t h, int64_t qb, int64_t kb) {
+      const int64_t r0 = qb * B, r1 = std::min(r0 + B, v.q_len), hk = h / G;
+      double s = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        double qm = 0, km = 0, kmin = INFINITY, kmax = -INFINITY;
+        for (int64_t t = r0; t < r1; ++t) qm += qv(h, t, d);
+        qm /= double(r1 - r0);
+        bool nan = false;
+        for (int64_t t = kb * B; t < kb * B + B; ++t) {
+          const double x = kv(hk, t, d);
+          nan = nan || std::isnan(x), km += x, kmin = std::min(kmin, x), kmax = std::max(kmax, x);
+        }
+        if (nan) kmin = kmax = NAN;
+        km /= double(B);
+        s += v.pooling == attention::pool_kind::mean ? qm * km : v.pooling == attention::pool_kind::max ? qm * kmax : std::max(qm * kmin, qm * kmax);
+        if (v.pooling == attention::pool_kind::minmax && (std::isnan(kmin) || std::isnan(qm * kmin))) s = NAN;
+      }
+      return s;
+    };
+    auto list_score = [&](int64_t lh, int64_t qb, int64_t kb) {
+      if (!v.per_group) return score(lh, qb, kb);
+      double m = -INFINITY;
+      for (int64_t g = 0; g < G; ++g) {
+        const double s = score(lh * G + g, qb, kb);
+        m = std::isnan(s) || std::isnan(m) ? NAN : std::max(m, s);
+      }
+      return m;
+    };
+    auto out = interpret(attention::detail::selection_program(c), {q, k});
+    for (int64_t lh = 0; lh < LH; ++lh)
+      for (int64_t qb = 0; qb < QB; ++qb) {
+        const int64_t kq = (std::min((qb + 1) * B, v.q_len) - 1 + (Nk - v.q_len)) / B;
+        for (int64_t kb = 0; kb < KB; ++kb) {
+          const bool causal = kb <= kq, in_window = (v.causal ? kq - kb : std::abs(kq - kb)) < v.window, sink = kb < v.sinks;
+          const double s = list_score(lh, qb, kb);
+          bool salient = s > v.threshold;
+          if (v.top_k > 0) {
+            int64_t rank = 0;
+            for (int64_t j = 0; j < KB; ++j) {
+              const double o = list_score(lh, qb, j);
+              rank += (!v.causal || j <= kq) && (o > s || (o == s && j < kb));
+            }
+            salient = !std::isnan(s) && rank < v.top_k;
+          }
+          const bool want = (!v.causal || causal) && (salient || in_window || sink);
+          const uint32_t got = out[0].as<uint32_t>()[(lh * QB + qb) * KB + kb];
+          INFO("q_len " << v.q_len << " causal " << v.causal << " per_group " << v.per_group << " pooling " << int(v.pooling) << " window " << v.window << " sinks "
+                        << v.sinks << " top_k " << v.top_k << " threshold " << v.threshold << ": list " << lh << " qb " << qb << " kb " << kb << " score " << s);
+          REQUIRE(got == uint32_t(want));
+          kept_total += want, ++cells;
+        }
+      }
+  }
+  CHECK(kept_total > cells / 8);  // the cases keep some blocks and drop others
+  CHECK(kept_total < cells);
+}
