@@ -1,8 +1,13 @@
 // concord benchmarks: copy ceilings, a fused elementwise graph, and the sparse FlashAttention
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
-// Figures are medians over repetitions; every ratio is against a ceiling measured in the same run.
+// Figures are medians over repetitions. GB/s ratios are against a copy measured in the same run;
+// TFLOP/s ratios against --tflops-roof (the GPU scripts pass the fp16 matmul PyTorch measures in the
+// same device call), else the device's datasheet f16 tensor peak ("roof" in the JSON says which).
+// Before every timed repetition the device's last-level cache is overwritten (untimed), so each
+// repetition reads K/V from memory, as a decode step does once the other layers' K/V have passed
+// through the cache; --warm-cache skips that (like-for-like with peers that time back to back).
 //   bench [--quick] [--out results.json] [--backend cpu|vulkan|hip] [--only 'decode_dense H=32/8'] [--splits N] [--decode-lens N,N] [--narrow-loads]
-//         [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X]
+//         [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X] [--warm-cache]
 // --compile-only compiles the matching cases' kernels into the JIT cache and times nothing (the GPU
 // runs warm the cache this way beside the suites, so the timed benches skip the compiler).
 #include <concord/cpu/runtime.hpp>
@@ -14,11 +19,13 @@
 #endif
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <unistd.h>
 
 #include "../tests/attention_support.hpp"
 
@@ -35,6 +42,7 @@ bool compile_only = false;  // --compile-only: compile the matching cases' kerne
 bool f16_products = false;  // --f16-products: config::f16_products (prefill on tensor cores rounds q and p once to f16)
 double tflops_roof = 0;  // --tflops-roof X: the device's dense f16 tensor peak (0: from its name where known)
 std::vector<int64_t> decode_lens;  // --decode-lens N,N,...: the decode contexts (default: 16K, 32K, 128K on GPUs)
+bool warm_cache = false;  // --warm-cache: no cache eviction before each timed repetition
 std::string only_case;  // --only: run the attention cases whose name and shape contain this text ('|' separates alternatives)
 
 bool matches_only(const std::string& label) {
@@ -47,20 +55,25 @@ bool matches_only(const std::string& label) {
   }
 }
 
-// Datasheet dense f16 tensor peaks (f32 accumulate), TFLOP/s, by device-name substring; the report also
-// divides by the fp16 matmul PyTorch measures in the same call.
-double compute_roof_tflops(const std::string& notes) {
-  if (tflops_roof > 0) return tflops_roof;
+// The TFLOP/s ceiling and where it comes from: --tflops-roof (the GPU scripts pass the fp16 matmul
+// PyTorch measures in the same call), else datasheet dense f16 tensor peaks (f32 accumulate) by
+// device-name substring, else none.
+std::pair<double, const char*> compute_roof_tflops(const std::string& notes) {
+  if (tflops_roof > 0) return {tflops_roof, "tflops-roof"};
   static const std::pair<const char*, double> peaks[] = {{"H100 PCIe", 756.0}, {"H100", 989.4}, {"H200", 989.4}};
   for (const auto& [name, peak] : peaks)
-    if (notes.find(name) != std::string::npos) return peak;
-  return 0;
+    if (notes.find(name) != std::string::npos) return {peak, "datasheet"};
+  return {0, "none"};
 }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
+
+// Bytes that overwrite a last-level cache of `llc` bytes: twice it, at least 64 MiB.
+size_t evict_bytes(size_t llc) { return std::max<size_t>(size_t{64} << 20, 2 * llc); }
 
 // One backend: compile a plan, bind inputs, run all stages, per-stage milliseconds.
 struct runner {
@@ -76,6 +89,8 @@ struct runner {
   // GPU idles and its SM clock falls (H100 under the Vulkan driver: 1980 -> 345 MHz, vk_probe), and
   // short fenced submissions alone never raise it again, so every case is timed at the steady clock.
   virtual void warm_up() {}
+  // Untimed, before every timed repetition (unless --warm-cache): overwrite the last-level cache.
+  virtual void evict() {}
 };
 
 struct cpu_runner : runner {
@@ -92,6 +107,17 @@ struct cpu_runner : runner {
   void compile(const codegen::kernel_plan& plan) override { cpu::compile(plan); }
   std::vector<double> run_once() override { return cpu::execute(*c, *d); }
   std::vector<tensor> outputs() override { return cpu::take_outputs(*c, *d); }
+  std::vector<uint8_t> junk;
+  void evict() override {
+    if (junk.empty()) {
+      const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+      junk.resize(evict_bytes(l3 > 0 ? static_cast<size_t>(l3) : size_t{32} << 20));
+    }
+    const int64_t pages = static_cast<int64_t>(junk.size() / 4096);
+    static uint8_t v = 0;
+    ++v;
+    cpu::parallel_for(pages, cpu::default_threads(), [&](uint32_t s, uint32_t e) { std::memset(junk.data() + size_t{s} * 4096, v, size_t{e - s} * 4096); });
+  }
   double copy_gbps() override {
     const size_t n = size_t{1} << 28;
     std::vector<uint8_t> a(n, 1), b(n, 2);
@@ -153,6 +179,23 @@ struct vk_runner : runner {
     cmd.groups[0] = 256, cmd.groups[1] = n / 65536;
     ctx.run(std::vector<vk::dispatch_cmd>(1000, cmd));
   }
+  // One 256 MiB copy (past any GPU's L2); lavapipe's caches are the host's, left as they are.
+  void evict() override {
+    auto& ctx = vk::context::get();
+    if (ctx.info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU) return;
+    const uint32_t n = 1u << 26;
+    if (!wp) {
+      wa = ctx.alloc(size_t{n} * 4), wb = ctx.alloc(size_t{n} * 4);
+      wp = copy_pipeline("uint");
+    }
+    vk::dispatch_cmd cmd;
+    cmd.pipe = wp.get();
+    cmd.buffers = {&wa, &wb};
+    cmd.push.resize(4);
+    std::memcpy(cmd.push.data(), &n, 4);
+    cmd.groups[0] = 256, cmd.groups[1] = n / 65536;
+    ctx.run({cmd});
+  }
 };
 #endif
 
@@ -183,6 +226,12 @@ struct hip_runner : runner {
     st.body = "  long long t0 = clock64();\n  while (clock64() - t0 < 400000ll) {}\n  if (lane == 0u) CC_ST_FLAG(0u) = 1u;\n";
     kp.stages.push_back(st);
     return kp;
+  }
+  std::unique_ptr<hip::buffer> junk;
+  void evict() override {  // enqueued ahead of the spin and the stages' events: a 256 MiB memset, past the L2
+    if (!junk) junk = std::make_unique<hip::buffer>(evict_bytes(size_t{128} << 20));
+    static int v = 0;
+    CONCORD_HIP_CHECK(hipMemsetAsync(junk->data(), ++v & 0xff, evict_bytes(size_t{128} << 20), nullptr));
   }
   std::vector<double> run_once() override {
     if (queued) {
@@ -231,6 +280,7 @@ timing time_plan(runner& r, const codegen::kernel_plan& plan, int reps) {
   r.warm_up();
   r.run_once();  // warm-up
   for (int k = 0; k < reps; ++k) {
+    if (!warm_cache) r.evict();
     auto ms = r.run_once();
     for (size_t i = 0; i < ms.size() && i < per.size(); ++i) per[i].push_back(ms[i]);
     double s = 0, a = 0, cb = 0;
@@ -266,14 +316,17 @@ struct recorder {
     for (size_t i = 0; i < rows.size(); ++i) f << "  " << rows[i] << (i + 1 < rows.size() ? ",\n" : "\n");
     f << "]\n";
   }
+  // roof_kind: what roof_ratio divides by (copy: the copy measured in this run; tflops-roof or
+  // datasheet: the TFLOP/s ceiling; none: no ceiling known, roof_ratio null).
   void add(const std::string& backend, const std::string& bench, const std::string& shape, double ms, const std::string& metric,
-           double value, double roof, double kept = 1, int64_t tiles = 0, const std::string& extra = "") {
-    char buf[1024];
+           double value, double roof, double kept = 1, int64_t tiles = 0, const std::string& extra = "", const char* roof_kind = "copy") {
+    char buf[2048], ratio[32] = "null";
+    if (roof > 0) std::snprintf(ratio, sizeof ratio, "%.4g", roof);
     std::snprintf(buf, sizeof buf,
-                  "{\"backend\":\"%s\",\"bench\":\"%s\",\"shape\":\"%s\",\"median_ms\":%.6g,\"metric\":\"%s\",\"value\":%.6g,\"roof_ratio\":%.4g,"
-                  "\"kept_fraction\":%.4g,\"tiles_read\":%lld,\"note\":\"%s\"}",
-                  backend.c_str(), bench.c_str(), json_escape(shape).c_str(), ms, metric.c_str(), value, roof, kept, static_cast<long long>(tiles),
-                  json_escape(extra).c_str());
+                  "{\"backend\":\"%s\",\"bench\":\"%s\",\"shape\":\"%s\",\"median_ms\":%.6g,\"metric\":\"%s\",\"value\":%.6g,\"roof_ratio\":%s,"
+                  "\"roof_kind\":\"%s\",\"kept_fraction\":%.4g,\"tiles_read\":%lld,\"note\":\"%s\"}",
+                  backend.c_str(), bench.c_str(), json_escape(shape).c_str(), ms, metric.c_str(), value, ratio, roof > 0 ? roof_kind : "none", kept,
+                  static_cast<long long>(tiles), json_escape(extra).c_str());
     rows.push_back(buf);
     flush();
     char of_roof[32] = "";
@@ -353,10 +406,11 @@ void bench_backend(runner& r, recorder& rec) {
   if (!quick && (is_cpu || !slow)) prefill_lens.push_back(is_cpu ? 8192 : 16384);  // the sparse targets are for N >= 8K (lavapipe: too slow)
   for (int64_t Np : prefill_lens)
     for (double f : {1.0, 0.5, 0.25, 0.125}) prefill(Np, slow ? 8 : 16, slow ? 8 : 16, 128, f);
-  if (is_cpu && !quick) prefill(2048, 16, 2, 256, 1.0);
+  if (is_cpu && !quick) {  // GQA, D = 64 and 256, dense and a quarter kept
+    for (double f : {1.0, 0.25}) prefill(2048, 16, 2, 256, f), prefill(2048, 8, 2, 64, f), prefill(2048, 8, 2, 128, f);
+  }
   if (!slow && !quick) {
-    prefill(4096, 32, 8, 64, 1.0);
-    prefill(4096, 16, 2, 256, 1.0);
+    for (double f : {1.0, 0.25}) prefill(4096, 32, 8, 64, f), prefill(4096, 16, 2, 256, f), prefill(4096, 32, 8, 128, f);
     prefill(32768, 16, 16, 128, 1.0);  // the dense time the selection stage at 32K is measured against
   }
   for (int64_t N : !decode_lens.empty() ? decode_lens : slow ? std::vector<int64_t>{quick ? 4096 : 16384} : std::vector<int64_t>{16384, 32768, 131072}) {
@@ -366,15 +420,18 @@ void bench_backend(runner& r, recorder& rec) {
     decode(N, 32, 8, 128, 0.25);
   }
   if (!slow && !quick) decode(32768, 64, 8, 128, 1.0);  // GQA 8:1: too wide for decode_stream (decode_mma on HIP for NVIDIA)
-  if (!quick) {
+  if (!quick && (is_cpu || !slow) && decode_lens.empty())  // D = 64 and 256
+    for (int64_t D : {64, 256}) decode(is_cpu ? 16384 : 32768, 8, 8, D, 1.0), decode(is_cpu ? 16384 : 32768, 32, 8, D, 0.25);
+  {
     attention::config c;  // selection stage alone at N = 32K (threshold rule, mean pooling)
-    c.heads = 16, c.kv_heads = 16, c.q_len = is_cpu ? 8192 : slow ? 2048 : 32768, c.kv_len = c.q_len, c.head_dim = 128, c.block = slow ? 64 : 128;
+    c.heads = 16, c.kv_heads = 16, c.q_len = quick ? (slow ? 512 : 2048) : is_cpu ? 8192 : slow ? 2048 : 32768, c.kv_len = c.q_len, c.head_dim = 128, c.block = slow ? 64 : 128;
     c.kv_type = dtype::f16, c.threshold = 0.0, c.window = 2, c.sinks = 1;
     cases.push_back({"selection", c, -1});
   }
   for (size_t i = 0; i < cases.size(); ++i) {
     auto& fc = cases[i];
-    const std::string label = fc.bench + " H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " N=" + std::to_string(fc.c.kv_len);
+    const std::string label = fc.bench + " H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " N=" + std::to_string(fc.c.kv_len) +
+                              " D=" + std::to_string(fc.c.head_dim) + " Nq=" + std::to_string(fc.c.q_len);
     if (!matches_only(label)) continue;
     std::printf("  [%zu/%zu] %s ...\r", i + 1, cases.size(), fc.bench.c_str());
     std::fflush(stdout);
@@ -404,15 +461,34 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     auto t = time_plan(r, p.plan, reps);
     auto outs = r.outputs();
     const tensor& keep = outs[0];
+    // Work from the keep mask the run produced: kept blocks against the causal ones (the kept
+    // fraction), the (query, key) pairs inside kept blocks that the causal rule leaves (4 D flops
+    // each, per query head: a diagonal block counts its lower half), and the keys of kept blocks
+    // (a partial last block counts its own keys; K and V in f16, once per list head).
+    const attention::config& cc = fc.c;
     int64_t kept = 0, causal = 0, tiles = 0;
-    const int64_t QB = fc.c.q_blocks(), KB = fc.c.kv_blocks();
-    for (int64_t lh = 0; lh < fc.c.list_heads(); ++lh)
+    double pairs = 0, all_pairs = 0, keys_read = 0;
+    const int64_t QB = cc.q_blocks(), KB = cc.kv_blocks(), B = cc.block, off = cc.kv_len - cc.q_len;
+    auto block_pairs = [&](int64_t qb, int64_t kb) {
+      double n = 0;
+      for (int64_t q = qb * B; q < std::min((qb + 1) * B, cc.q_len); ++q) {
+        const int64_t k0 = kb * B, k1 = std::min((kb + 1) * B, cc.kv_len), last = cc.causal ? std::min(k1, q + off + 1) : k1;
+        n += static_cast<double>(std::max<int64_t>(0, last - k0));
+      }
+      return n;
+    };
+    for (int64_t lh = 0; lh < cc.list_heads(); ++lh)
       for (int64_t qb = 0; qb < QB; ++qb)
         for (int64_t kb = 0; kb < KB; ++kb) {
-          const int64_t kq = (std::min((qb + 1) * fc.c.block, fc.c.q_len) - 1 + fc.c.kv_len - fc.c.q_len) / fc.c.block;
-          causal += kb <= kq;
-          kept += keep.as<uint32_t>()[(lh * QB + qb) * KB + kb];
+          const int64_t kq = (std::min((qb + 1) * B, cc.q_len) - 1 + off) / B;
+          const bool in_causal = !cc.causal || kb <= kq, keep_it = keep.as<uint32_t>()[(lh * QB + qb) * KB + kb] != 0;
+          causal += in_causal, kept += keep_it;
+          if (!in_causal) continue;
+          const double bp = block_pairs(qb, kb);
+          all_pairs += bp;
+          if (keep_it) pairs += bp, keys_read += static_cast<double>(std::min((kb + 1) * B, cc.kv_len) - kb * B);
         }
+    const double heads_per_list = static_cast<double>(cc.heads) / static_cast<double>(cc.list_heads());
     for (int64_t k = 0; k < outs.back().size(); ++k) tiles += outs.back().as<uint32_t>()[k];
     const double frac = static_cast<double>(kept) / static_cast<double>(causal);
     std::string shape = "H=" + std::to_string(fc.c.heads) + "/" + std::to_string(fc.c.kv_heads) + " D=" + std::to_string(fc.c.head_dim) +
@@ -423,18 +499,26 @@ void run_case(runner& r, recorder& rec, const std::string& bench, attention::con
     const std::string route = p.chosen.variant + "/s" + std::to_string(p.chosen.splits) + (p.chosen.fused_combine ? " (combine fused)" : p.chosen.splits > 1 ? comb : "") +
                               (p.chosen.shape.empty() ? "" : " [" + p.chosen.shape + "]") +
                               (queued && r.name() == "hip" ? "; queued" : "");
+    const std::string cache = warm_cache ? "; cache warm" : "";
     if (fc.bench == "selection") {
-      rec.add(r.name(), "selection", shape, t.select_ms, "ms", t.select_ms, 0, frac, tiles, "attention " + std::to_string(t.attend_ms) + " ms; " + route);
-    } else if (fc.c.q_len == 1) {
-      const double kv_bytes = static_cast<double>(kept) * fc.c.block * fc.c.head_dim * 2 /*K,V*/ * 2 /*f16*/ * (fc.c.per_group ? 1 : 1.0 / fc.c.groups());
+      // The stage reads K (f16, pooled per block) and q (f32, pooled per query block) once each.
+      const double bytes = static_cast<double>(cc.kv_heads) * cc.kv_len * cc.head_dim * 2 + static_cast<double>(cc.heads) * cc.q_len * cc.head_dim * 4;
+      const double gbs = bytes / (t.select_ms / 1e3) / 1e9;
+      rec.add(r.name(), "selection", shape, t.select_ms, "GB/s", gbs, gbs / copy, frac, tiles,
+              "K and q read once; attention " + std::to_string(t.attend_ms) + " ms; " + route + cache, "copy");
+    } else if (cc.q_len == 1) {
+      const double kv_bytes = keys_read * cc.head_dim * 2 /*K,V*/ * 2 /*f16*/ * (cc.per_group || cc.groups() == 1 ? 1.0 : 1.0 / cc.groups());
       const double gbs = kv_bytes / (t.attend_ms / 1e3) / 1e9;
       rec.add(r.name(), fc.bench, shape, t.attend_ms, "GB/s", gbs, gbs / copy, frac, tiles,
-              "selection " + std::to_string(t.select_ms) + " ms" + sel_note + "; " + route + "; stages (ms): " + t.stages);
+              "selection " + std::to_string(t.select_ms) + " ms" + sel_note + "; " + route + "; stages (ms): " + t.stages + cache, "copy");
     } else {
-      const double flops = 4.0 * fc.c.heads * static_cast<double>(fc.c.q_len) * fc.c.kv_len * fc.c.head_dim / 2 * frac;
+      const double flops = 4.0 * cc.head_dim * pairs * heads_per_list;
       const double tfs = flops / (t.attend_ms / 1e3) / 1e12;
-      const double peak = compute_roof_tflops(r.caps().notes);
-      rec.add(r.name(), fc.bench, shape, t.attend_ms, "TFLOP/s", tfs, peak > 0 ? tfs / peak : 0, frac, tiles, "selection " + std::to_string(t.select_ms) + " ms; " + route);
+      const auto [peak, kind] = compute_roof_tflops(r.caps().notes);
+      char work[64];
+      std::snprintf(work, sizeof work, "; work %.4f of causal pairs", all_pairs > 0 ? pairs / all_pairs : 0.0);
+      rec.add(r.name(), fc.bench, shape, t.attend_ms, "TFLOP/s", tfs, peak > 0 ? tfs / peak : 0, frac, tiles,
+              "selection " + std::to_string(t.select_ms) + " ms; " + route + work + cache, kind);
     }
   }
 }
@@ -451,7 +535,7 @@ double vk_runner::copy_gbps() {
   // The ceiling is the faster of that and a copy of 16 bytes per thread (the H100 and H200 drivers
   // move u32 copies at ~0.7x the uvec4 rate, bench/vk_probe), so 16-byte kernels are not above 100%.
   auto& ctx = vk::context::get();
-  if (ctx.info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU || !ctx.info().timestamps) return emitted;
+  if (!ctx.info().timestamps) return emitted;
   try {
     const uint32_t n4 = static_cast<uint32_t>(n / 4);
     vk::buffer a = ctx.alloc(size_t{n4} * 16), b = ctx.alloc(size_t{n4} * 16);
@@ -498,13 +582,24 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--compile-only")) compile_only = true;
     else if (!std::strcmp(argv[i], "--f16-products")) f16_products = true;
     else if (!std::strcmp(argv[i], "--tflops-roof") && i + 1 < argc) tflops_roof = std::atof(argv[++i]);
+    else if (!std::strcmp(argv[i], "--warm-cache")) warm_cache = true;
     else {
       const bool help = !std::strcmp(argv[i], "--help");
       if (!help) std::fprintf(stderr, "unknown argument: %s\n", argv[i]);
-      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--decode-lens N,N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X]\n");
+      std::fprintf(help ? stdout : stderr, "usage: bench [--quick] [--out FILE.json] [--backend cpu|vulkan|hip] [--only LABEL-SUBSTRING] [--splits N] [--decode-lens N,N] [--narrow-loads] [--separate-combine] [--queued] [--compile-only] [--f16-products] [--tflops-roof X] [--warm-cache]\n");
       return help ? 0 : 2;
     }
   }
+  if (!only.empty() && only != "cpu" && only != "vulkan" && only != "hip")
+    return std::fprintf(stderr, "--backend: expected cpu, vulkan or hip, got '%s'\n", only.c_str()), 2;
+#if !CONCORD_WITH_VULKAN
+  if (only == "vulkan") return std::fprintf(stderr, "--backend vulkan: this bench was built without Vulkan\n"), 2;
+#endif
+#if !CONCORD_WITH_HIP
+  if (only == "hip") return std::fprintf(stderr, "--backend hip: this bench was built without HIP\n"), 2;
+#endif
+  if (queued && only != "hip") std::printf("note: --queued applies to the HIP backend only\n");
+  if (narrow_loads || f16_products) std::printf("note: --narrow-loads and --f16-products change GPU kernels only (the CPU's are unaffected)\n");
   recorder rec;
   rec.path = out;
   std::vector<std::unique_ptr<runner>> rs;

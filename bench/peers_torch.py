@@ -7,7 +7,8 @@ device ceilings: a device copy and an fp16 matrix product. Prints one JSON list.
 (a second row, note "queued"): each timed call waits behind a ~200 us GPU spin (torch.cuda._sleep),
 so its events measure GPU time alone, not the host's launch latency (as a CUDA graph or a busy
 stream would see it); bench/bench.cpp --queued does the same. Both rows come from one process, so
-FlexAttention compiles each shape once.
+FlexAttention compiles each shape once. Before every timed call a 256 MiB buffer is zeroed (untimed),
+so each call reads its K/V from memory, as bench/bench.cpp does; --warm-cache skips that.
 """
 import json
 import sys
@@ -18,6 +19,7 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 quick = "--quick" in sys.argv
 only_decode = "--decode" in sys.argv
 queued = "--queued" in sys.argv
+warm_cache = "--warm-cache" in sys.argv
 dev = "cuda"
 # Every prefill and decode shape is a new compilation of flex_attention: past dynamo's default limit
 # of 8 it silently ran the unfused eager version (H200 run 26: GQA 32K decode 3.4 ms instead of ~0.1).
@@ -28,13 +30,24 @@ flex = torch.compile(flex_attention)
 rows = []
 
 
-def timed(fn, reps=20, spin=False):
+junk = torch.empty(1 << 26, dtype=torch.float32, device=dev)
+
+
+def median(ts):
+    ts = sorted(ts)
+    m = len(ts) // 2
+    return ts[m] if len(ts) % 2 else (ts[m - 1] + ts[m]) / 2
+
+
+def timed(fn, reps=21, spin=False):
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
     ts = []
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if not warm_cache:
+            junk.zero_()
         if spin:
             torch.cuda._sleep(400_000)
         a.record()
@@ -42,8 +55,7 @@ def timed(fn, reps=20, spin=False):
         b.record()
         torch.cuda.synchronize()
         ts.append(a.elapsed_time(b))
-    ts.sort()
-    return ts[len(ts) // 2]
+    return median(ts)
 
 
 def add(bench, shape, ms, metric, value, kept=1.0, note=""):
@@ -56,7 +68,7 @@ x, y = torch.empty(n, dtype=torch.float32, device=dev), torch.empty(n, dtype=tor
 ms = timed(lambda: y.copy_(x))
 add("copy", "device copy 1 GiB", ms, "GB/s", 2 * 4 * n / ms / 1e6)
 a = torch.randn(8192, 8192, dtype=torch.float16, device=dev)
-ms = timed(lambda: a @ a, reps=10)
+ms = timed(lambda: a @ a, reps=11)
 add("matmul", "fp16 8192^3", ms, "TFLOP/s", 2 * 8192**3 / ms / 1e9)
 
 
@@ -78,14 +90,17 @@ for N, f in prefills:
     shape = f"H={H}/{H} D={D} Nq={N} Nk={N} B={B}"
     if f >= 1:
         ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))
-        add("sdpa_prefill_dense", shape, ms, "TFLOP/s", 4 * H * N * N * D / 2 / ms / 1e9)
+        add("sdpa_prefill_dense", shape, ms, "TFLOP/s", 4 * H * D * (N * (N + 1) / 2) / ms / 1e9)
         bm = create_block_mask(lambda b, h, qi, ki: ki <= qi, None, None, N, N, device=dev, BLOCK_SIZE=B)
     else:
         bm = create_block_mask(fraction_keep(f, B), None, None, N, N, device=dev, BLOCK_SIZE=B)
     dense = bm.to_dense()
     kept = float(dense.sum()) / float(torch.ones(N // B, N // B, device=dev).tril().sum())
+    # work: the causal (query, key) pairs inside kept blocks (a diagonal block holds B (B + 1) / 2), as bench.cpp counts them
+    diag = float(dense.reshape(dense.shape[-2], dense.shape[-1]).diagonal().sum())
+    pairs = (float(dense.sum()) - diag) * B * B + diag * B * (B + 1) / 2
     ms = timed(lambda: flex(q, k, v, block_mask=bm))
-    add("flex_prefill" if f < 1 else "flex_prefill_dense", shape, ms, "TFLOP/s", 4 * H * N * N * D / 2 * kept / ms / 1e9, kept)
+    add("flex_prefill" if f < 1 else "flex_prefill_dense", shape, ms, "TFLOP/s", 4 * H * D * pairs / ms / 1e9, kept)
 
 for Nk in ((16384,) if quick else (16384, 32768, 131072)):
     for Hq, Hk in ((8, 8), (32, 8)):

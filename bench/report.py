@@ -11,24 +11,31 @@ def load(paths):
     rows = []
     for p in paths:
         with open(p) as f:
-            rows += json.load(f)
+            for r in json.load(f):
+                r["file"] = p
+                rows.append(r)
     return rows
 
 
 def main():
     png, paths = sys.argv[1], sys.argv[2:]
     rows = load(paths)
-    # GPU TFLOP/s against the fp16 matmul the PyTorch peers measure in the same device call
-    matmul = next((r["value"] for r in rows if r["bench"] == "matmul" and r["backend"] == "torch"), 0)
+    # GPU TFLOP/s against the fp16 matmul the PyTorch peers measure in the same device call: used only
+    # where the files given hold exactly one (files from several calls or devices: pass them apart)
+    matmuls = [r for r in rows if r["bench"] == "matmul" and r["backend"] == "torch"]
+    matmul = matmuls[0]["value"] if len(matmuls) == 1 else 0
+    if len(matmuls) > 1:
+        print(f"({len(matmuls)} matmul ceilings in these files: no % of matmul column; report one call's files at a time)", file=sys.stderr)
     print("| backend | bench | shape | median ms | rate | kept | note |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         rate = f"{r['value']:.2f} {r['metric']}" if r["metric"] != "ms" else ""
-        roof = r.get("roof_ratio", 0)
-        if roof and r["metric"] == "GB/s":
+        roof = r.get("roof_ratio") or 0
+        kind = r.get("roof_kind", "copy" if r["metric"] == "GB/s" else "datasheet")
+        if roof and kind == "copy":
             rate += f" ({roof * 100:.0f}% of copy)"
-        if roof and r["metric"] == "TFLOP/s":
-            rate += f" ({roof * 100:.0f}% of datasheet f16 peak)"
+        if roof and kind in ("datasheet", "tflops-roof"):
+            rate += f" ({roof * 100:.0f}% of {'datasheet f16 peak' if kind == 'datasheet' else 'the given f16 ceiling'})"
         if r["metric"] == "TFLOP/s" and matmul and r["backend"] in ("hip", "vulkan", "torch") and r["bench"] != "matmul":
             rate += f" ({r['value'] / matmul * 100:.0f}% of matmul)"
         print(f"| {r['backend']} | {r['bench']} | {r['shape']} | {r['median_ms']:.4g} | {rate} | {r.get('kept_fraction', 1):.3f} | {r.get('note', '')} |")
@@ -44,11 +51,11 @@ def main():
     groups = {}
     for r in rows:
         if r["bench"].startswith(("prefill", "flex_prefill")):
-            groups.setdefault((r["backend"], r["shape"]), []).append((r["kept_fraction"], r["median_ms"]))
-    for (backend, shape), pts in sorted(groups.items()):
-        if len(pts) < 2:
-            continue
+            groups.setdefault((r["file"], r["backend"], r["shape"]), []).append((r["kept_fraction"], r["median_ms"]))
+    for (_, backend, shape), pts in sorted(groups.items()):
         pts.sort()
+        if len(pts) < 2 or pts[-1][0] != 1:  # needs the dense point (kept fraction 1) of the same file
+            continue
         dense = pts[-1][1]
         ax.plot([f for f, _ in pts], [ms / dense for _, ms in pts], "o-", label=f"{backend} {shape} (dense {dense:.3g} ms)")
     ax.plot([0, 1], [0.05, 1.05], "k--", lw=0.8, label="target: kept + 0.05")
