@@ -2,7 +2,7 @@
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions. GB/s ratios are against a copy measured in the same run;
 // TFLOP/s ratios against --tflops-roof (the GPU scripts pass the fp16 matmul PyTorch measures in the
-// same device call), else the device's datasheet f16 tensor peak ("roof" in the JSON says which).
+// same device call), else the device's datasheet f16 tensor peak ("roof_kind" in the JSON says which).
 // Before every timed repetition the device's last-level cache is overwritten (untimed), so each
 // repetition reads K/V from memory, as a decode step does once the other layers' K/V have passed
 // through the cache; --warm-cache skips that (like-for-like with peers that time back to back).
