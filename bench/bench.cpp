@@ -1,8 +1,9 @@
 // concord benchmarks: copy ceilings, a fused elementwise graph, and the sparse FlashAttention
 // pipeline (dense and sparse prefill, decode, selection stage) on every backend compiled in.
 // Figures are medians over repetitions. GB/s ratios are against a copy measured in the same run;
-// TFLOP/s ratios against --tflops-roof (the GPU scripts pass the fp16 matmul PyTorch measures in the
-// same device call), else the device's datasheet f16 tensor peak ("roof_kind" in the JSON says which).
+// TFLOP/s ratios against --tflops-roof where given, else the device's datasheet f16 tensor peak
+// ("roof_kind" in the JSON says which); report.py adds the share of the fp16 matmul that
+// peers_torch.py measures in the same device call.
 // Before every timed repetition the device's last-level cache is overwritten (untimed), so each
 // repetition reads K/V from memory, as a decode step does once the other layers' K/V have passed
 // through the cache; --warm-cache skips that (like-for-like with peers that time back to back).
@@ -55,9 +56,8 @@ bool matches_only(const std::string& label) {
   }
 }
 
-// The TFLOP/s ceiling and where it comes from: --tflops-roof (the GPU scripts pass the fp16 matmul
-// PyTorch measures in the same call), else datasheet dense f16 tensor peaks (f32 accumulate) by
-// device-name substring, else none.
+// The TFLOP/s ceiling and where it comes from: --tflops-roof, else datasheet dense f16 tensor
+// peaks (f32 accumulate) by device-name substring, else none.
 std::pair<double, const char*> compute_roof_tflops(const std::string& notes) {
   if (tflops_roof > 0) return {tflops_roof, "tflops-roof"};
   static const std::pair<const char*, double> peaks[] = {{"H100 PCIe", 756.0}, {"H100", 989.4}, {"H200", 989.4}};
