@@ -163,7 +163,8 @@ struct vk_runner : runner {
                          "copy_" + t),
         2, 4);
   }
-  void warm_up() override {
+  // `count` back-to-back copies of 256 MiB on a GPU (lavapipe's caches and clock are the host's: none).
+  void copies(size_t count) {
     auto& ctx = vk::context::get();
     if (ctx.info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU) return;
     const uint32_t n = 1u << 26;
@@ -177,25 +178,10 @@ struct vk_runner : runner {
     cmd.push.resize(4);
     std::memcpy(cmd.push.data(), &n, 4);
     cmd.groups[0] = 256, cmd.groups[1] = n / 65536;
-    ctx.run(std::vector<vk::dispatch_cmd>(1000, cmd));
+    ctx.run(std::vector<vk::dispatch_cmd>(count, cmd));
   }
-  // One 256 MiB copy (past any GPU's L2); lavapipe's caches are the host's, left as they are.
-  void evict() override {
-    auto& ctx = vk::context::get();
-    if (ctx.info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU) return;
-    const uint32_t n = 1u << 26;
-    if (!wp) {
-      wa = ctx.alloc(size_t{n} * 4), wb = ctx.alloc(size_t{n} * 4);
-      wp = copy_pipeline("uint");
-    }
-    vk::dispatch_cmd cmd;
-    cmd.pipe = wp.get();
-    cmd.buffers = {&wa, &wb};
-    cmd.push.resize(4);
-    std::memcpy(cmd.push.data(), &n, 4);
-    cmd.groups[0] = 256, cmd.groups[1] = n / 65536;
-    ctx.run({cmd});
-  }
+  void warm_up() override { copies(1000); }
+  void evict() override { copies(1); }  // past any GPU's L2
 };
 #endif
 
