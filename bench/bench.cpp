@@ -20,6 +20,9 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <stdexcept>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -107,16 +110,22 @@ struct cpu_runner : runner {
   void compile(const codegen::kernel_plan& plan) override { cpu::compile(plan); }
   std::vector<double> run_once() override { return cpu::execute(*c, *d); }
   std::vector<tensor> outputs() override { return cpu::take_outputs(*c, *d); }
-  std::vector<uint8_t> junk;
+  // Eviction: every thread reads its share of a buffer twice the L3 (at least 64 MiB), one word per
+  // line, so the caches hold clean junk lines (no write-backs charged to the timed run).
+  std::vector<uint64_t> junk;
   void evict() override {
     if (junk.empty()) {
       const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-      junk.resize(evict_bytes(l3 > 0 ? static_cast<size_t>(l3) : size_t{32} << 20));
+      junk.assign(evict_bytes(l3 > 0 ? static_cast<size_t>(l3) : size_t{32} << 20) / 8, 1);
     }
-    const int64_t pages = static_cast<int64_t>(junk.size() / 4096);
-    static uint8_t v = 0;
-    ++v;
-    cpu::parallel_for(pages, cpu::default_threads(), [&](uint32_t s, uint32_t e) { std::memset(junk.data() + size_t{s} * 4096, v, size_t{e - s} * 4096); });
+    const int64_t pages = static_cast<int64_t>(junk.size() / 512);
+    std::atomic<uint64_t> sink{0};
+    cpu::parallel_for(pages, cpu::default_threads(), [&](uint32_t s, uint32_t e) {
+      uint64_t x = 0;
+      for (size_t w = size_t{s} * 512; w < size_t{e} * 512; w += 8) x += junk[w];
+      sink += x;
+    }, true);
+    if (sink.load() == 0) std::printf("(eviction read nothing)\n");
   }
   double copy_gbps() override {
     const size_t n = size_t{1} << 28;
@@ -163,25 +172,33 @@ struct vk_runner : runner {
                          "copy_" + t),
         2, 4);
   }
-  // `count` back-to-back copies of 256 MiB on a GPU (lavapipe's caches and clock are the host's: none).
-  void copies(size_t count) {
+  // `count` dispatches of `pipe` over the two 256 MiB buffers (made on the first call), back to back.
+  void run_over(std::shared_ptr<vk::pipeline>& pipe, const std::string& body, size_t count) {
     auto& ctx = vk::context::get();
-    if (ctx.info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU) return;
     const uint32_t n = 1u << 26;
-    if (!wp) {
-      wa = ctx.alloc(size_t{n} * 4), wb = ctx.alloc(size_t{n} * 4);
-      wp = copy_pipeline("uint");
-    }
+    if (!wa) wa = ctx.alloc(size_t{n} * 4), wb = ctx.alloc(size_t{n} * 4);
+    if (!pipe)
+      pipe = ctx.make_pipeline(vk::compile_glsl("#version 450\nlayout(local_size_x = 256) in;\nlayout(push_constant) uniform pc_t { uint n; } pc;\n"
+                                                "layout(std430, binding = 0) readonly buffer A { uint a[]; };\nlayout(std430, binding = 1) writeonly buffer B { uint b[]; };\n"
+                                                "void main() { uint i = gl_GlobalInvocationID.x + gl_WorkGroupID.y * 65536u; " + body + " }\n", "bench_" + std::to_string(body.size())),
+                               2, 4);
     vk::dispatch_cmd cmd;
-    cmd.pipe = wp.get();
+    cmd.pipe = pipe.get();
     cmd.buffers = {&wa, &wb};
     cmd.push.resize(4);
     std::memcpy(cmd.push.data(), &n, 4);
     cmd.groups[0] = 256, cmd.groups[1] = n / 65536;
     ctx.run(std::vector<vk::dispatch_cmd>(count, cmd));
   }
-  void warm_up() override { copies(1000); }
-  void evict() override { copies(1); }  // past any GPU's L2
+  bool on_cpu() { return vk::context::get().info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU; }  // lavapipe: the host's caches and clock
+  void warm_up() override {
+    if (!on_cpu()) run_over(wp, "if (i < pc.n) b[i] = a[i];", 1000);
+  }
+  // Eviction: one read of 256 MiB (past any NVIDIA L2), which leaves only clean lines.
+  std::shared_ptr<vk::pipeline> rp;
+  void evict() override {
+    if (!on_cpu()) run_over(rp, "if (i < pc.n && a[i] == 0x9e3779b9u) b[0] = a[i];", 1);
+  }
 };
 #endif
 
@@ -198,6 +215,7 @@ struct hip_runner : runner {
   void compile(const codegen::kernel_plan& plan) override {
     hip::compile(plan);
     if (queued) hip::compile(spin_plan());
+    if (!warm_cache) hip::compile(read_plan());
   }
   // --queued: a one-warp spin of 400K cycles (~0.2 ms) runs first, so every stage is already
   // enqueued when the GPU reaches it and no stage's events include the host's launch latency.
@@ -213,11 +231,31 @@ struct hip_runner : runner {
     kp.stages.push_back(st);
     return kp;
   }
-  std::unique_ptr<hip::buffer> junk;
-  void evict() override {  // enqueued ahead of the spin and the stages' events: a 256 MiB memset, past the L2
-    if (!junk) junk = std::make_unique<hip::buffer>(evict_bytes(size_t{128} << 20));
-    static int v = 0;
-    CONCORD_HIP_CHECK(hipMemsetAsync(junk->data(), ++v & 0xff, evict_bytes(size_t{128} << 20), nullptr));
+  // Eviction, enqueued ahead of the spin and the stages' events: one read of a 512 MiB buffer (past
+  // an H100's or H200's L2 and an MI300's 256 MB Infinity Cache), which leaves only clean lines.
+  static constexpr int64_t junk_words = int64_t{1} << 27;
+  std::unique_ptr<hip::compiled> rd;
+  std::unique_ptr<hip::device_buffers> rd_d;
+  static codegen::kernel_plan read_plan() {
+    codegen::kernel_plan kp;
+    kp.prog.name = "evict";
+    const int32_t a = kp.add_buffer("junk", dtype::u32, {junk_words}, codegen::buffer_role::input);
+    const int32_t b = kp.add_buffer("flag", dtype::u32, {1}, codegen::buffer_role::output);
+    codegen::stage st;
+    st.name = "evict", st.count = junk_words / 4096, st.group = 256, st.params = {a, b};
+    st.body = "  uint v = 0u;\n  for (uint u = 0u; u < 16u; ++u) v ^= CC_LD_JUNK(i * 4096u + u * 256u + lane);\n  if (v == 0x9e3779b9u) CC_ST_FLAG(0u) = v;\n";
+    kp.stages.push_back(st);
+    return kp;
+  }
+  void evict() override {
+    if (!rd) {
+      rd = std::make_unique<hip::compiled>(hip::compile(read_plan()));
+      tensor junk(dtype::u32, {junk_words});
+      for (int64_t k = 0; k < junk_words; ++k) junk.as<uint32_t>()[k] = static_cast<uint32_t>(k * 2654435761u);
+      rd_d = std::make_unique<hip::device_buffers>(hip::prepare(*rd, {junk}));
+    }
+    std::vector<void*> params = {rd_d->ptr[0], rd_d->ptr[1]};
+    if (int e = rd->launch[0](params.data(), static_cast<uint32_t>(junk_words / 4096), nullptr); e != 0) CONCORD_HIP_CHECK(static_cast<hipError_t>(e));
   }
   std::vector<double> run_once() override {
     if (queued) {
@@ -305,14 +343,17 @@ struct recorder {
   // roof_kind: what roof_ratio divides by (copy: the copy measured in this run; tflops-roof or
   // datasheet: the TFLOP/s ceiling; none: no ceiling known, roof_ratio null).
   void add(const std::string& backend, const std::string& bench, const std::string& shape, double ms, const std::string& metric,
-           double value, double roof, double kept = 1, int64_t tiles = 0, const std::string& extra = "", const char* roof_kind = "copy") {
+           double value, double roof, double kept = 1, int64_t tiles = 0, std::string extra = "", const char* roof_kind = "copy") {
     char buf[2048], ratio[32] = "null";
-    if (roof > 0) std::snprintf(ratio, sizeof ratio, "%.4g", roof);
+    const bool has_roof = roof > 0 && std::isfinite(roof);
+    if (has_roof) std::snprintf(ratio, sizeof ratio, "%.4g", roof);
+    if (!std::isfinite(value)) value = 0, extra += " (rate not finite: no time measured)";
     std::snprintf(buf, sizeof buf,
                   "{\"backend\":\"%s\",\"bench\":\"%s\",\"shape\":\"%s\",\"median_ms\":%.6g,\"metric\":\"%s\",\"value\":%.6g,\"roof_ratio\":%s,"
                   "\"roof_kind\":\"%s\",\"kept_fraction\":%.4g,\"tiles_read\":%lld,\"note\":\"%s\"}",
-                  backend.c_str(), bench.c_str(), json_escape(shape).c_str(), ms, metric.c_str(), value, ratio, roof > 0 ? roof_kind : "none", kept,
+                  backend.c_str(), bench.c_str(), json_escape(shape).c_str(), ms, metric.c_str(), value, ratio, has_roof ? roof_kind : "none", kept,
                   static_cast<long long>(tiles), json_escape(extra).c_str());
+    if (std::strlen(buf) + 1 >= sizeof buf) throw std::runtime_error("bench: a JSON row longer than " + std::to_string(sizeof buf) + " bytes (" + bench + ")");
     rows.push_back(buf);
     flush();
     char of_roof[32] = "";
@@ -407,7 +448,7 @@ void bench_backend(runner& r, recorder& rec) {
   }
   if (!slow && !quick) decode(32768, 64, 8, 128, 1.0);  // GQA 8:1: too wide for decode_stream (decode_mma on HIP for NVIDIA)
   if (!quick && (is_cpu || !slow) && decode_lens.empty())  // D = 64 and 256
-    for (int64_t D : {64, 256}) decode(is_cpu ? 16384 : 32768, 8, 8, D, 1.0), decode(is_cpu ? 16384 : 32768, 32, 8, D, 0.25);
+    for (int64_t D : {64, 256}) decode(is_cpu ? 16384 : 32768, 32, 8, D, 1.0), decode(is_cpu ? 16384 : 32768, 32, 8, D, 0.25);
   {
     attention::config c;  // selection stage alone at N = 32K (threshold rule, mean pooling)
     c.heads = 16, c.kv_heads = 16, c.q_len = quick ? (slow ? 512 : 2048) : is_cpu ? 8192 : slow ? 2048 : 32768, c.kv_len = c.q_len, c.head_dim = 128, c.block = slow ? 64 : 128;
@@ -584,7 +625,7 @@ int main(int argc, char** argv) {
 #if !CONCORD_WITH_HIP
   if (only == "hip") return std::fprintf(stderr, "--backend hip: this bench was built without HIP\n"), 2;
 #endif
-  if (queued && only != "hip") std::printf("note: --queued applies to the HIP backend only\n");
+  if (queued && !only.empty() && only != "hip") std::printf("note: --queued applies to the HIP backend only\n");
   if (narrow_loads || f16_products) std::printf("note: --narrow-loads and --f16-products change GPU kernels only (the CPU's are unaffected)\n");
   recorder rec;
   rec.path = out;

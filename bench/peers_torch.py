@@ -7,7 +7,7 @@ device ceilings: a device copy and an fp16 matrix product. Prints one JSON list.
 (a second row, note "queued"): each timed call waits behind a ~200 us GPU spin (torch.cuda._sleep),
 so its events measure GPU time alone, not the host's launch latency (as a CUDA graph or a busy
 stream would see it); bench/bench.cpp --queued does the same. Both rows come from one process, so
-FlexAttention compiles each shape once. Before every timed call a 256 MiB buffer is zeroed (untimed),
+FlexAttention compiles each shape once. Before every timed call a 256 MiB buffer is read (summed, untimed),
 so each call reads its K/V from memory, as bench/bench.cpp does; --warm-cache skips that.
 """
 import json
@@ -47,7 +47,7 @@ def timed(fn, reps=21, spin=False):
     for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         if not warm_cache:
-            junk.zero_()
+            junk.sum()
         if spin:
             torch.cuda._sleep(400_000)
         a.record()
