@@ -75,9 +75,6 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-// Bytes that overwrite a last-level cache of `llc` bytes: twice it, at least 64 MiB.
-size_t evict_bytes(size_t llc) { return std::max<size_t>(size_t{64} << 20, 2 * llc); }
-
 // One backend: compile a plan, bind inputs, run all stages, per-stage milliseconds.
 struct runner {
   virtual ~runner() = default;
@@ -116,7 +113,7 @@ struct cpu_runner : runner {
   void evict() override {
     if (junk.empty()) {
       const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-      junk.assign(evict_bytes(l3 > 0 ? static_cast<size_t>(l3) : size_t{32} << 20) / 8, 1);
+      junk.assign(std::max<size_t>(size_t{64} << 20, 2 * (l3 > 0 ? static_cast<size_t>(l3) : size_t{32} << 20)) / 8, 1);
     }
     const int64_t pages = static_cast<int64_t>(junk.size() / 512);
     std::atomic<uint64_t> sink{0};
@@ -163,41 +160,40 @@ struct vk_runner : runner {
   double copy_gbps() override;
   vk::buffer wa, wb;
   std::shared_ptr<vk::pipeline> wp;
-  // A hand-written copy of n elements of type t (groups: 256 x n / 65536), for the clock and the ceiling.
-  static std::shared_ptr<vk::pipeline> copy_pipeline(const std::string& t) {
+  // A hand-written kernel over buffers a and b of n elements of type t (groups: 256 x n / 65536),
+  // `body` run per element i: a copy (the clock, the ceiling) or a read (the eviction).
+  static std::shared_ptr<vk::pipeline> pipeline_of(const std::string& t, const std::string& body, const std::string& name) {
     return vk::context::get().make_pipeline(
         vk::compile_glsl("#version 450\nlayout(local_size_x = 256) in;\nlayout(push_constant) uniform pc_t { uint n; } pc;\n"
                          "layout(std430, binding = 0) readonly buffer A { " + t + " a[]; };\nlayout(std430, binding = 1) writeonly buffer B { " + t + " b[]; };\n"
-                         "void main() { uint i = gl_GlobalInvocationID.x + gl_WorkGroupID.y * 65536u; if (i < pc.n) b[i] = a[i]; }\n",
-                         "copy_" + t),
+                         "void main() { uint i = gl_GlobalInvocationID.x + gl_WorkGroupID.y * 65536u; if (i < pc.n) { " + body + " } }\n",
+                         name),
         2, 4);
   }
-  // `count` dispatches of `pipe` over the two 256 MiB buffers (made on the first call), back to back.
-  void run_over(std::shared_ptr<vk::pipeline>& pipe, const std::string& body, size_t count) {
-    auto& ctx = vk::context::get();
-    const uint32_t n = 1u << 26;
-    if (!wa) wa = ctx.alloc(size_t{n} * 4), wb = ctx.alloc(size_t{n} * 4);
-    if (!pipe)
-      pipe = ctx.make_pipeline(vk::compile_glsl("#version 450\nlayout(local_size_x = 256) in;\nlayout(push_constant) uniform pc_t { uint n; } pc;\n"
-                                                "layout(std430, binding = 0) readonly buffer A { uint a[]; };\nlayout(std430, binding = 1) writeonly buffer B { uint b[]; };\n"
-                                                "void main() { uint i = gl_GlobalInvocationID.x + gl_WorkGroupID.y * 65536u; " + body + " }\n", "bench_" + std::to_string(body.size())),
-                               2, 4);
+  static std::vector<double> dispatch(vk::pipeline& pipe, vk::buffer& a, vk::buffer& b, uint32_t n, size_t count) {
     vk::dispatch_cmd cmd;
-    cmd.pipe = pipe.get();
-    cmd.buffers = {&wa, &wb};
+    cmd.pipe = &pipe;
+    cmd.buffers = {&a, &b};
     cmd.push.resize(4);
     std::memcpy(cmd.push.data(), &n, 4);
-    cmd.groups[0] = 256, cmd.groups[1] = n / 65536;
-    ctx.run(std::vector<vk::dispatch_cmd>(count, cmd));
+    cmd.groups[0] = 256, cmd.groups[1] = (n + 65535) / 65536;
+    return vk::context::get().run(std::vector<vk::dispatch_cmd>(count, cmd));
+  }
+  // `count` dispatches of a u32 kernel over two 256 MiB buffers (made on the first call), back to back.
+  void run_over(std::shared_ptr<vk::pipeline>& pipe, const char* body, const char* name, size_t count) {
+    const uint32_t n = 1u << 26;
+    if (!wa) wa = vk::context::get().alloc(size_t{n} * 4), wb = vk::context::get().alloc(size_t{n} * 4);
+    if (!pipe) pipe = pipeline_of("uint", body, name);
+    dispatch(*pipe, wa, wb, n, count);
   }
   bool on_cpu() { return vk::context::get().info().device_type == VK_PHYSICAL_DEVICE_TYPE_CPU; }  // lavapipe: the host's caches and clock
   void warm_up() override {
-    if (!on_cpu()) run_over(wp, "if (i < pc.n) b[i] = a[i];", 1000);
+    if (!on_cpu()) run_over(wp, "b[i] = a[i];", "copy_uint", 1000);
   }
   // Eviction: one read of 256 MiB (past any NVIDIA L2), which leaves only clean lines.
   std::shared_ptr<vk::pipeline> rp;
   void evict() override {
-    if (!on_cpu()) run_over(rp, "if (i < pc.n && a[i] == 0x9e3779b9u) b[0] = a[i];", 1);
+    if (!on_cpu()) run_over(rp, "if (a[i] == 0x9e3779b9u) b[0] = a[i];", "evict_read", 1);
   }
 };
 #endif
@@ -566,14 +562,8 @@ double vk_runner::copy_gbps() {
   try {
     const uint32_t n4 = static_cast<uint32_t>(n / 4);
     vk::buffer a = ctx.alloc(size_t{n4} * 16), b = ctx.alloc(size_t{n4} * 16);
-    auto pipe = copy_pipeline("uvec4");
-    vk::dispatch_cmd cmd;
-    cmd.pipe = pipe.get();
-    cmd.buffers = {&a, &b};
-    cmd.push.resize(4);
-    std::memcpy(cmd.push.data(), &n4, 4);
-    cmd.groups[0] = 256, cmd.groups[1] = (n4 + 65535) / 65536;
-    std::vector<double> ns = ctx.run(std::vector<vk::dispatch_cmd>(20, cmd));
+    auto pipe = pipeline_of("uvec4", "b[i] = a[i];", "copy_uvec4");
+    std::vector<double> ns = dispatch(*pipe, a, b, n4, 20);
     ns.erase(ns.begin(), ns.begin() + 5);
     const double wide = 8.0 * n / (median(ns) / 1e9) / 1e9;
     std::printf("  vulkan copy: emitted u32 %.1f GB/s, 16-byte %.1f GB/s\n", emitted, wide);
