@@ -102,7 +102,9 @@ class hip_emitter : public c_emitter {
   std::string fma_def() const override { return "#define CC_FMA(cc_a, cc_b, cc_c) fmaf((cc_a), (cc_b), (cc_c))\n"; }
   std::string reduction_unroll(int64_t) const override { return indent + "#pragma unroll 16\n"; }
   bool batches_reductions() const override { return true; }
-  int64_t small_count_batch() const override { return 64; }  // H200: a GQA decode's scores 14.2 -> 9.7 us (batches of 32 -> 64)
+  // H200: a GQA decode's scores 14.2 -> 9.7 us (batches of 32 -> 64); H100, MHA decode's scores with the
+  // cache evicted: 12.7 -> 9.1 us (64 -> 128: one batch at D = 128; docs/gpu/run87).
+  int64_t small_count_batch() const override { return 128; }
   std::string full_unroll() const override { return "#pragma unroll\n" + indent + "  "; }
   std::string unroll_def() const override { return "#define CC_UNROLL _Pragma(\"unroll\")\n"; }
   std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
