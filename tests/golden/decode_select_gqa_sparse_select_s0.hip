@@ -50,10 +50,10 @@ extern "C" __global__ void __launch_bounds__(64) sparse_select_s0(const float* _
   if (i >= count) return;
   float acc = (-0.0f);
   uint j0 = (i / 256u) * 32768u + i % 256u;
-  for (uint cc_r = 0u; cc_r < 128u; cc_r += 128u) {
-    float cc_v[128u];
+  for (uint cc_r = 0u; cc_r < 128u; cc_r += 64u) {
+    float cc_v[64u];
     #pragma unroll
-    for (uint cc_u = 0u; cc_u < 128u; ++cc_u) {
+    for (uint cc_u = 0u; cc_u < 64u; ++cc_u) {
       uint r = cc_r + cc_u;
       uint j1 = j0 + r * 256u;
       uint j2 = j1 / 256u;
@@ -65,7 +65,7 @@ extern "C" __global__ void __launch_bounds__(64) sparse_select_s0(const float* _
       cc_v[cc_u] = t7;
     }
     #pragma unroll
-    for (uint cc_u = 0u; cc_u < 128u; ++cc_u) acc = cc_ftz(acc + cc_v[cc_u]);
+    for (uint cc_u = 0u; cc_u < 64u; ++cc_u) acc = cc_ftz(acc + cc_v[cc_u]);
   }
   p2[i] = acc;
 }

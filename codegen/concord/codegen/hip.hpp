@@ -12,7 +12,8 @@ inline constexpr int hip_block_size = 256;
 
 class hip_emitter : public c_emitter {
  public:
-  hip_emitter() { indent = "  "; }
+  // small_batch: the steps a reduction over few elements loads before summing them (64 or 128).
+  explicit hip_emitter(int64_t small_batch = 64) : small_batch_(small_batch == 128 ? 128 : 64) { indent = "  "; }
   std::string name() const override { return "hip"; }
 
  protected:
@@ -102,9 +103,10 @@ class hip_emitter : public c_emitter {
   std::string fma_def() const override { return "#define CC_FMA(cc_a, cc_b, cc_c) fmaf((cc_a), (cc_b), (cc_c))\n"; }
   std::string reduction_unroll(int64_t) const override { return indent + "#pragma unroll 16\n"; }
   bool batches_reductions() const override { return true; }
-  // H200: a GQA decode's scores 14.2 -> 9.7 us (batches of 32 -> 64); H100, MHA decode's scores with the
-  // cache evicted: 12.7 -> 9.1 us (64 -> 128: one batch at D = 128; docs/gpu/run87).
-  int64_t small_count_batch() const override { return 128; }
+  // H200: a GQA decode's scores 14.2 -> 9.7 us (batches of 32 -> 64). 128 (CONCORD_HIP_REDUCTION_BATCH):
+  // H100, MHA decode's scores with the cache evicted 12.7 -> 9.1 us (docs/gpu/run87), but ptxas gives
+  // the GQA scores kernel 32 registers instead of 150, so fewer loads in flight: unmeasured, opt-in.
+  int64_t small_count_batch() const override { return small_batch_; }
   std::string full_unroll() const override { return "#pragma unroll\n" + indent + "  "; }
   std::string unroll_def() const override { return "#define CC_UNROLL _Pragma(\"unroll\")\n"; }
   std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
@@ -115,6 +117,7 @@ class hip_emitter : public c_emitter {
 
  private:
   static int64_t block(const stage& st) { return st.group > 0 ? st.group : st.threads > 0 ? st.threads : hip_block_size; }
+  int64_t small_batch_;
 };
 
 }  // namespace concord::codegen
