@@ -91,15 +91,14 @@ struct runner {
   virtual void warm_up() {}
   // Untimed, before every timed repetition (unless --warm-cache): overwrite the last-level cache.
   virtual void evict() {}
+  // The first eviction's time, printed once per runner: a read at about the copy rate shows it went
+  // to memory (a read that the compiler dropped, or that hit the cache, would be far faster).
+  bool evict_shown = false;
+  void show_eviction(size_t bytes, double ms) {
+    evict_shown = true;
+    std::printf("  eviction: %.0f MiB read in %.4f ms (%.0f GB/s)\n", bytes / 1048576.0, ms, ms > 0 ? bytes / (ms * 1e6) : 0.0);
+  }
 };
-
-// The first eviction's time, printed once per process: a read at about the copy rate shows it
-// went to memory (a read that the compiler dropped, or that hit the cache, would be far faster).
-bool evict_shown = false;
-void show_eviction(size_t bytes, double ms) {
-  evict_shown = true;
-  std::printf("  eviction: %.0f MiB read in %.4f ms (%.0f GB/s)\n", bytes / 1048576.0, ms, ms > 0 ? bytes / (ms * 1e6) : 0.0);
-}
 
 struct cpu_runner : runner {
   std::unique_ptr<cpu::compiled> c;
@@ -261,10 +260,15 @@ struct hip_runner : runner {
       rd_d = std::make_unique<hip::device_buffers>(hip::prepare(*rd, {junk}));
     }
     std::vector<void*> params = {rd_d->ptr[0], rd_d->ptr[1]};
-    hip::timer tm;
-    if (!evict_shown) tm.start();
-    if (int e = rd->launch[0](params.data(), static_cast<uint32_t>(junk_words / 4096), nullptr); e != 0) CONCORD_HIP_CHECK(static_cast<hipError_t>(e));
-    if (!evict_shown) tm.stop(), show_eviction(junk_words * 4, tm.elapsed_ms());
+    auto launch = [&] {
+      if (int e = rd->launch[0](params.data(), static_cast<uint32_t>(junk_words / 4096), nullptr); e != 0) CONCORD_HIP_CHECK(static_cast<hipError_t>(e));
+    };
+    if (evict_shown) return launch();
+    hip::timer tm;  // the first time only: events are not made on every repetition
+    tm.start();
+    launch();
+    tm.stop();
+    show_eviction(junk_words * 4, tm.elapsed_ms());
   }
   std::vector<double> run_once() override {
     if (queued) {

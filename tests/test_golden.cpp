@@ -286,6 +286,7 @@ TEST_CASE("GPU reductions load batches of 64 steps where few elements (128 on HI
   CHECK_THAT(source(1024, 256, codegen::hip_emitter(128)), Catch::Contains("cc_r += 128u"));
   CHECK_THAT(source(1024, 192, codegen::hip_emitter(128)), Catch::Contains("cc_r += 64u"));
   CHECK_THAT(source(1 << 16, 128, codegen::hip_emitter(128)), Catch::Contains("cc_r += 32u"));
+  CHECK_THROWS_AS(codegen::hip_emitter(96), shape_error);
   CHECK_THAT(source(1 << 16, 128, codegen::hip_emitter()), Catch::Contains("cc_r += 32u"));
   CHECK_THAT(source(1024, 128, codegen::glsl_emitter()), Catch::Contains("cc_r += 32u"));
   CHECK_THAT(source(1024, 48, codegen::hip_emitter()), Catch::Contains("cc_r += 16u"));

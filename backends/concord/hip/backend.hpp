@@ -36,8 +36,8 @@ inline std::string kernel_arch() {
 inline compiled compile(codegen::kernel_plan plan) {
   compiled c;
   c.plan = std::move(plan);
-  const char* rb = std::getenv("CONCORD_HIP_REDUCTION_BATCH");  // 128: see codegen/hip.hpp (A/B runs)
-  c.source = codegen::hip_emitter(rb && *rb ? std::atoll(rb) : 64).emit(c.plan);
+  const char* rb = std::getenv("CONCORD_HIP_REDUCTION_BATCH");  // 128: see codegen/hip.hpp (A/B runs; other values: 64)
+  c.source = codegen::hip_emitter(rb && std::atoll(rb) == 128 ? 128 : 64).emit(c.plan);
   c.lib = compile_kernels(c.source, kernel_arch());
   for (const codegen::stage& st : c.plan.stages) c.launch.push_back(reinterpret_cast<launch_fn>(c.lib->symbol(st.name + "_launch")));
   return c;

@@ -13,7 +13,11 @@ inline constexpr int hip_block_size = 256;
 class hip_emitter : public c_emitter {
  public:
   // small_batch: the steps a reduction over few elements loads before summing them (64 or 128).
-  explicit hip_emitter(int64_t small_batch = 64) : small_batch_(small_batch == 128 ? 128 : 64) { indent = "  "; }
+  explicit hip_emitter(int64_t small_batch = 64) : small_batch_(small_batch) {
+    if (small_batch != 64 && small_batch != 128)
+      throw shape_error("concord hip_emitter: small_batch must be 64 or 128, got " + std::to_string(small_batch));
+    indent = "  ";
+  }
   std::string name() const override { return "hip"; }
 
  protected:
