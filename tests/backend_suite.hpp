@@ -185,17 +185,35 @@ TEST_CASE("attention: decode splits combined by the last workgroup of a row, or 
   cases.push_back({"300 splits over 625 blocks of 8, some empty (more splits than threads)", c});
   c.threshold = std::numeric_limits<double>::infinity(), c.window = 3, c.sinks = 1, c.splits = 40;
   cases.push_back({"window + sink only: 40 splits, most of them empty", c});
+  c = base_config();  // one head per workgroup with few enough splits for the one-round-trip combine
+  c.heads = 4, c.kv_heads = 4, c.q_len = 1, c.kv_len = 5000, c.block = 64, c.head_dim = 128, c.kv_type = concord::dtype::f16, c.splits = 48;
+  cases.push_back({"MHA D=128, 79 blocks of 64, 48 splits", c});
+  c.head_dim = 256, c.kv_len = 3000, c.block = 32, c.splits = 36;
+  cases.push_back({"MHA D=256, 94 blocks of 32, 36 splits", c});
+  c.head_dim = 64, c.splits = 70, c.threshold = std::numeric_limits<double>::infinity(), c.window = 4, c.sinks = 1;
+  cases.push_back({"MHA D=64, window + sink only: 70 splits, most of them empty", c});
   const auto base = backend_caps();
   const bool gpu = base.dialect == "glsl" || base.dialect == "hip";
+  int hoisted = 0;
   for (const auto& [label, cfg] : cases)
-    for (bool fused : {true, false}) {
-      auto caps = base;
-      caps.fused_combine = fused;
-      const auto route = concord::attention::build(cfg, caps).chosen;
-      INFO(label << (fused ? " (fused allowed)" : " (separate stage)") << " via " << route.variant << " splits " << route.splits);
-      if (gpu && route.variant == "decode_coop") CHECK(route.fused_combine == (fused && route.group == 1));
-      run_attention_case(label, cfg, -1, 7, {}, caps);
-    }
+    for (bool fused : {true, false})
+      for (bool hoist : {true, false}) {
+        auto caps = base;
+        caps.fused_combine = fused, caps.combine_hoist = hoist;
+        const auto p = concord::attention::build(cfg, caps);
+        const auto& route = p.chosen;
+        INFO(label << (fused ? " (fused allowed)" : " (separate stage)") << (hoist ? "" : " (combine trees)") << " via " << route.variant << " splits " << route.splits);
+        if (gpu && route.variant == "decode_coop") CHECK(route.fused_combine == (fused && route.group == 1));
+        bool has = false;
+        for (const auto& st : p.plan.stages) has = has || st.body.find("float fa[") != std::string::npos;
+        const int64_t W = concord::attention::detail::coop_threads, S = route.splits, D = cfg.head_dim;
+        const bool want = route.fused_combine && hoist && caps.subgroup > 0 && route.variant == "decode_stream" &&
+                          !concord::attention::detail::combine_by_subgroups(S, D, W, route.group, caps.subgroup) && concord::attention::detail::combine_hoisted(S, D, W, caps.subgroup);
+        CHECK(has == want);
+        hoisted += has ? 1 : 0;
+        run_attention_case(label, cfg, -1, 7, {}, caps);
+      }
+  if (gpu && base.subgroup > 0) CHECK(hoisted >= 3);  // the three one-head cases run it where the device has shuffles
 }
 
 TEST_CASE("attention: a row's short list in few splits, the other splits idle (split_blocks)", "[attention][decode][live]") {

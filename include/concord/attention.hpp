@@ -232,7 +232,7 @@ inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i
 
 // The fused split combine appended to a decode kernel of W threads and GQ heads per workgroup.
 // `once`: fence_once(dev), the counter's fences (0: every thread's).
-inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0, int once = 0) {
+inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0, int once = 0, bool hoist = true) {
   const std::string last = once > 0 ? fill(coop_combine_last_once, {{"ONCE", once > 1 ? "cc_fence_ar()" : "CC_FENCE()"}}) : coop_combine_last;
   const std::vector<std::pair<std::string, std::string>> common = {{"SLAST", std::to_string(S - 1) + ".0f"}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
                                                                    {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}};
@@ -242,6 +242,12 @@ inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t G
                                                                        {"SPG", std::to_string((S + SG - 1) / SG)}, {"SPS", std::to_string((S + SG / (D / 8) - 1) / (SG / (D / 8)))}}), common);
   }
   const int64_t SL = W / (D / 8);
+  if (hoist && subgroup > 0 && combine_hoisted(S, D, W, subgroup)) {
+    const int64_t SG = std::min<int64_t>(32, subgroup), SPS = (S + SL - 1) / SL;
+    return fill(fill(last + coop_combine_hoisted, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}, {"SG", std::to_string(SG)},
+                                                   {"NW", std::to_string(W / SG)}, {"SPW", std::to_string((S + W - 1) / W)}, {"SPS", std::to_string(SPS)},
+                                                   {"SPS8", std::to_string(SPS * 8)}}), common);
+  }
   return fill(fill(last + coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
 }
 
@@ -368,7 +374,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                                                           {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                           {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                           {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);
-    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup, detail::fence_once(dev));
+    if (p.chosen.fused_combine) attend.body += detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup, detail::fence_once(dev), dev.combine_hoist);
   }
   if (p.chosen.variant == "decode_mma") {
     const bool regs = detail::mma_sync_serves(dev.mma_sync, D);
@@ -396,7 +402,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
                                              {"RANGE", dev.decode_balance ? detail::mma_decode_range_equal : detail::mma_decode_range_blocks}, {"COPY", detail::fill(detail::fill(detail::fill(detail::mma_tile_copy, {{"WHOLE", ""}, {"CL", "wl"}, {"CN", "32"}}), detail::mma_copy_kv), detail::mma_copy_rows)},
                                              {"STORE", S > 1 ? detail::mma_decode_store_partial : detail::mma_decode_store_direct}}), tv);
     if (!dev.decode_balance) p.chosen.shape += ", whole blocks per split";
-    if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup, detail::fence_once(dev));
+    if (p.chosen.fused_combine) attend.body += detail::mma_decode_combine_names + detail::fused_combine_text(S, D, W, GQ, c.q_len, dev.subgroup, detail::fence_once(dev), dev.combine_hoist);
   }
   if (p.chosen.fused_combine && detail::fence_once(dev) > 1) attend.helpers += detail::fence_ar_helper;
   if (p.chosen.variant == "prefill_coop") {

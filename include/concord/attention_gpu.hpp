@@ -481,6 +481,75 @@ inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u
   }
 )";
 
+// The one-round-trip combine, for kernels with shuffles where combine_by_subgroups does not serve
+// (one head: MHA decode_stream): every global load of the combine is issued before its first use,
+// so the last workgroup waits on memory once, not three times (maxima, sums, accumulators). Thread
+// `lane` holds the maxima and sums of splits lane, lane + WG, ...; lane (slice sl, chunk c8) holds
+// the accumulators of splits sl, sl + SL, ... (SPS x 8 floats). The row max and the weights' total
+// meet by xor shuffles over subgroups of SG lanes and one shared slot per subgroup (a barrier each,
+// against the tree's log2 WG); the slices then meet in `ks` as in coop_combine_fused. Deterministic.
+inline constexpr int64_t hoisted_combine_max_loads = 9;  // SPS cap: 72 accumulator floats per lane
+inline bool combine_hoisted(int64_t S, int64_t D, int64_t W, int64_t subgroup) {
+  const int64_t SG = std::min<int64_t>(32, subgroup), n8 = D / 8;
+  if (D % 8 != 0 || SG < 2 || W % SG != 0 || W < n8) return false;
+  const int64_t SL = W / n8;
+  return (S + SL - 1) / SL <= hoisted_combine_max_loads && 2 * (W / SG) <= W;
+}
+inline constexpr const char* coop_combine_hoisted = R"(    uint c8 = lane % @D8N@u; uint sl = lane / @D8N@u; uint wi = lane / @SG@u;
+    for (uint g = 0u; g < @GQ@u; ++g) {
+      uint r = (h0 + g) * @NQ@u + qi;
+      float pm[@SPW@]; float pl[@SPW@]; float fa[@SPS8@];
+      for (uint j = 0u; j < @SPW@u; ++j) {
+        uint s = lane + j * @WG@u; bool own = s < nsp;
+        pm[j] = own ? CC_LD_PART_MAX(r * @S@u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * @S@u + s) : 0.0f;
+      }
+      for (uint j = 0u; j < @SPS@u; ++j) {
+        uint s = sl + j * @SL@u; float f[8];
+        for (uint u = 0u; u < 8u; ++u) f[u] = 0.0f;
+        if (sl < @SL@u && s < nsp) CC_LDV8_PART_ACC((r * @S@u + s) * @D8N@u + c8, f);
+        for (uint u = 0u; u < 8u; ++u) fa[j * 8u + u] = f[u];
+      }
+      float m = ninf;
+      for (uint j = 0u; j < @SPW@u; ++j) if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
+      for (uint k = 1u; k < @SG@u; k = k * 2u) { float o_ = CC_SHFL_XOR(m, k); m = o_ > m ? o_ : m; }
+      if (lane % @SG@u == 0u) ks[@CR@u + wi] = m;
+      CC_BARRIER();
+      m = ninf;
+      for (uint k = 0u; k < @NW@u; ++k) m = ks[@CR@u + k] > m ? ks[@CR@u + k] : m;
+      float l = 0.0f;
+      for (uint j = 0u; j < @SPW@u; ++j) {
+        uint s = lane + j * @WG@u;
+        float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
+        if (s < nsp) { ks[@CW@u + s] = w; l = l + pl[j] * w; }
+      }
+      for (uint k = 1u; k < @SG@u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
+      if (lane % @SG@u == 0u) ks[@CR@u + @NW@u + wi] = l;
+      CC_BARRIER();
+      float total = 0.0f;
+      for (uint k = 0u; k < @NW@u; ++k) total = total + ks[@CR@u + @NW@u + k];
+      float o[8];
+      for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
+      for (uint j = 0u; j < @SPS@u; ++j) {
+        uint s = sl + j * @SL@u;
+        if (sl < @SL@u && s < nsp) {
+          float w = ks[@CW@u + s];
+          for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * fa[j * 8u + u];
+        }
+      }
+      if (sl < @SL@u)
+        for (uint u = 0u; u < 8u; ++u) ks[sl * @D@u + c8 * 8u + u] = o[u];
+      CC_BARRIER();
+      float inv = total > 0.0f ? 1.0f / total : 0.0f;
+      for (uint d = lane; d < @D@u; d += @WG@u) {
+        float a = 0.0f;
+        for (uint k = 0u; k < @SL@u; ++k) a = a + ks[k * @D@u + d];
+        CC_ST_OUT(r * @D@u + d) = a * inv;
+      }
+      CC_BARRIER();
+    }
+  }
+)";
+
 // The same combine by subgroups, for kernels whose dialect has shuffles (decode_stream, decode_mma):
 // subgroup sg of SG lanes (D / 8 a power of two <= SG) combines heads g = sg, sg + NSG, ... with no tree and one
 // barrier per round of NSG heads. Its lanes take the row's largest max over splits sl, sl + SG, ...
