@@ -244,11 +244,11 @@ inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t G
   const int64_t SL = W / (D / 8);
   if (hoist && subgroup > 0 && combine_hoisted(S, D, W, subgroup)) {
     const int64_t SG = std::min<int64_t>(32, subgroup), SPS = (S + SL - 1) / SL;
-    return fill(fill(last + coop_combine_hoisted, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}, {"SG", std::to_string(SG)},
+    return fill(fill(last + coop_combine_hoisted + coop_combine_out, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}, {"SG", std::to_string(SG)},
                                                    {"NW", std::to_string(W / SG)}, {"SPW", std::to_string((S + W - 1) / W)}, {"SPS", std::to_string(SPS)},
                                                    {"SPS8", std::to_string(SPS * 8)}}), common);
   }
-  return fill(fill(last + coop_combine_fused, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
+  return fill(fill(last + coop_combine_fused + coop_combine_out, {{"SL", std::to_string(SL)}, {"CW", std::to_string(SL * D)}, {"CR", std::to_string(SL * D + S)}}), common);
 }
 
 }  // namespace detail

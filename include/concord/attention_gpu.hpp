@@ -430,6 +430,18 @@ inline constexpr const char* fence_ar_helper = R"(CC_FN void cc_fence_ar() {
 // workgroup only: in the GQA 4:1 kernel the combine took ptxas from 56 to 72 registers (67 with no
 // unrolling), 7 workgroups per SM instead of 9, so 32K's 1024 workgroups would run as two waves.
 inline int64_t coop_fused_combine_floats(int64_t S, int64_t D, int64_t WG) { return WG / (D / 8) * D + S + WG; }
+// The end of both tree-free and tree combines: the SL slice sums meet in `ks`, scaled by 1 / total.
+inline constexpr const char* coop_combine_out = R"(      CC_BARRIER();
+      float inv = total > 0.0f ? 1.0f / total : 0.0f;
+      for (uint d = lane; d < @D@u; d += @WG@u) {
+        float a = 0.0f;
+        for (uint k = 0u; k < @SL@u; ++k) a = a + ks[k * @D@u + d];
+        CC_ST_OUT(r * @D@u + d) = a * inv;
+      }
+      CC_BARRIER();
+    }
+  }
+)";
 inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u; uint sl = lane / @D8N@u;
     for (uint g = 0u; g < @GQ@u; ++g) {
       uint r = (h0 + g) * @NQ@u + qi;
@@ -469,16 +481,6 @@ inline constexpr const char* coop_combine_fused = R"(    uint c8 = lane % @D8N@u
         }
         for (uint u = 0u; u < 8u; ++u) ks[sl * @D@u + c8 * 8u + u] = o[u];
       }
-      CC_BARRIER();
-      float inv = total > 0.0f ? 1.0f / total : 0.0f;
-      for (uint d = lane; d < @D@u; d += @WG@u) {
-        float a = 0.0f;
-        for (uint k = 0u; k < @SL@u; ++k) a = a + ks[k * @D@u + d];
-        CC_ST_OUT(r * @D@u + d) = a * inv;
-      }
-      CC_BARRIER();
-    }
-  }
 )";
 
 // The one-round-trip combine, for kernels with shuffles where combine_by_subgroups does not serve
@@ -538,16 +540,6 @@ inline constexpr const char* coop_combine_hoisted = R"(    uint c8 = lane % @D8N
       }
       if (sl < @SL@u)
         for (uint u = 0u; u < 8u; ++u) ks[sl * @D@u + c8 * 8u + u] = o[u];
-      CC_BARRIER();
-      float inv = total > 0.0f ? 1.0f / total : 0.0f;
-      for (uint d = lane; d < @D@u; d += @WG@u) {
-        float a = 0.0f;
-        for (uint k = 0u; k < @SL@u; ++k) a = a + ks[k * @D@u + d];
-        CC_ST_OUT(r * @D@u + d) = a * inv;
-      }
-      CC_BARRIER();
-    }
-  }
 )";
 
 // The same combine by subgroups, for kernels whose dialect has shuffles (decode_stream, decode_mma):
