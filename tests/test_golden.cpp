@@ -93,6 +93,10 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
   codegen::glsl_emitter gl;
   for (const auto& st : mha.plan.stages)
     if (st.group > 0) check_golden("decode_stream_mha_" + st.name + ".comp", gl.emit_stage_source(mha.plan, st));
+  dev.combine_hoist = true;  // the fused combine with every load at once (opt-in)
+  const auto hoisted = attention::build(c, dev);
+  for (const auto& st : hoisted.plan.stages)
+    if (st.name == "sparse_attend") check_golden("decode_stream_mha_hoisted_" + st.name + ".comp", gl.emit_stage_source(hoisted.plan, st));
 }
 
 TEST_CASE("the register-fragment prefill kernel matches its golden file", "[golden]") {
@@ -316,6 +320,8 @@ std::vector<codegen::kernel_plan> gpu_attention_plans(const std::string& dialect
   c.per_group = false, c.splits = 4;
   plans.push_back(attention::build(c, dev).plan);
   REQUIRE(attention::build(c, dev).chosen.variant == "decode_stream");
+  dev.combine_hoist = true;  // the same with the fused combine's loads at once
+  plans.push_back(attention::build(c, dev).plan);
   for (const auto& p : plans) REQUIRE(std::any_of(p.stages.begin(), p.stages.end(), [](const codegen::stage& s) { return s.group > 0; }));
   return plans;
 }

@@ -227,49 +227,45 @@ void main() {
   CC_BARRIER();
   if (ss[0] == 65.0f) {
     CC_FENCE();
-    uint c8 = lane % 16u; uint sl = lane / 16u; uint wi = lane / 32u;
+    uint c8 = lane % 16u; uint sl = lane / 16u;
     for (uint g = 0u; g < 1u; ++g) {
       uint r = (h0 + g) * 1u + qi;
-      float pm[1]; float pl[1]; float fa[72];
-      for (uint j = 0u; j < 1u; ++j) {
-        uint s = lane + j * 128u; bool own = s < nsp;
-        pm[j] = own ? CC_LD_PART_MAX(r * 66u + s) : ninf; pl[j] = own ? CC_LD_PART_SUM(r * 66u + s) : 0.0f;
-      }
-      for (uint j = 0u; j < 9u; ++j) {
-        uint s = sl + j * 8u; float f[8];
-        for (uint u = 0u; u < 8u; ++u) f[u] = 0.0f;
-        if (sl < 8u && s < nsp) CC_LDV8_PART_ACC((r * 66u + s) * 16u + c8, f);
-        for (uint u = 0u; u < 8u; ++u) fa[j * 8u + u] = f[u];
-      }
       float m = ninf;
-      for (uint j = 0u; j < 1u; ++j) if (pl[j] > 0.0f && pm[j] > m) m = pm[j];
-      for (uint k = 1u; k < 32u; k = k * 2u) { float o_ = CC_SHFL_XOR(m, k); m = o_ > m ? o_ : m; }
-      if (lane % 32u == 0u) ks[1090u + wi] = m;
-      CC_BARRIER();
-      m = ninf;
-      for (uint k = 0u; k < 4u; ++k) m = ks[1090u + k] > m ? ks[1090u + k] : m;
-      float l = 0.0f;
-      for (uint j = 0u; j < 1u; ++j) {
-        uint s = lane + j * 128u;
-        float w = pl[j] > 0.0f ? cc_exp(pm[j] - m) : 0.0f;
-        if (s < nsp) { ks[1024u + s] = w; l = l + pl[j] * w; }
+      for (uint s = lane; s < nsp; s += 128u) {
+        float ms = CC_LD_PART_MAX(r * 66u + s);
+        if (CC_LD_PART_SUM(r * 66u + s) > 0.0f && ms > m) m = ms;
       }
-      for (uint k = 1u; k < 32u; k = k * 2u) l = l + CC_SHFL_XOR(l, k);
-      if (lane % 32u == 0u) ks[1090u + 4u + wi] = l;
+      ks[1090u + lane] = m;
       CC_BARRIER();
-      float total = 0.0f;
-      for (uint k = 0u; k < 4u; ++k) total = total + ks[1090u + 4u + k];
+      for (uint h = 128u / 2u; h > 0u; h = h / 2u) {
+        if (lane < h && ks[1090u + lane + h] > ks[1090u + lane]) ks[1090u + lane] = ks[1090u + lane + h];
+        CC_BARRIER();
+      }
+      m = ks[1090u];
+      float l = 0.0f;
+      for (uint s = lane; s < nsp; s += 128u) {
+        float ls = CC_LD_PART_SUM(r * 66u + s);
+        float w = ls > 0.0f ? cc_exp(CC_LD_PART_MAX(r * 66u + s) - m) : 0.0f;
+        ks[1024u + s] = w; l = l + ls * w;
+      }
+      CC_BARRIER();
+      ks[1090u + lane] = l;
+      CC_BARRIER();
+      for (uint h = 128u / 2u; h > 0u; h = h / 2u) {
+        if (lane < h) ks[1090u + lane] = ks[1090u + lane] + ks[1090u + lane + h];
+        CC_BARRIER();
+      }
+      float total = ks[1090u];
       float o[8];
       for (uint u = 0u; u < 8u; ++u) o[u] = 0.0f;
-      for (uint j = 0u; j < 9u; ++j) {
-        uint s = sl + j * 8u;
-        if (sl < 8u && s < nsp) {
+      if (sl < 8u) {
+        for (uint s = sl; s < nsp; s += 8u) {
+          float f[8]; CC_LDV8_PART_ACC((r * 66u + s) * 16u + c8, f);
           float w = ks[1024u + s];
-          for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * fa[j * 8u + u];
+          for (uint u = 0u; u < 8u; ++u) o[u] = o[u] + w * f[u];
         }
-      }
-      if (sl < 8u)
         for (uint u = 0u; u < 8u; ++u) ks[sl * 128u + c8 * 8u + u] = o[u];
+      }
       CC_BARRIER();
       float inv = total > 0.0f ? 1.0f / total : 0.0f;
       for (uint d = lane; d < 128u; d += 128u) {
