@@ -495,7 +495,7 @@ inline bool combine_hoisted(int64_t S, int64_t D, int64_t W, int64_t subgroup) {
   const int64_t SG = std::min<int64_t>(32, subgroup), n8 = D / 8;
   if (D % 8 != 0 || SG < 2 || W % SG != 0 || W < n8) return false;
   const int64_t SL = W / n8;
-  return (S + SL - 1) / SL <= hoisted_combine_max_loads && 2 * (W / SG) <= W;
+  return (S + SL - 1) / SL <= hoisted_combine_max_loads;
 }
 inline constexpr const char* coop_combine_hoisted = R"(    uint c8 = lane % @D8N@u; uint sl = lane / @D8N@u; uint wi = lane / @SG@u;
     for (uint g = 0u; g < @GQ@u; ++g) {
