@@ -266,15 +266,15 @@ class c_emitter {
   // a batch of elements (every load of them) into registers before it combines them into the
   // accumulator, in index order, so a GPU invocation waits on one batch of loads instead of one load
   // per step. Where few elements leave the device mostly idle (registers are free), the largest
-  // power of two from `small_count_batch()` down to 64 that divides the trip; else 32 (or the
+  // power of two from `small_count_batch(count)` down to 64 that divides the trip; else 32 (or the
   // largest of 16 and 8 that divides it); 0: a plain loop. `full_unroll` is the dialect's line
   // before a loop to unroll whole.
   virtual bool batches_reductions() const { return false; }
-  virtual int64_t small_count_batch() const { return 32; }
+  virtual int64_t small_count_batch(int64_t /*count*/) const { return 32; }
   int64_t reduction_batch(int64_t trip, int64_t count) const {
     if (!batches_reductions() || trip <= 0) return 0;
     if (count <= small_reduction_count)
-      for (int64_t b = small_count_batch(); b >= 64; b /= 2)
+      for (int64_t b = small_count_batch(count); b >= 64; b /= 2)
         if (trip % b == 0) return b;
     for (int64_t b : {32, 16, 8})
       if (trip % b == 0) return b;

@@ -12,8 +12,9 @@ inline constexpr int hip_block_size = 256;
 
 class hip_emitter : public c_emitter {
  public:
-  // small_batch: the steps a reduction over few elements loads before summing them (64 or 128).
-  explicit hip_emitter(int64_t small_batch = 64) : small_batch_(small_batch) {
+  // small_batch: the most steps a reduction over few elements loads before summing them (64 or 128;
+  // 128 only where it has at most 4096 elements, see small_count_batch).
+  explicit hip_emitter(int64_t small_batch = 128) : small_batch_(small_batch) {
     if (small_batch != 64 && small_batch != 128)
       throw shape_error("concord hip_emitter: small_batch must be 64 or 128, got " + std::to_string(small_batch));
     indent = "  ";
@@ -107,10 +108,11 @@ class hip_emitter : public c_emitter {
   std::string fma_def() const override { return "#define CC_FMA(cc_a, cc_b, cc_c) fmaf((cc_a), (cc_b), (cc_c))\n"; }
   std::string reduction_unroll(int64_t) const override { return indent + "#pragma unroll 16\n"; }
   bool batches_reductions() const override { return true; }
-  // H200: a GQA decode's scores 14.2 -> 9.7 us (batches of 32 -> 64). 128 (CONCORD_HIP_REDUCTION_BATCH):
-  // H100, MHA decode's scores with the cache evicted 12.7 -> 9.1 us (docs/gpu/run87), but ptxas gives
-  // the GQA scores kernel 32 registers instead of 150, so fewer loads in flight: unmeasured, opt-in.
-  int64_t small_count_batch() const override { return small_batch_; }
+  // H200: a GQA decode's scores 14.2 -> 9.7 us (batches of 32 -> 64). 128 where a reduction has at
+  // most 4096 elements (a warp per SM or fewer), H100 run 88 with the cache evicted, the decode step's
+  // selection: MHA 16K / 32K (1024 / 2048 elements) 16.5 -> 13.0 and 17.2 -> 13.3 us, GQA 32/8 16K
+  // (4096) 17.6 -> 16.8; GQA 32K (8192) was slower, 18.1 -> 20.6, so it keeps 64.
+  int64_t small_count_batch(int64_t count) const override { return small_batch_ == 128 && count <= 4096 ? 128 : 64; }
   std::string full_unroll() const override { return "#pragma unroll\n" + indent + "  "; }
   std::string unroll_def() const override { return "#define CC_UNROLL _Pragma(\"unroll\")\n"; }
   std::string pointer(const kernel_plan&, const stage&, int p) override { return "p" + std::to_string(p); }
