@@ -251,6 +251,12 @@ TEST_CASE("attention: a row's short list in few splits, the other splits idle (s
             caps.split_major = major;
             run_attention_case(label + (major ? ", split-major" : ", row-major"), cfg, -1, 17, {}, caps);
           }
+        if (sb == -1 || sb == 0) {  // decode_stream's strided shares: blocks sp, sp + nsp, ... of the list
+          caps.split_major = -1, caps.split_stride = true;
+          const auto strided = attention::build(cfg, caps).chosen;
+          CHECK((strided.shape.find("strided splits") != std::string::npos) == (strided.variant == "decode_stream" && strided.splits > 1));
+          run_attention_case(label + ", strided splits, split_blocks " + std::to_string(sb), cfg, -1, 17, {}, caps);
+        }
       }
 }
 

@@ -297,7 +297,7 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
   std::snprintf(scale, sizeof scale, "%.9ef", static_cast<double>(static_cast<float>(c.sm_scale())));
   const std::vector<std::pair<std::string, std::string>> vals = {
       {"SPLITMAP", detail::split_major(c, dev) ? detail::split_map_splits : detail::split_map_rows}, {"ROWS", std::to_string(H / GQ * c.q_len)},
-      {"LIVE", detail::splits_live(p.chosen.variant, dev) ? detail::split_live_min : detail::split_live_all}, {"SMB", std::to_string(detail::split_blocks_for(p.chosen.variant, dev))},
+      {"LIVE", detail::splits_live(p.chosen.variant, dev) ? detail::split_live_min : detail::split_live_all}, {"SHARES", detail::split_shares}, {"SMB", std::to_string(detail::split_blocks_for(p.chosen.variant, dev))},
       {"KB", std::to_string(KB)}, {"QB", std::to_string(QB)}, {"S", std::to_string(S)}, {"NQ", std::to_string(c.q_len)},
       {"NK", std::to_string(c.kv_len)}, {"GQ", std::to_string(GQ)}, {"G", std::to_string(c.groups())}, {"GQD", std::to_string(GQ * D)},
       {"D", std::to_string(D)}, {"D8", std::to_string(D / 8 * 8)}, {"BD", std::to_string(c.block * D)}, {"B", std::to_string(c.block)}, {"OFF", std::to_string(c.kv_len - c.q_len)},
@@ -362,6 +362,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     attend.shared = {{"ks", detail::stream_shared_floats(sh, D, p.chosen.fused_combine ? S : 0, W) - 2 * NG}, {"ss", 2 * NG}};
     const bool steps = dev.stream_steps > 0;
     if (steps) p.chosen.shape += ", splits by steps";
+    const bool strided = dev.split_stride && !steps && S > 1;
+    if (strided) p.chosen.shape += ", strided splits";
     auto tv = vals;
     tv.insert(tv.end(), {{"NST", std::to_string((c.block + NG * U - 1) / (NG * U))}, {"WG", std::to_string(W)}, {"LN", std::to_string(L)}, {"C", std::to_string(C)}, {"U", std::to_string(U)}, {"NG", std::to_string(NG)},
                          {"NGU", std::to_string(NG * U)}, {"UC", std::to_string(U * C)}, {"GQU", std::to_string(GQ * U)}, {"C8", std::to_string(8 * C)},
@@ -370,7 +372,8 @@ inline pipeline build(const config& c, const device_caps& dev = {}) {
     if (!dev.decode_fma) attend.helpers += "#define CC_MAD(cc_a, cc_b, cc_c) ((cc_a) * (cc_b) + (cc_c))\n";
     std::string pre = detail::split_preamble;
     if (steps && detail::splits_live(p.chosen.variant, dev)) detail::replace_all(pre, "@LIVE@", detail::stream_live_steps);
-    attend.body = detail::fill(detail::fill(detail::stream_body(sh, GQ, spread, dev.unroll_hints, steps), {{"PREAMBLE", pre}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"},
+    if (strided) detail::replace_all(pre, "@SHARES@", detail::stream_shares_strided);
+    attend.body = detail::fill(detail::fill(detail::stream_body(sh, GQ, spread, dev.unroll_hints, steps, strided), {{"PREAMBLE", pre}, {"FMA", dev.decode_fma ? "CC_FMA" : "CC_MAD"},
                                                                           {"WRITE", S > 1 ? detail::coop_write_partial : detail::coop_write_direct},
                                                                           {"ACC", "fo"}, {"M", "gmx"}, {"L", "gsum"}, {"DIM0", "lane"}, {"DSTEP", "@WG@"},
                                                                           {"NPT", "@DPT@"}, {"AI", "0u"}}), tv);

@@ -47,13 +47,14 @@ inline constexpr int64_t coop_decode_resident = 8;
 // Of the row's S splits the first nsp share its cnt listed blocks (@LIVE@: nsp = S, or with live
 // splits min(S, max(1, cnt / M)), so a short list is not cut into slivers of one block each); the
 // rest hold none and write empty partials, and the fused combines read only the first nsp.
+// @SHARES@: contiguous shares (split_shares), or decode_stream's strided ones (stream_shares_strided).
 inline constexpr const char* split_preamble = R"(@SPLITMAP@ uint qi = t0 % @NQ@u; uint hg = t0 / @NQ@u;
   uint h0 = hg * @GQ@u; uint kvh = h0 / @G@u;
   uint qpos = qi + @OFF@u; uint qb = qi / @B@u;
   uint lrow = @LHEAD@ * @QB@u + qb;
   uint cnt = CC_LD_KV_COUNT(lrow);
-@LIVE@  uint per = (cnt + nsp - 1u) / nsp; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;
-)";
+@LIVE@@SHARES@)";
+inline constexpr const char* split_shares = "  uint per = (cnt + nsp - 1u) / nsp; uint e0 = sp * per; uint e1 = e0 + per < cnt ? e0 + per : cnt;\n";
 // Workgroup i's split and row: row-major (a row's S splits side by side) or split-major (split sp
 // of every row, then sp + 1: the live splits of short lists are the first workgroups dispatched).
 inline constexpr const char* split_map_rows = "  uint sp = i % @S@u; uint t0 = i / @S@u;";

@@ -135,6 +135,7 @@ struct device_caps {
   int prefill_heavy_first = -1;    // prefill_mma, causal: the last query blocks (the most keys) dispatched first (-1 or 1: on, 0: off)
   int stream_steps = -1;           // decode_stream: splits take equal shares of the row's steps (NG x U keys) instead of whole blocks, split_blocks then counting steps (-1 or 0: blocks; 1: steps)
   bool combine_hoist = false;      // fused combines of one head on kernels with shuffles: every load issued at once, shuffled maxima and sums (false: the shared-memory trees; on for HIP since H100 run 88, off for Vulkan until timed there)
+  bool split_stride = false;        // decode_stream, blocks per split: split sp takes listed blocks sp, sp + nsp, ... (its first index read beside the count; attention_stream.hpp). H100 run 90, evicted: dense MHA 1% faster, 25% kept within 1%
   int fence_once = -1;             // HIP on NVIDIA, fused combines: one device fence on each side of the done counter, by the thread that counts (1: sequentially consistent, 2: release-acquire; -1 or 0: every thread fences before it; GLSL and AMD always)
   int64_t split_blocks = -1;       // decode and row kernels: a row's first min(splits, max(1, count / this)) splits share its list, the rest hold none (0: all of them; -1: 2 for decode_mma, else 1)
 };
@@ -148,7 +149,7 @@ struct device_caps {
 // CONCORD_UNROLL_HINTS (0/1) the unroll hints, CONCORD_COOP_COMPACT=0 the one-thread-per-row compaction,
 // CONCORD_DECODE_MMA (0/1) keeps GQA decode off the tensor cores or plans them before decode_stream,
 // CONCORD_DECODE_BALANCE=0 gives decode_mma's splits whole blocks, CONCORD_SPLIT_BLOCKS sets
-// split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major, CONCORD_FENCE_ONCE (1/2) fences the fused combines' counter once, CONCORD_COMBINE_HOIST (0/1) the one-head fused combine with every load at once, CONCORD_STREAM_STEPS=1 splits decode_stream's lists by steps,
+// split_blocks (0: every split shares the row's list), CONCORD_SPLIT_MAJOR=1 numbers the workgroups split-major, CONCORD_FENCE_ONCE (1/2) fences the fused combines' counter once, CONCORD_COMBINE_HOIST (0/1) the one-head fused combine with every load at once, CONCORD_STREAM_STEPS=1 splits decode_stream's lists by steps, CONCORD_SPLIT_STRIDE=1 gives its splits strided shares,
 // CONCORD_PREFILL_RESIDENT and CONCORD_PREFILL_ORDER (0/1: heavy query blocks first) tune prefill_mma,
 // CONCORD_PREFILL_ROWS (64/128) its rows per workgroup, and on wgmma (HIP on sm_90 unless
 // CONCORD_WGMMA=0) CONCORD_PREFILL_KEYS (32/64), CONCORD_WGMMA_SWIZZLE, CONCORD_WGMMA_OVERLAP and CONCORD_WGMMA_QSHARED (0/1).
@@ -171,6 +172,7 @@ inline void tune_caps_from_env(device_caps& d) {
   if (const int64_t v = num("CONCORD_SPLIT_MAJOR"); v >= 0) d.split_major = v != 0 ? 1 : 0;
   if (const int64_t v = num("CONCORD_STREAM_STEPS"); v >= 0) d.stream_steps = v != 0 ? 1 : 0;
   if (const int64_t v = num("CONCORD_COMBINE_HOIST"); v >= 0) d.combine_hoist = v != 0;
+  if (const int64_t v = num("CONCORD_SPLIT_STRIDE"); v >= 0) d.split_stride = v != 0;
   if (const int64_t v = num("CONCORD_FENCE_ONCE"); v >= 0) d.fence_once = int(std::min<int64_t>(v, 2));
   if (const int64_t v = num("CONCORD_PREFILL_RESIDENT"); v > 0) d.prefill_resident = v;
   if (const int64_t v = num("CONCORD_PREFILL_ORDER"); v >= 0) d.prefill_heavy_first = v != 0 ? 1 : 0;

@@ -99,6 +99,12 @@ inline constexpr const char* stream_advance = R"(    while (k0 >= kend && e < e1
       if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
     }
 )";
+// Strided shares (device_caps::split_stride): split sp of a row's nsp live splits takes its listed
+// blocks sp, sp + nsp, ..., so its first index does not depend on the count: both loads are in
+// flight at once, one dependent round trip fewer before the first K/V load.
+inline constexpr const char* stream_shares_strided =
+    "  uint kbs = CC_LD_KV_INDEX(lrow * @KB@u + (sp < @KB@u ? sp : 0u)); uint e0 = sp < nsp ? sp : cnt; uint e1 = cnt;\n";
+
 // Splits by steps (device_caps::stream_steps): the row's list is cnt blocks of NST steps of NGU
 // keys, tst steps in all, and split sp takes steps [s0, s1) of them: equal shares over its nsp live
 // splits (the first tst % nsp one more; at least SMB steps each), so a short list still fills the
@@ -238,7 +244,7 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
 // The kernel text for one shape (its @-values are filled by build()). `spread`: the butterfly path
 // shares the exps out (one head per workgroup); `unroll_hints`: every for loop carries CC_UNROLL
 // (every for loop of these templates has a constant trip count; a new one must too).
-inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, bool unroll_hints, bool steps = false) {
+inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, bool unroll_hints, bool steps = false, bool strided = false) {
   auto load = [](const char* k, const char* v) {
     std::string t = stream_loads;
     t.replace(t.find("@KW@"), 4, k), t.replace(t.find("@VW@"), 4, v);
@@ -265,6 +271,10 @@ inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, 
   replace_all(b, "@SCORES@", scores);
   replace_all(b, "@RANGE@", steps ? stream_range_steps : "");
   replace_all(b, "@ADVANCE@", steps ? stream_advance_steps : stream_advance);
+  if (strided) {
+    replace_all(b, "uint nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;", "uint nkb = e < e1 ? kbs : 0u;");
+    replace_all(b, "e += 1u; tiles += 1u;", "e += nsp; tiles += 1u;");
+  }
   replace_all(b, "@PRELOAD@", sh.prefetch ? "  if (k0 < kend) {\n" + load("kw", "vw") + "  }\n" : "");
   replace_all(b, "@LOADNOW@", sh.prefetch ? "" : load("kw", "vw"));
   replace_all(b, "@LOADNEXT@", sh.prefetch ? "      CC_RAW8 nkw[@UC@]; CC_RAW8 nvw[@UC@];\n      if (k0 < kend) {\n" + load("nkw", "nvw") + "      }\n" : "");
