@@ -93,7 +93,7 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
   codegen::glsl_emitter gl;
   for (const auto& st : mha.plan.stages)
     if (st.group > 0) check_golden("decode_stream_mha_" + st.name + ".comp", gl.emit_stage_source(mha.plan, st));
-  dev.combine_hoist = true;  // the fused combine with every load at once (the HIP default; opt-in on Vulkan)
+  dev.combine_hoist = true;  // the fused combine with every load at once (the HIP and Vulkan default)
   const auto hoisted = attention::build(c, dev);
   for (const auto& st : hoisted.plan.stages)
     if (st.name == "sparse_attend") check_golden("decode_stream_mha_hoisted_" + st.name + ".comp", gl.emit_stage_source(hoisted.plan, st));
