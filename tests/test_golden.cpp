@@ -86,14 +86,14 @@ TEST_CASE("the streaming decode kernels match the golden files", "[golden]") {
   for (const auto& st : sel.plan.stages)
     if (st.name.rfind("sparse_select", 0) == 0) check_golden("decode_select_gqa_" + st.name + ".hip", hip.emit_stage_source(sel.plan, st));
   dev.mma_f16 = false, dev.decode_mma = -1;
-  dev.backend = "vulkan", dev.dialect = "glsl", dev.unroll_hints = true;
+  dev.backend = "vulkan", dev.dialect = "glsl", dev.unroll_hints = true, dev.combine_hoist = false;  // the shared-memory trees first
   c.heads = 8;
   const auto mha = attention::build(c, dev);
   REQUIRE(mha.chosen.variant == "decode_stream");
   codegen::glsl_emitter gl;
   for (const auto& st : mha.plan.stages)
     if (st.group > 0) check_golden("decode_stream_mha_" + st.name + ".comp", gl.emit_stage_source(mha.plan, st));
-  dev.combine_hoist = true;  // the fused combine with every load at once (the HIP and Vulkan default)
+  dev.combine_hoist = true;  // the fused combine with every load at once (the default)
   const auto hoisted = attention::build(c, dev);
   for (const auto& st : hoisted.plan.stages)
     if (st.name == "sparse_attend") check_golden("decode_stream_mha_hoisted_" + st.name + ".comp", gl.emit_stage_source(hoisted.plan, st));
@@ -306,6 +306,7 @@ namespace {
 std::vector<codegen::kernel_plan> gpu_attention_plans(const std::string& dialect) {
   attention::device_caps dev;
   dev.backend = dialect, dev.dialect = dialect, dev.parallelism = 65536, dev.max_accumulator = 1024, dev.shared_bytes = 48 * 1024;
+  dev.combine_hoist = false;  // the shared-memory trees, then (below) the default
   attention::config c;
   c.heads = 8, c.kv_heads = 2, c.q_len = 1, c.kv_len = 4096, c.head_dim = 128, c.block = 64, c.per_group = true;
   std::vector<codegen::kernel_plan> plans;
@@ -321,7 +322,7 @@ std::vector<codegen::kernel_plan> gpu_attention_plans(const std::string& dialect
   c.per_group = false, c.splits = 4;
   plans.push_back(attention::build(c, dev).plan);
   REQUIRE(attention::build(c, dev).chosen.variant == "decode_stream");
-  dev.combine_hoist = true;  // the same with the fused combine's loads at once
+  dev.combine_hoist = true;  // the same with the fused combine's loads at once (the default)
   plans.push_back(attention::build(c, dev).plan);
   for (const auto& p : plans) REQUIRE(std::any_of(p.stages.begin(), p.stages.end(), [](const codegen::stage& s) { return s.group > 0; }));
   return plans;

@@ -232,7 +232,7 @@ inline constexpr const char* combine_body = R"(  uint row = i / @D@u; uint d = i
 
 // The fused split combine appended to a decode kernel of W threads and GQ heads per workgroup.
 // `once`: fence_once(dev), the counter's fences (0: every thread's); `hoist`: device_caps::combine_hoist.
-inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0, int once = 0, bool hoist = false) {
+inline std::string fused_combine_text(int64_t S, int64_t D, int64_t W, int64_t GQ, int64_t NQ, int64_t subgroup = 0, int once = 0, bool hoist = true) {
   const std::string last = once > 0 ? fill(coop_combine_last_once, {{"ONCE", once > 1 ? "cc_fence_ar()" : "CC_FENCE()"}}) : coop_combine_last;
   const std::vector<std::pair<std::string, std::string>> common = {{"SLAST", std::to_string(S - 1) + ".0f"}, {"D8N", std::to_string(D / 8)}, {"WG", std::to_string(W)},
                                                                    {"GQ", std::to_string(GQ)}, {"NQ", std::to_string(NQ)}, {"S", std::to_string(S)}, {"D", std::to_string(D)}};

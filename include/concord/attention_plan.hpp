@@ -134,7 +134,7 @@ struct device_caps {
   int64_t prefill_resident = 0;    // prefill_mma: workgroups per multiprocessor its registers are bounded for (0: chosen by D)
   int prefill_heavy_first = -1;    // prefill_mma, causal: the last query blocks (the most keys) dispatched first (-1 or 1: on, 0: off)
   int stream_steps = -1;           // decode_stream: splits take equal shares of the row's steps (NG x U keys) instead of whole blocks, split_blocks then counting steps (-1 or 0: blocks; 1: steps)
-  bool combine_hoist = false;      // fused combines of one head on kernels with shuffles: every load issued at once, shuffled maxima and sums (false: the shared-memory trees; on for HIP since H100 run 88, for Vulkan since run 91)
+  bool combine_hoist = true;       // fused combines of one head on kernels with shuffles: every load issued at once, shuffled maxima and sums (false: the shared-memory trees). H100, evicted, MHA 25% kept: HIP 6-8% faster (runs 88-89), Vulkan 2-4% (run 91)
   bool split_stride = false;        // decode_stream, blocks per split: split sp takes listed blocks sp, sp + nsp, ... (its first index read beside the count; attention_stream.hpp). H100 run 90, evicted: dense MHA 1% faster, 25% kept within 1%
   int fence_once = -1;             // HIP on NVIDIA, fused combines: one device fence on each side of the done counter, by the thread that counts (1: sequentially consistent, 2: release-acquire; -1 or 0: every thread fences before it; GLSL and AMD always)
   int64_t split_blocks = -1;       // decode and row kernels: a row's first min(splits, max(1, count / this)) splits share its list, the rest hold none (0: all of them; -1: 2 for decode_mma, else 1)

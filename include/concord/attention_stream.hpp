@@ -93,7 +93,7 @@ inline constexpr const char* stream_loads = R"(      for (uint t = 0u; t < @U@u;
 // position, advanced past blocks with no keys left; the index of the block after is read one block
 // ahead. Uniform over the workgroup.
 inline constexpr const char* stream_advance = R"(    while (k0 >= kend && e < e1) {
-      uint kb = nkb; e += 1u; tiles += 1u;
+      uint kb = nkb; e += @ESTEP@; tiles += 1u;
       nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;
       k0 = kb * @B@u; kend = k0 + @B@u < @NK@u ? k0 + @B@u : @NK@u;
       if (@CAUSAL@ && kend > qpos + 1u) kend = qpos + 1u;
@@ -192,7 +192,7 @@ inline constexpr const char* stream_decode_body = R"(@PREAMBLE@  float ninf = cc
       }
   }
 @RANGE@  uint tiles = 0u; uint e = e0; uint k0 = 0u; uint kend = 0u; float myx = ninf;
-  uint nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;
+  uint nkb = e < e1 ? @FIRSTKB@ : 0u;
 @ADVANCE@  CC_RAW8 kw[@UC@]; CC_RAW8 vw[@UC@];
 @PRELOAD@  while (k0 < kend) {
     uint kt = k0 + kg * @U@u; uint ke = kend;
@@ -271,10 +271,8 @@ inline std::string stream_body(const stream_shape& sh, int64_t GQ, bool spread, 
   replace_all(b, "@SCORES@", scores);
   replace_all(b, "@RANGE@", steps ? stream_range_steps : "");
   replace_all(b, "@ADVANCE@", steps ? stream_advance_steps : stream_advance);
-  if (strided) {
-    replace_all(b, "uint nkb = e < e1 ? CC_LD_KV_INDEX(lrow * @KB@u + e) : 0u;", "uint nkb = e < e1 ? kbs : 0u;");
-    replace_all(b, "e += 1u; tiles += 1u;", "e += nsp; tiles += 1u;");
-  }
+  replace_all(b, "@FIRSTKB@", strided ? "kbs" : "CC_LD_KV_INDEX(lrow * @KB@u + e)");
+  replace_all(b, "@ESTEP@", strided ? "nsp" : "1u");
   replace_all(b, "@PRELOAD@", sh.prefetch ? "  if (k0 < kend) {\n" + load("kw", "vw") + "  }\n" : "");
   replace_all(b, "@LOADNOW@", sh.prefetch ? "" : load("kw", "vw"));
   replace_all(b, "@LOADNEXT@", sh.prefetch ? "      CC_RAW8 nkw[@UC@]; CC_RAW8 nvw[@UC@];\n      if (k0 < kend) {\n" + load("nkw", "nvw") + "      }\n" : "");

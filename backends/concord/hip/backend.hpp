@@ -51,7 +51,6 @@ inline attention::device_caps caps() {
   d.max_accumulator = 1024;
   d.dialect = "hip", d.shared_bytes = 48 * 1024;  // static __shared__ limit
   d.subgroup = di.warp_size;                        // __shfl_xor within a warp (wavefront)
-  d.combine_hoist = true;  // H100 run 88: MHA decode 3-7% faster evicted (attention_gpu.hpp); Vulkan too since run 91
   attention::tune_caps_from_env(d);
   if (select_platform() != platform::nvidia) d.fence_once = 0;  // PTX fences only are cumulative (attention_gpu.hpp)
   d.notes = di.describe() + "; flags: " + std::string(select_platform() == platform::nvidia ? nvcc_flags : hipcc_flags);

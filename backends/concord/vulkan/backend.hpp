@@ -66,9 +66,6 @@ inline attention::device_caps caps() {
   // NVIDIA's driver: MHA decode 32K 0.0711 -> 0.0427 ms, 128K 0.2495 -> 0.1338; GQA 4:1 32K one
   // workgroup per head 0.2070 -> 0.0753, one per group (now planned everywhere) 0.0667.
   d.unroll_hints = true;
-  // The one-round-trip fused combine (attention_gpu.hpp). H100 run 91, NVIDIA's driver, evicted, three
-  // A/B pairs: MHA 25% kept 16K 0.0173-0.0174 -> 0.0169-0.0170 ms, 32K 0.0240-0.0242 -> 0.0233.
-  d.combine_hoist = true;
   attention::tune_caps_from_env(d);
   d.notes = di.describe();
   return d;
